@@ -1,0 +1,172 @@
+"""The official i-CLEVR layout: ``objects.json``, ``train.json``, ``test.json``, ``new_test.json``, ``iclevr/*.png``.
+
+Images are resized directly to ``size`` x ``size`` (no crop, like the course's evaluator) and scaled
+to [-1, 1]. ``preload=True`` decodes a split once into a uint8 tensor cached under ``root/.cache``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+
+from . import labels as L
+
+CONDITION_SPLITS = ("test", "new_test")
+
+
+def _root(root: str | os.PathLike) -> Path:
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(
+            f"i-CLEVR root {root} does not exist; render one with `cddpm render --out {root}` "
+            "or point --data at your copy of the course files"
+        )
+    return root
+
+
+def read_json(path: Path):
+    """Read a json file with one-line errors naming the path."""
+    if not path.is_file():
+        raise FileNotFoundError(f"missing {path}; an i-CLEVR root needs objects.json, train.json, test.json, new_test.json")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"malformed json in {path} ({err}); restore the file or render the root again") from None
+
+
+def check_objects(root: str | os.PathLike) -> None:
+    """Refuse a root whose ``objects.json`` differs from the built-in class order."""
+    path = _root(root) / "objects.json"
+    if read_json(path) != L.objects_dict():
+        raise ValueError(f"{path} differs from the i-CLEVR class order built into cddpm; use the course's objects.json")
+
+
+def _checked(entries: list, path: Path) -> list[list[str]]:
+    out = []
+    for i, labels in enumerate(entries):
+        try:
+            out.append(L.check(labels))
+        except ValueError as err:
+            raise ValueError(f"{path} entry {i}: {err}") from None
+    return out
+
+
+def load_mapping(root: str | os.PathLike, split: str = "train") -> dict[str, list[str]]:
+    """``split.json`` as an ordered mapping file name -> object names, validated."""
+    root = _root(root)
+    check_objects(root)
+    path = root / f"{split}.json"
+    mapping = read_json(path)
+    if not isinstance(mapping, dict):
+        raise ValueError(f"{path} must map image file names to object lists, got a {type(mapping).__name__}")
+    return dict(zip(mapping, _checked(list(mapping.values()), path)))
+
+
+def load_condition_lists(root: str | os.PathLike, split: str = "test") -> list[list[str]]:
+    """The object lists of ``test.json`` or ``new_test.json``, in file order."""
+    if split not in CONDITION_SPLITS:
+        raise ValueError(f"unknown condition split {split!r}; use one of {', '.join(CONDITION_SPLITS)}")
+    root = _root(root)
+    check_objects(root)
+    path = root / f"{split}.json"
+    conditions = read_json(path)
+    if not isinstance(conditions, list):
+        raise ValueError(f"{path} must hold a list of object lists, got a {type(conditions).__name__}")
+    return _checked(conditions, path)
+
+
+def load_conditions(root: str | os.PathLike, split: str = "test") -> torch.Tensor:
+    """(N, 24) multi-hot conditions of ``test.json`` or ``new_test.json``, in file order."""
+    return L.encode_batch(load_condition_lists(root, split))
+
+
+def read_image(path: Path, size: int) -> np.ndarray:
+    """One image as uint8 (3, size, size) RGB, resized directly (bilinear, no crop)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"image {path} is listed but missing; restore it or render the root again")
+    try:
+        with Image.open(path) as im:
+            rgb = im.convert("RGB")
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        raise ValueError(f"corrupt image {path} ({err}); replace the file or render the root again") from None
+    if rgb.size != (size, size):
+        rgb = rgb.resize((size, size), Image.BILINEAR)
+    return np.asarray(rgb, dtype=np.uint8).transpose(2, 0, 1).copy()
+
+
+def to_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] -> float [-1, 1]: the evaluator's normalisation."""
+    return images.float().div(127.5).sub(1.0)
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """float [-1, 1] -> uint8 [0, 255], clamped."""
+    return images.clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8)
+
+
+class ICLEVRDataset(Dataset):
+    """(image in [-1, 1] of shape (3, size, size), multi-hot (24,)) pairs of an i-CLEVR root.
+
+    ``split`` names a ``{split}.json`` mapping file names to object lists (``train`` for the course).
+    With ``preload`` all images are decoded once into ``self.images`` (uint8, N x 3 x size x size),
+    cached in ``root/.cache/{split}_{size}.pt`` and rebuilt when the json or any image changes.
+    """
+
+    def __init__(self, root: str | os.PathLike, split: str = "train", size: int = 64, preload: bool = False,
+                 cache_dir: str | os.PathLike | None = None, workers: int = 8):
+        self.root = _root(root)
+        self.size = size
+        self.mapping = load_mapping(self.root, split)
+        self.files = [self.root / "iclevr" / name for name in self.mapping]
+        self.labels = L.encode_batch(self.mapping.values())
+        self.images: torch.Tensor | None = None
+        if preload:
+            cache = Path(cache_dir) if cache_dir else self.root / ".cache"
+            self.images = self._load_all(cache / f"{split}_{size}.pt", workers)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image = self.images[i] if self.images is not None else torch.from_numpy(read_image(self.files[i], self.size))
+        return to_float(image), self.labels[i]
+
+    def _fingerprint(self) -> str:
+        digest = hashlib.sha1(json.dumps(self.mapping).encode())
+        for path in self.files:
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                raise FileNotFoundError(f"image {path} is listed but missing; restore it or render the root again") from None
+            digest.update(f"{path.name}:{st.st_size}:{st.st_mtime_ns};".encode())
+        return digest.hexdigest()
+
+    def _load_all(self, cache: Path, workers: int) -> torch.Tensor:
+        key = self._fingerprint()
+        if cache.is_file():
+            try:
+                saved = torch.load(cache, weights_only=True)
+                if saved.get("key") == key:
+                    return saved["images"]
+            except Exception:  # a stale or broken cache is rebuilt, never trusted
+                pass
+        with ThreadPoolExecutor(workers) as pool:
+            arrays = list(pool.map(lambda p: read_image(p, self.size), self.files))
+        images = torch.from_numpy(np.stack(arrays)) if arrays else torch.zeros(0, 3, self.size, self.size, dtype=torch.uint8)
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=cache.parent, suffix=".tmp")
+            os.close(fd)
+            torch.save({"key": key, "images": images}, tmp)
+            os.replace(tmp, cache)
+        except OSError:  # a read-only root still works, only without the cache
+            pass
+        return images

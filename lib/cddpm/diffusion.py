@@ -1,0 +1,41 @@
+"""Noise schedules, the training loss and the samplers, all on diffusers schedulers.
+
+Training uses ``DDPMScheduler`` (1000 steps, ``squaredcos_cap_v2``); every sampler is built from the
+training scheduler's config so that they share one noise schedule.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
+
+PREDICTION_TYPES = ("epsilon", "v_prediction")
+
+
+def train_scheduler(num_train_timesteps: int = 1000, beta_schedule: str = "squaredcos_cap_v2",
+                    prediction_type: str = "epsilon") -> DDPMScheduler:
+    """The forward (noising) process used in training."""
+    if prediction_type not in PREDICTION_TYPES:
+        raise ValueError(f"unknown prediction type {prediction_type!r}; use one of {', '.join(PREDICTION_TYPES)}")
+    return DDPMScheduler(num_train_timesteps=num_train_timesteps, beta_schedule=beta_schedule,
+                         prediction_type=prediction_type, clip_sample=True)
+
+
+def drop_labels(labels: torch.Tensor, p_uncond: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Replace each row by the null (all-zero) condition with probability ``p_uncond``."""
+    if p_uncond <= 0:
+        return labels
+    keep = torch.rand(labels.shape[0], generator=generator, device=labels.device) >= p_uncond
+    return labels * keep[:, None].to(labels.dtype)
+
+
+def training_loss(model, scheduler: DDPMScheduler, x0: torch.Tensor, labels: torch.Tensor,
+                  p_uncond: float = 0.1, generator: torch.Generator | None = None) -> torch.Tensor:
+    """MSE between the model's prediction and its target (noise, or v) at uniformly drawn timesteps."""
+    n = x0.shape[0]
+    noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+    t = torch.randint(0, scheduler.config.num_train_timesteps, (n,), generator=generator, device=x0.device)
+    xt = scheduler.add_noise(x0, noise, t)
+    pred = model(xt, t, drop_labels(labels, p_uncond, generator))
+    target = noise if scheduler.config.prediction_type == "epsilon" else scheduler.get_velocity(x0, noise, t)
+    return F.mse_loss(pred.float(), target.float())
