@@ -1,0 +1,100 @@
+"""Papermill batches: execute ``03_sample.ipynb`` once per combination, then ``04_report.ipynb``.
+
+The executed notebooks under ``outputs/papermill/NAME/`` are the record of a batch; the samples
+and their ``metrics.json`` go to ``outputs/samples/NAME/<combination>/``.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+
+@dataclass
+class Batch:
+    """One papermill batch over seeds x checkpoints x splits x steps x guidance scales."""
+
+    run: str
+    name: str
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
+    checkpoints: list[str] = field(default_factory=lambda: ["last"])
+    splits: list[str] = field(default_factory=lambda: ["test", "new_test"])
+    samplers: list[str] = field(default_factory=lambda: ["dpmsolver"])
+    steps: list[int] = field(default_factory=lambda: [20])
+    guidance: list[float] = field(default_factory=lambda: [1.0])
+    evaluator: str | None = "outputs/evaluator/checkpoint.pth"
+    data: str | None = None
+    profile: str | None = None
+    outputs: str = "outputs"
+    notebooks: str = "notebooks"
+    force: bool = False
+
+    def combinations(self) -> list[dict]:
+        """Every combination as the parameters 03_sample.ipynb takes, plus its ``tag``."""
+        combos = []
+        for split, seed, ckpt, sampler, steps, w in itertools.product(
+                self.splits, self.seeds, self.checkpoints, self.samplers, self.steps, self.guidance):
+            tag = f"{split}__seed{seed}__{ckpt}__{sampler}{steps}__g{w:g}"
+            combos.append(dict(tag=tag, split=split, seed=seed, checkpoint=ckpt, sampler=sampler, steps=steps,
+                               guidance=float(w)))
+        return combos
+
+    @property
+    def record_dir(self) -> Path:
+        return Path(self.outputs) / "papermill" / self.name
+
+    @property
+    def samples_dir(self) -> Path:
+        return Path(self.outputs) / "samples" / self.name
+
+    @property
+    def report_dir(self) -> Path:
+        return Path(self.outputs) / "report" / self.name
+
+
+def _notebook(folder: str, name: str) -> Path:
+    path = Path(folder) / name
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found; run from the repository root or pass --notebooks DIR")
+    return path
+
+
+def _execute(notebook: Path, output: Path, parameters: dict) -> None:
+    import papermill as pm
+
+    pm.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name="python3",
+                        progress_bar=False, cwd=os.getcwd())
+
+
+def run_batch(batch: Batch) -> dict:
+    """Execute every combination not yet done (all with ``force``), then the report; failures are listed, not fatal."""
+    from . import runs
+
+    runs.read_config(batch.run)  # a missing run fails here, before any notebook starts
+    sample_nb = _notebook(batch.notebooks, "03_sample.ipynb")
+    report_nb = _notebook(batch.notebooks, "04_report.ipynb")
+    batch.record_dir.mkdir(parents=True, exist_ok=True)
+    common = {k: v for k, v in dict(run=batch.run, evaluator=batch.evaluator, data_root=batch.data,
+                                    profile=batch.profile).items() if v is not None}
+    done, skipped, failed = [], [], []
+    for combo in tqdm(batch.combinations(), desc=f"batch {batch.name}", unit="run"):
+        tag = combo.pop("tag")
+        out_dir = batch.samples_dir / tag
+        if not batch.force and (out_dir / "metrics.json").is_file():
+            skipped.append(tag)
+            continue
+        try:
+            _execute(sample_nb, batch.record_dir / f"03_sample__{tag}.ipynb",
+                     {**common, **combo, "out_dir": str(out_dir)})
+            done.append(tag)
+        except Exception as err:  # one failed combination must not stop the batch
+            failed.append(tag)
+            print(f"batch {batch.name}: {tag} failed: {type(err).__name__}: {str(err).strip().splitlines()[-1:]}",
+                  file=sys.stderr)
+    _execute(report_nb, batch.record_dir / "04_report.ipynb",
+             {**common, "batch_dir": str(batch.samples_dir), "report_dir": str(batch.report_dir)})
+    return {"done": done, "skipped": skipped, "failed": failed, "report": str(batch.report_dir)}

@@ -1,0 +1,66 @@
+"""Named settings for the notebooks and the demo: ``smoke`` (CI, seconds), ``demo`` (CPU), ``colab``, ``reference``.
+
+A notebook's ``parameters`` cell names a profile (``CDDPM_PROFILE`` or papermill's injection) and may
+override any field; ``None`` means "the profile's value".
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Every knob the notebooks and ``cddpm demo`` read."""
+
+    name: str
+    data_root: str = "data/synthetic-iclevr"
+    scenes: int = 6003                      # synthetic scenes rendered when data_root is missing (3 images each)
+    seed: int = 0
+    evaluator: str = "outputs/evaluator/checkpoint.pth"
+    evaluator_epochs: int | None = None     # None: the train-evaluator default
+    gt_per_condition: int = 10              # ground-truth renders per test condition
+    preset: str = "tiny"
+    run: str = "outputs/runs/demo"
+    max_steps: int = 3000
+    batch_size: int = 64
+    mixed_precision: str = "no"
+    seeds: tuple[int, ...] = (0, 1, 2)
+    splits: tuple[str, ...] = ("test", "new_test")
+    sampler: str = "dpmsolver"
+    steps: int = 20
+    guidance: tuple[float, ...] = (1.0, 3.0)
+    ddpm_steps: int = 100                   # the DDPM arm of the demo batch
+    batch: str = "demo"
+
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile("smoke", data_root="outputs/smoke/data", scenes=16, evaluator="outputs/smoke/evaluator/checkpoint.pth",
+                     evaluator_epochs=1, gt_per_condition=1, run="outputs/smoke/run", max_steps=4, batch_size=8,
+                     seeds=(0, 1), steps=3, guidance=(1.0, 2.0), ddpm_steps=3, batch="smoke"),
+    "demo": Profile("demo"),
+    "colab": Profile("colab", preset="colab", run="outputs/runs/colab", max_steps=40000, batch_size=64,
+                     mixed_precision="fp16", seeds=(0, 1, 2, 3, 4), guidance=(1.0, 2.0, 3.0), ddpm_steps=1000,
+                     batch="colab"),
+    "reference": Profile("reference", preset="reference", run="outputs/runs/reference", max_steps=60000, batch_size=64,
+                         mixed_precision="fp16", seeds=(0, 1, 2, 3, 4), sampler="ddpm", steps=1000, guidance=(1.0,),
+                         ddpm_steps=1000, batch="reference"),
+}
+
+
+def default_name() -> str:
+    """``CDDPM_PROFILE`` when set (CI sets ``smoke``), else ``demo``."""
+    return os.environ.get("CDDPM_PROFILE", "demo")
+
+
+def get(name: str | None = None, **overrides) -> Profile:
+    """The named profile with every non-``None`` override applied."""
+    name = name or default_name()
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; use one of {', '.join(PROFILES)}")
+    fields = {f.name for f in dataclasses.fields(Profile)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise ValueError(f"unknown profile field(s) {unknown}; valid: {', '.join(sorted(fields))}")
+    return dataclasses.replace(PROFILES[name], **{k: v for k, v in overrides.items() if v is not None})

@@ -1,0 +1,131 @@
+"""Collect a batch of sampling runs and summarise it: tables (mean +- std over seeds) and figures.
+
+A batch folder holds one sub-folder per combination, each with the ``metrics.json`` that
+``cddpm sample`` writes; the report groups them by everything but the seed.
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+KEYS = ("split", "checkpoint", "sampler", "steps", "guidance")
+METRICS = ("topk", "exact_set", "extra_object_rate")
+
+
+def collect(batch_dir: str | os.PathLike) -> list[dict]:
+    """Every ``metrics.json`` under ``batch_dir`` (one level down), with its folder as ``dir``."""
+    batch_dir = Path(batch_dir)
+    if not batch_dir.is_dir():
+        raise FileNotFoundError(f"batch folder {batch_dir} does not exist; run `cddpm batch --name ...` first")
+    records = []
+    for path in sorted(batch_dir.glob("*/metrics.json")):
+        record = json.loads(path.read_text())
+        if "topk" in record:
+            records.append({**record, "dir": str(path.parent)})
+    if not records:
+        raise ValueError(f"no evaluated metrics.json under {batch_dir}; sample with --evaluator to get accuracies")
+    return records
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def summarise(records: list[dict]) -> list[dict]:
+    """One row per (split, checkpoint, sampler, steps, guidance): mean and std of each metric over seeds."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in records:
+        groups[tuple(r.get(k) for k in KEYS)].append(r)
+    rows = []
+    for key, group in sorted(groups.items(), key=lambda kv: tuple(str(v) for v in kv[0])):
+        row = dict(zip(KEYS, key), seeds=len(group))
+        for m in METRICS:
+            row[m], row[m + "_std"] = _mean_std([g[m] for g in group])
+        rows.append(row)
+    return rows
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """The summary as a markdown table, accuracies as mean +- std."""
+    head = "| split | checkpoint | sampler | steps | guidance | seeds | top-k | exact-set | extra objects |"
+    lines = [head, "|" + " --- |" * 9]
+    for r in rows:
+        cells = [r["split"], r["checkpoint"], r["sampler"], r["steps"], r["guidance"], r["seeds"]]
+        cells += [f"{r[m]:.3f} ± {r[m + '_std']:.3f}" for m in METRICS]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def _plot_against(rows: list[dict], x: str, path: Path, title: str) -> Path | None:
+    """Top-k and exact-set accuracy against ``x`` (one line per split and metric), the other keys fixed at their mode."""
+    varying = sorted({r[x] for r in rows})
+    if len(varying) < 2:
+        return None
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    for split in sorted({r["split"] for r in rows}):
+        sel = [r for r in rows if r["split"] == split]
+        # hold the other settings at the most common value so each line varies only x
+        others = [k for k in KEYS if k not in ("split", x)]
+        common = max(((tuple(r[k] for k in others)) for r in sel), key=lambda c: sum(
+            tuple(r[k] for k in others) == c for r in sel))
+        sel = sorted((r for r in sel if tuple(r[k] for k in others) == common), key=lambda r: r[x])
+        for m, style in (("topk", "-o"), ("exact_set", "--s")):
+            ax.errorbar([r[x] for r in sel], [r[m] for r in sel], yerr=[r[m + "_std"] for r in sel],
+                        fmt=style, capsize=3, label=f"{split} {m}")
+    ax.set(xlabel=x, ylabel="accuracy", title=title, ylim=(0, 1.02))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def loss_curve(run: str | os.PathLike, path: Path) -> Path | None:
+    """The training loss of ``RUN/metrics.jsonl`` against steps (raw and smoothed)."""
+    log = Path(run) / "metrics.jsonl"
+    if not log.is_file():
+        return None
+    entries = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    entries = [e for e in entries if "loss" in e]
+    if not entries:
+        return None
+    steps, losses = [e["step"] for e in entries], [e["loss"] for e in entries]
+    k = max(1, len(losses) // 50)
+    smooth = [statistics.fmean(losses[max(0, i - k):i + 1]) for i in range(len(losses))]
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    ax.plot(steps, losses, alpha=0.3, label="loss")
+    ax.plot(steps, smooth, label=f"mean of {k}")
+    ax.set(xlabel="step", ylabel="MSE", title="training loss", yscale="log")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def build(batch_dir: str | os.PathLike, out_dir: str | os.PathLike, run: str | os.PathLike | None = None) -> dict:
+    """Write ``table.md``, ``table.json`` and the figures of a batch to ``out_dir``; return their paths and rows."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    records = collect(batch_dir)
+    rows = summarise(records)
+    (out_dir / "table.md").write_text(markdown_table(rows) + "\n")
+    (out_dir / "table.json").write_text(json.dumps(rows, indent=2))
+    figures = {
+        "guidance": _plot_against(rows, "guidance", out_dir / "accuracy_vs_guidance.png", "accuracy vs guidance"),
+        "steps": _plot_against(rows, "steps", out_dir / "accuracy_vs_steps.png", "accuracy vs sampler steps"),
+        "loss": loss_curve(run, out_dir / "loss.png") if run else None,
+    }
+    ranked = sorted(records, key=lambda r: (r["topk"], r["exact_set"]))
+    best, worst = ranked[-1], ranked[0]
+    return {"rows": rows, "records": len(records), "table": str(out_dir / "table.md"),
+            "figures": {k: str(v) for k, v in figures.items() if v}, "best": best, "worst": worst}
