@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import os
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +33,7 @@ class Batch:
     outputs: str = "outputs"
     notebooks: str = "notebooks"
     force: bool = False
+    report: bool = True
 
     def combinations(self) -> list[dict]:
         """Every combination as the parameters 03_sample.ipynb takes, plus its ``tag``."""
@@ -95,6 +97,32 @@ def run_batch(batch: Batch) -> dict:
             failed.append(tag)
             print(f"batch {batch.name}: {tag} failed: {type(err).__name__}: {str(err).strip().splitlines()[-1:]}",
                   file=sys.stderr)
-    _execute(report_nb, batch.record_dir / "04_report.ipynb",
-             {**common, "batch_dir": str(batch.samples_dir), "report_dir": str(batch.report_dir)})
+    if batch.report:
+        _execute(report_nb, batch.record_dir / "04_report.ipynb",
+                 {**common, "batch_dir": str(batch.samples_dir), "report_dir": str(batch.report_dir)})
     return {"done": done, "skipped": skipped, "failed": failed, "report": str(batch.report_dir)}
+
+
+def run_demo(profile: str | None = None, notebooks: str = "notebooks", outputs: str = "outputs") -> int:
+    """The README's main job: 01_data and 02_train, then a sampling batch (DPM-Solver++ and DDPM) and its report."""
+    from . import profiles
+
+    start = time.perf_counter()
+    p = profiles.get(profile)
+    record_dir = Path(outputs) / "papermill" / p.batch
+    record_dir.mkdir(parents=True, exist_ok=True)
+    for name in ("01_data", "02_train"):
+        print(f"demo [{p.name}]: executing {name}.ipynb -> {record_dir / name}.ipynb", flush=True)
+        _execute(_notebook(notebooks, f"{name}.ipynb"), record_dir / f"{name}.ipynb", {"profile": p.name})
+    arms = [([p.sampler], [p.steps]), (["ddpm"], [p.ddpm_steps])]
+    failed = []
+    for i, (samplers, steps) in enumerate(arms):
+        result = run_batch(Batch(run=p.run, name=p.batch, seeds=list(p.seeds), splits=list(p.splits),
+                                 samplers=samplers, steps=steps, guidance=list(p.guidance), evaluator=p.evaluator,
+                                 profile=p.name, outputs=outputs, notebooks=notebooks, report=i == len(arms) - 1))
+        failed += result["failed"]
+    table = Path(result["report"]) / "table.md"
+    print(table.read_text() if table.is_file() else "no table was written")
+    print(f"demo [{p.name}]: report in {result['report']}, executed notebooks in {record_dir}, "
+          f"{time.perf_counter() - start:.0f} s" + (f", {len(failed)} failed: {failed}" if failed else ""))
+    return 1 if failed else 0
