@@ -42,14 +42,15 @@ def _add_render(sub) -> None:
 def _render(args) -> int:
     from . import data, render
 
-    command = "cddpm " + " ".join(sys.argv[1:])
+    # the canonical command (no --force, defaults spelled out) goes into meta.json, whoever calls main()
+    source = (f"--conditions {args.conditions} --per-condition {args.per_condition}" if args.conditions else
+              f"--split {args.split} --data {args.data} --per-condition {args.per_condition}" if args.split else
+              f"--labels-from {args.labels_from}" if args.labels_from else f"--scenes {args.scenes}")
+    command = f"cddpm render --out {args.out} {source} --seed {args.seed} --size {args.size}"
     common = dict(out=args.out, seed=args.seed, size=args.size, force=args.force, command=command)
     if args.conditions or args.split:
         if args.conditions:
-            conditions = data.read_json(args.conditions)
-            if not isinstance(conditions, list):
-                raise ValueError(f"{args.conditions} must hold a list of object lists like test.json")
-            conditions = [data.labels.check(c) for c in conditions]
+            conditions = render.read_conditions(args.conditions)
         else:
             conditions = data.load_condition_lists(args.data, args.split)
         path = render.render_conditions(conditions, per_condition=args.per_condition, **common)
@@ -61,12 +62,251 @@ def _render(args) -> int:
     return 0
 
 
+# --- batch, demo (papermill) -------------------------------------------------------------------
+
+def _add_batch(sub) -> None:
+    p = sub.add_parser("batch", help="execute 03_sample.ipynb over seeds/checkpoints/settings, then 04_report.ipynb",
+                       description="Papermill batch: one executed 03_sample notebook per combination, then the report.")
+    p.add_argument("--run", required=True, help="training run folder")
+    p.add_argument("--name", required=True, help="batch name: outputs/papermill/NAME, outputs/report/NAME")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    p.add_argument("--checkpoints", nargs="+", default=["last"], help="last and/or step-N")
+    p.add_argument("--splits", nargs="+", choices=["test", "new_test"], default=["test", "new_test"])
+    p.add_argument("--sampler", nargs="+", default=["dpmsolver"], choices=["ddpm", "ddim", "dpmsolver"])
+    p.add_argument("--steps", type=int, nargs="+", default=[20])
+    p.add_argument("--guidance", type=float, nargs="+", default=[1.0])
+    p.add_argument("--evaluator", default=DEFAULT_EVALUATOR)
+    p.add_argument("--data", default=None, help="i-CLEVR root for the split conditions (default: the run's)")
+    p.add_argument("--notebooks", default="notebooks", help="folder holding the notebooks")
+    p.add_argument("--outputs", default="outputs")
+    p.add_argument("--force", action="store_true", help="re-run combinations already done")
+    p.set_defaults(func=_batch)
+
+
+def _batch(args) -> int:
+    from .batch import Batch, run_batch
+
+    result = run_batch(Batch(run=args.run, name=args.name, seeds=args.seeds, checkpoints=args.checkpoints,
+                             splits=args.splits, samplers=args.sampler, steps=args.steps, guidance=args.guidance,
+                             evaluator=args.evaluator, data=args.data, notebooks=args.notebooks,
+                             outputs=args.outputs, force=args.force))
+    _print_json(result)
+    return 1 if result["failed"] else 0
+
+
+def _add_demo(sub) -> None:
+    p = sub.add_parser("demo", help="the CPU demo: render, train evaluator and model, sample a batch, report",
+                       description="Execute the four notebooks with papermill on a profile (demo by default).")
+    p.add_argument("--profile", default=None, help="smoke | demo | colab | reference (default: $CDDPM_PROFILE or demo)")
+    p.add_argument("--notebooks", default="notebooks")
+    p.add_argument("--outputs", default="outputs")
+    p.set_defaults(func=_demo)
+
+
+def _demo(args) -> int:
+    from .batch import run_demo
+
+    return run_demo(profile=args.profile, notebooks=args.notebooks, outputs=args.outputs)
+
+
+# --- sample ------------------------------------------------------------------------------------
+
+def _add_sample(sub) -> None:
+    p = sub.add_parser("sample", help="sample a split's conditions (or given labels) and write the course outputs",
+                       description="Generate images with a trained run: images, grid, denoising strip, metrics.json.")
+    p.add_argument("--run", required=True, type=Path, help="training run folder")
+    p.add_argument("--checkpoint", default="last", help="last or step-N (default last)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--split", choices=["test", "new_test"], help="sample the conditions of this split")
+    src.add_argument("--labels", nargs="+", metavar="OBJECTS",
+                     help='one or more comma-separated object lists, e.g. "red sphere,cyan cube" "gray cube"')
+    p.add_argument("--data", type=Path, default=None, help="i-CLEVR root of --split (default: the run's)")
+    p.add_argument("--sampler", choices=["ddpm", "ddim", "dpmsolver"], default="dpmsolver",
+                   help="DDPM, DDIM or DPM-Solver++ (default dpmsolver)")
+    p.add_argument("--steps", type=int, default=None, help="sampling steps (default: ddpm 1000, ddim 50, dpmsolver 25)")
+    p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale w (1 = conditional)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--evaluator", type=Path, default=None, help="evaluator checkpoint: adds accuracies to metrics.json")
+    p.add_argument("--no-ema", dest="ema", action="store_false", help="use the raw weights instead of the EMA")
+    p.add_argument("--classifier-guidance", type=float, default=0.0, metavar="S",
+                   help="add S * grad log p(set | predicted x0) of --guide-evaluator to each step (default 0: off)")
+    p.add_argument("--guide-evaluator", type=Path, default=None,
+                   help="evaluator that guides; judge with a different --evaluator")
+    p.add_argument("--denoise-labels", default=",".join(("red sphere", "cyan cylinder", "cyan cube")),
+                   help="objects of the denoising strip (default: red sphere,cyan cylinder,cyan cube)")
+    p.add_argument("--frames", type=int, default=8, help="frames of the denoising strip")
+    p.add_argument("--device", default=None, help="cuda, cpu, ... (default: cuda when present)")
+    p.set_defaults(func=_sample)
+
+
+def _sample(args) -> int:
+    from . import labels, sample
+
+    if args.batch_size < 1 or args.frames < 2:
+        raise ValueError("--batch-size must be >= 1 and --frames >= 2")
+    metrics = sample.sample_split(
+        args.run, args.out, split=args.split, labels=args.labels and [labels.parse(t) for t in args.labels],
+        data=args.data, checkpoint=args.checkpoint, ema=args.ema, sampler=args.sampler, steps=args.steps,
+        guidance=args.guidance, seed=args.seed, batch_size=args.batch_size, evaluator=args.evaluator,
+        classifier_guidance=args.classifier_guidance, guide_evaluator=args.guide_evaluator,
+        denoise_labels=labels.parse(args.denoise_labels), frames=args.frames, device=args.device)
+    _print_json(metrics)
+    return 0
+
+
+# --- train-evaluator ---------------------------------------------------------------------------
+
+def _add_train_evaluator(sub) -> None:
+    p = sub.add_parser("train-evaluator", help="train the ResNet18 evaluator (course checkpoint format) on a root",
+                       description="Train the course's ResNet18 from scratch with BCE; save {'model': state_dict} "
+                                   "and its validation accuracies (OUT with .json).")
+    p.add_argument("--data", type=Path, default=Path(DEFAULT_DATA), help="i-CLEVR root whose train.json to learn")
+    p.add_argument("--out", type=Path, default=Path(DEFAULT_EVALUATOR), help="checkpoint to write")
+    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate of the one-cycle schedule")
+    p.add_argument("--seed", type=int, default=0, help="initialisation, validation split, batch order, augmentation")
+    p.add_argument("--device", default=None, help="cuda, cpu, ... (default: cuda when present)")
+    p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
+                   help="auto: bf16 autocast where the hardware supports it (2x faster on recent CPUs)")
+    p.add_argument("--force", action="store_true", help="replace an existing --out")
+    p.set_defaults(func=_train_evaluator)
+
+
+def _train_evaluator(args) -> int:
+    from . import evaluator
+
+    report = evaluator.train(args.data, args.out, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                             seed=args.seed, device=args.device, precision=args.precision, force=args.force)
+    _print_json({k: v for k, v in report.items() if k != "history"})
+    return 0
+
+
+# --- evaluate ----------------------------------------------------------------------------------
+
+def _add_evaluate(sub) -> None:
+    p = sub.add_parser("evaluate", help="score generated images (or a labelled root) with an evaluator",
+                       description="Top-k (the course's rule), exact-set accuracy and extra-object rate of "
+                                   "DIR/0.png..DIR/{N-1}.png against a split's conditions, as one JSON object.")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--images", type=Path, metavar="DIR", help="folder of 0.png .. N-1.png in condition order")
+    src.add_argument("--root", type=Path, help="a labelled i-CLEVR root (e.g. ground-truth renders): "
+                                               "score every image of its train.json against its labels")
+    p.add_argument("--data", type=Path, default=Path(DEFAULT_DATA), help="root holding the --split conditions")
+    p.add_argument("--split", choices=["test", "new_test"], default="test", help="conditions of --images")
+    p.add_argument("--evaluator", type=Path, default=Path(DEFAULT_EVALUATOR),
+                   help="checkpoint in the course's format (ours or the course's checkpoint.pth)")
+    p.add_argument("--per-image", action="store_true", help="add each image's requested and predicted objects")
+    p.add_argument("--json", type=Path, metavar="OUT", help="also write the JSON object to OUT")
+    p.add_argument("--device", default=None, help="cuda, cpu, ... (default: cuda when present)")
+    p.set_defaults(func=_evaluate)
+
+
+def _evaluate(args) -> int:
+    import torch
+
+    from . import evaluator
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    judge = evaluator.Evaluator.load(args.evaluator, device)
+    if args.images:
+        result = evaluator.evaluate_folder(judge, args.images, args.data, args.split, with_per_image=args.per_image)
+        if result["resized"]:
+            print(f"note: resized {result['resized']} images in {args.images} to 64x64", file=sys.stderr)
+    else:
+        result = evaluator.evaluate_root(judge, args.root, with_per_image=args.per_image)
+    _print_json(result)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+# --- train -------------------------------------------------------------------------------------
+
+def _add_train(sub) -> None:
+    p = sub.add_parser(
+        "train", help="train (or resume) a conditional DDPM run on an i-CLEVR root",
+        description="Train a ConditionalUNet with accelerate; multi-GPU: accelerate launch --num_processes N "
+                    "-m cddpm train ... Options left out take the run's values with --resume, else the defaults "
+                    "in brackets (cddpm.train.TrainConfig).")
+    p.add_argument("--out", required=True, type=Path, help="run folder: config.json, checkpoints/, metrics.jsonl, loss.png")
+    p.add_argument("--data", help=f"i-CLEVR root [{DEFAULT_DATA}]")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint "
+                   "(starts it when --out holds none)")
+    m = p.add_argument_group("model")
+    m.add_argument("--preset", help="tiny | colab | reference [tiny]")
+    m.add_argument("--conditioning", choices=["concat", "embed"], help="label conditioning [the preset's]")
+    m.add_argument("--model", nargs="+", action="extend", metavar="FIELD=VALUE",
+                   help="override ModelConfig fields, e.g. block_out_channels=32,64,64 sample_size=32")
+    t = p.add_argument_group("schedule")
+    length = t.add_mutually_exclusive_group()
+    length.add_argument("--max-steps", type=int, help="optimiser steps (the cosine LR schedule ends there)")
+    length.add_argument("--epochs", type=float, help="passes over the training split, instead of --max-steps")
+    t.add_argument("--batch-size", type=int, help="images per process per micro-batch [64]")
+    t.add_argument("--grad-accum", type=int, help="micro-batches per optimiser step [1]")
+    t.add_argument("--lr", type=float, help="peak AdamW learning rate [1e-3]")
+    t.add_argument("--weight-decay", type=float, help="AdamW weight decay [0]")
+    t.add_argument("--warmup", type=int, help="linear warm-up steps before the cosine decay [200]")
+    t.add_argument("--max-grad-norm", type=float, help="gradient clipping norm, 0 = off [1.0]")
+    t.add_argument("--p-uncond", type=float, help="probability of dropping the label (classifier-free guidance) [0.1]")
+    t.add_argument("--prediction-type", choices=["epsilon", "v_prediction"], help="network target [epsilon]")
+    t.add_argument("--ema-decay", type=float, help="cap of the EMA decay, which warms up as 1-(1+step)^-0.75 [0.9999]")
+    t.add_argument("--hflip", action=argparse.BooleanOptionalAction, help="random horizontal flips [no]")
+    t.add_argument("--seed", type=int, help="weights, data order, noise [0]")
+    f = p.add_argument_group("speed")
+    f.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"], help="autocast through accelerate [no]")
+    f.add_argument("--channels-last", action=argparse.BooleanOptionalAction, help="channels_last memory format [no]")
+    f.add_argument("--compile", action=argparse.BooleanOptionalAction, help="torch.compile the model [no]")
+    o = p.add_argument_group("checkpoints and logs")
+    o.add_argument("--save-every", type=int, help="checkpoint every N steps (and at the end) [1000]")
+    o.add_argument("--keep", type=int, help="checkpoints kept, newest first [3]")
+    o.add_argument("--log-every", type=int, help="metrics.jsonl record every N steps [50]")
+    o.add_argument("--max-minutes", type=float, help="stop with a checkpoint after this much training time [none]")
+    o.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, help="also log to RUN/tensorboard [no]")
+    p.set_defaults(func=_train)
+
+
+def _train(args) -> int:
+    import dataclasses
+
+    from accelerate import PartialState
+
+    from . import model, train
+
+    stored = train.load_config(args.out) if args.resume and (args.out / "config.json").is_file() else None
+    base = stored or train.TrainConfig(data=DEFAULT_DATA)
+    settable = {f.name for f in dataclasses.fields(train.TrainConfig)} - {"model", "preset", "out", "resume"}
+    given = {k: v for k, v in vars(args).items() if k in settable and v is not None}
+    if "max_steps" in given or "epochs" in given:  # one length replaces the other
+        given = {"max_steps": None, "epochs": None, **given}
+    overrides = model.parse_overrides(args.model or [])
+    if args.conditioning:
+        overrides["conditioning"] = args.conditioning
+    if stored is None or args.preset:
+        name = args.preset or "tiny"
+        net = model.preset(name, **overrides)
+    else:
+        name, net = stored.preset, model.override(stored.model, **overrides)
+    config = dataclasses.replace(base, **given, model=net, preset=name, out=str(args.out), resume=args.resume)
+    try:
+        result = train.train(config)
+    except KeyboardInterrupt as stop:
+        print(f"cddpm train: interrupted{f'; {stop}' if str(stop) else ''}", file=sys.stderr)
+        return 130
+    if PartialState().is_main_process:  # one summary under accelerate launch
+        _print_json(result)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="cddpm", description="Conditional DDPM on i-CLEVR: render, train, sample, evaluate, report.")
     parser.add_argument("--version", action="version", version=f"cddpm {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for add in (_add_render,):
+    for add in (_add_render, _add_batch, _add_demo, _add_sample, _add_train_evaluator, _add_evaluate, _add_train):
         add(sub)
     args = parser.parse_args(argv)
     if args.command is None:

@@ -62,15 +62,40 @@ PRESETS: dict[str, ModelConfig] = {
 }
 
 
-def preset(name: str, **overrides) -> ModelConfig:
-    """A preset's config with any fields overridden."""
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; use one of {', '.join(PRESETS)}")
+def override(config: ModelConfig, **overrides) -> ModelConfig:
+    """``config`` with some fields replaced; unknown field names give a one-line error."""
     fields = {f.name for f in dataclasses.fields(ModelConfig)}
     unknown = sorted(set(overrides) - fields)
     if unknown:
         raise ValueError(f"unknown model field(s) {unknown}; valid fields: {', '.join(sorted(fields))}")
-    return dataclasses.replace(PRESETS[name], **overrides)
+    return dataclasses.replace(config, **overrides)
+
+
+def preset(name: str, **overrides) -> ModelConfig:
+    """A preset's config with any fields overridden."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; use one of {', '.join(PRESETS)}")
+    return override(PRESETS[name], **overrides)
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """``["block_out_channels=32,64,64", "dropout=0.1"]`` -> typed field values (tuples split on commas)."""
+    defaults = ModelConfig()
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip()
+        if not sep or not hasattr(defaults, key):
+            fields = ", ".join(f.name for f in dataclasses.fields(ModelConfig))
+            raise ValueError(f"bad model override {pair!r}; write FIELD=VALUE with FIELD one of {fields}")
+        kind = type(getattr(defaults, key))
+        try:
+            out[key] = (tuple(int(v) for v in value.split(",") if v.strip()) if kind is tuple
+                        else value.strip() if kind is str else kind(value))
+        except ValueError:
+            raise ValueError(f"bad value in model override {pair!r}; {key} takes "
+                             f"{'comma-separated integers' if kind is tuple else 'a ' + kind.__name__}") from None
+    return out
 
 
 class ConditionalUNet(nn.Module):

@@ -5,12 +5,24 @@
     RUN/checkpoints/step-N/ema.safetensors     EMA weights (what sampling uses by default)
     RUN/checkpoints/step-N/state.json          {"step": N, ...}
     RUN/checkpoints/step-N/...                 optimiser, LR scheduler and RNG states for --resume
+    RUN/metrics.jsonl                   one {"step", "loss", "lr", "images_per_s", ...} record per log interval
+    RUN/loss.png                        the loss curve, drawn when training stops
+
+``config.json`` holds ``model`` (a ``ModelConfig``), ``train`` (the ``TrainConfig`` fields),
+``scheduler`` (the training ``DDPMScheduler`` config, for ``from_config``), ``data`` (the i-CLEVR root)
+and ``dataset`` (size and hash of its training split). ``model.sample_size`` is the training
+resolution: sampling draws images of that size and resizes them to 64x64 for the course outputs.
+The ``...`` files are accelerate's ``save_state`` output (``optimizer.bin``, ``scheduler.bin``,
+``random_states_<rank>.pkl``, ``scaler.pt`` with fp16). A checkpoint is written to ``.tmp-step-N`` and
+renamed, so a ``step-N`` folder is always complete.
 """
 from __future__ import annotations
 
 import json
 import os
 import re
+import shutil
+import tempfile
 from pathlib import Path
 
 import torch
@@ -19,6 +31,10 @@ from safetensors.torch import load_file
 from .model import ConditionalUNet, ModelConfig
 
 _STEP = re.compile(r"^step-(\d+)$")
+MODEL_FILE = "model.safetensors"
+EMA_FILE = "ema.safetensors"
+STATE_FILE = "state.json"
+METRICS_FILE = "metrics.jsonl"
 
 
 def read_config(run: str | os.PathLike) -> dict:
@@ -27,6 +43,51 @@ def read_config(run: str | os.PathLike) -> dict:
     path = run / "config.json"
     if not path.is_file():
         raise FileNotFoundError(f"{run} is not a training run (no config.json); train one with `cddpm train --out {run}`")
+    return json.loads(path.read_text())
+
+
+def write_json(path: Path, obj) -> None:
+    """Write ``obj`` as json atomically (temporary file, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(obj, f, indent=2)
+    os.replace(tmp, path)
+
+
+def checkpoint_dir(run: str | os.PathLike, step: int) -> Path:
+    """``RUN/checkpoints/step-N``."""
+    return Path(run) / "checkpoints" / f"step-{step}"
+
+
+def temporary_dir(final: Path) -> Path:
+    """Where a checkpoint is written before it is renamed to ``final``."""
+    return final.with_name(f".tmp-{final.name}")
+
+
+def publish(tmp: Path, final: Path) -> Path:
+    """Rename a finished temporary checkpoint into place (replacing an older copy of the same step)."""
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    return final
+
+
+def prune(run: str | os.PathLike, keep: int) -> list[Path]:
+    """Delete all but the newest ``keep`` checkpoints and any stale temporary folders; return what went."""
+    found = checkpoints(run)
+    gone = found[:-keep] if keep > 0 else []
+    gone += [p for p in (Path(run) / "checkpoints").glob(".tmp-step-*") if p.is_dir()]
+    for path in gone:
+        shutil.rmtree(path)
+    return gone
+
+
+def read_state(folder: Path) -> dict:
+    """A checkpoint's ``state.json``."""
+    path = folder / STATE_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing; the checkpoint is incomplete, delete {folder} or pick another")
     return json.loads(path.read_text())
 
 

@@ -1,0 +1,348 @@
+"""The ResNet18 evaluator in the course's checkpoint format: load, save, score, train, evaluate folders.
+
+Format (the course's ``evaluator.py``): ``torch.load(path)["model"]`` is the state dict of a torchvision
+``resnet18`` whose ``fc`` is ``Sequential(Linear(512, 24), Sigmoid())``; it takes 64x64 RGB batches in
+[-1, 1] and returns 24 per-class scores in [0, 1]. The course's checkpoint and ours are interchangeable.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
+from torch import nn
+from torchvision.models import resnet18
+from tqdm.auto import tqdm
+
+from . import data, metrics
+from . import labels as L
+
+SIZE = 64
+EXPECTED = ("torch.save({'model': state_dict}) of a torchvision resnet18 whose fc is "
+            "Sequential(Linear(512, 24), Sigmoid()) (the course's checkpoint.pth format)")
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+def build_network() -> nn.Module:
+    """The course's architecture, randomly initialised (no pretrained download)."""
+    network = resnet18(weights=None)
+    network.fc = nn.Sequential(nn.Linear(512, L.NUM_CLASSES), nn.Sigmoid())
+    return network
+
+
+def _logits_view(network: nn.Module) -> nn.Sequential:
+    """The same network without its final Sigmoid (shares parameters): logits for BCE and guidance."""
+    return nn.Sequential(*list(network.children())[:-1], nn.Flatten(1), network.fc[0])
+
+
+def _mismatch(expected: dict[str, torch.Tensor], found: dict) -> str:
+    """One-line description of how ``found`` differs from the expected state dict ('' when it matches)."""
+    missing = [k for k in expected if k not in found]
+    unexpected = [k for k in found if k not in expected]
+    shapes = [f"{k} has shape {tuple(found[k].shape)} not {tuple(v.shape)}" for k, v in expected.items()
+              if k in found and tuple(getattr(found[k], "shape", ())) != tuple(v.shape)]
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing keys ({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected keys "
+                     f"({', '.join(unexpected[:3])}{', ...' if len(unexpected) > 3 else ''})")
+    return "; ".join(parts + shapes[:2])
+
+
+def check_images(images: torch.Tensor) -> None:
+    """Refuse anything but a float (N, 3, 64, 64) batch in [-1, 1], naming the likely mistake.
+
+    Range rule: values must lie in [-1, 1] (1e-3 slack); above 1.5 means [0, 255] pixels. A batch whose
+    minimum is >= 0 is taken for [0, 1] images: a real i-CLEVR scene in [-1, 1] always has pixels darker
+    than mid-grey (shadows, dark objects), so only a batch without a single one is refused. Callers
+    that built the batch with ``data.to_float`` themselves may skip this check.
+    """
+    if not isinstance(images, torch.Tensor):
+        raise ValueError(f"expected a torch.Tensor of images, got a {type(images).__name__}")
+    if images.dim() != 4 or tuple(images.shape[1:]) != (3, SIZE, SIZE):
+        raise ValueError(f"expected images of shape (N, 3, {SIZE}, {SIZE}), got {tuple(images.shape)}; "
+                         f"resize to {SIZE}x{SIZE} RGB first (cddpm.sample.resize)")
+    if not images.is_floating_point():
+        raise ValueError(f"images are {images.dtype}; convert [0, 255] pixels with cddpm.data.to_float")
+    if images.numel() == 0:
+        return
+    if not torch.isfinite(images).all():
+        raise ValueError("images contain NaN or infinite values; the sampler diverged, check its output")
+    low, high = images.min().item(), images.max().item()
+    if high > 1.5:
+        raise ValueError(f"images range over [{low:.3g}, {high:.3g}]: these look like [0, 255] pixels; "
+                         "map them to [-1, 1] with cddpm.data.to_float")
+    if low < -1.001 or high > 1.001:
+        raise ValueError(f"images range over [{low:.3g}, {high:.3g}], outside [-1, 1]; clamp them to [-1, 1]")
+    if low >= 0:
+        raise ValueError(f"every value is in [{low:.3g}, {high:.3g}] (none below 0): these look like [0, 1] images; "
+                         "map them to [-1, 1] with images * 2 - 1")
+
+
+class Evaluator:
+    """A ResNet18 evaluator: ``scores`` for accuracy, ``__call__`` for differentiable logits (guidance)."""
+
+    def __init__(self, network: nn.Module, device: str | torch.device = "cpu", path: str | os.PathLike | None = None):
+        self.device = torch.device(device)
+        self.network = network.to(self.device)
+        self.path = None if path is None else Path(path)
+        self._logits = _logits_view(self.network)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> Evaluator:
+        """Load a checkpoint in the course's format (ours or the course's own), in eval mode."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"evaluator checkpoint {path} not found; train one with "
+                                    f"`cddpm train-evaluator --out {path}` or pass the course's checkpoint.pth")
+        try:
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # torch raises many types for corrupt or foreign files
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ValueError(f"{path} is not a readable torch checkpoint ({reason}); expected {EXPECTED}") from None
+        if not isinstance(checkpoint, dict) or "model" not in checkpoint:
+            found = list(checkpoint)[:5] if isinstance(checkpoint, dict) else type(checkpoint).__name__
+            raise ValueError(f"{path} has no 'model' entry (found {found}); expected {EXPECTED}")
+        network = build_network()
+        state = checkpoint["model"]
+        problem = _mismatch(network.state_dict(), state) if isinstance(state, dict) else "not a state dict"
+        if problem:
+            raise ValueError(f"{path} holds another architecture: {problem}; expected {EXPECTED}")
+        network.load_state_dict(state)
+        return cls(network.eval(), device, path)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write ``{'model': state_dict}`` atomically (a temporary file renamed into place)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu() for k, v in self.network.state_dict().items()}
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            torch.save({"model": state}, tmp)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        return path
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, 24) logits with gradients and no checks: for classifier guidance on the current mode's network."""
+        return self._logits(images)
+
+    def scores(self, images: torch.Tensor, batch_size: int = 256, check_range: bool = True) -> torch.Tensor:
+        """(N, 24) per-class scores in [0, 1] on the CPU, in eval mode and without gradients.
+
+        ``images`` are (N, 3, 64, 64) in [-1, 1], checked by :func:`check_images` (``check_range=False``
+        keeps only the shape check, for batches made with ``data.to_float``).
+        """
+        if check_range:
+            check_images(images)
+        elif images.dim() != 4 or tuple(images.shape[1:]) != (3, SIZE, SIZE):
+            raise ValueError(f"expected images of shape (N, 3, {SIZE}, {SIZE}), got {tuple(images.shape)}")
+        self.network.eval()
+        with torch.inference_mode():
+            out = [self.network(chunk.to(self.device, torch.float32)).float().cpu() for chunk in images.split(batch_size)]
+        return torch.cat(out) if out else torch.zeros(0, L.NUM_CLASSES)
+
+
+# --- metrics on images and folders ---------------------------------------------------------------
+
+def summarize(scores: torch.Tensor, labels: torch.Tensor) -> dict:
+    """The headline metrics of scored images: ``topk``, ``exact_set``, ``extra_object_rate``, ``n``."""
+    return dict(topk=metrics.topk_accuracy(scores, labels), exact_set=metrics.exact_set_accuracy(scores, labels),
+                extra_object_rate=metrics.extra_object_rate(scores, labels), n=len(scores))
+
+
+def evaluate_images(evaluator: Evaluator, images: torch.Tensor, labels: torch.Tensor) -> dict:
+    """Score an in-memory (N, 3, 64, 64) batch in [-1, 1] against (N, 24) multi-hot labels."""
+    return summarize(evaluator.scores(images), torch.as_tensor(labels).float())
+
+
+def per_image(scores: torch.Tensor, labels: torch.Tensor, names: Sequence[str], threshold: float = 0.5) -> list[dict]:
+    """Per-image predictions: requested objects, predicted set (score > threshold), top-k hits, exact match."""
+    credit = metrics.topk_credit(scores, labels).sum(1)
+    rows = []
+    for name, s, y, hits in zip(names, scores, labels, credit.tolist()):
+        predicted = [L.CLASSES[i] for i in torch.nonzero(s > threshold).flatten().tolist()]
+        requested = L.decode(y)
+        rows.append(dict(image=name, requested=requested, predicted=predicted, topk_hits=round(hits, 4),
+                         exact=sorted(predicted) == sorted(requested),
+                         scores={c: round(s[L.INDEX[c]].item(), 4) for c in sorted(set(requested) | set(predicted))}))
+    return rows
+
+
+_NUMBERED = re.compile(r"^(0|[1-9]\d*)\.png$")
+
+
+def read_folder(folder: str | os.PathLike, count: int) -> tuple[torch.Tensor, int]:
+    """``folder/0.png .. {count-1}.png`` as uint8 (count, 3, 64, 64), plus how many needed a resize.
+
+    Other files (a grid, a json) are ignored; a missing number or a number >= ``count`` is an error.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder {folder} does not exist; sample into it with `cddpm sample`")
+    numbers = {int(m.group(1)) for p in folder.iterdir() if (m := _NUMBERED.match(p.name))}
+    missing = sorted(set(range(count)) - numbers)
+    extra = sorted(n for n in numbers if n >= count)
+    if missing:
+        shown = ", ".join(f"{i}.png" for i in missing[:5]) + (", ..." if len(missing) > 5 else "")
+        raise FileNotFoundError(f"{folder} lacks {len(missing)} of the {count} images 0.png..{count - 1}.png "
+                                f"the conditions need ({shown}); sample every condition, in condition order")
+    if extra:
+        raise ValueError(f"{folder} holds {len(numbers)} numbered images but the condition file has {count} "
+                         f"({extra[0]}.png and beyond are extra); pick the matching --split or remove them")
+    arrays, resized = [], 0
+    for i in range(count):
+        path = folder / f"{i}.png"
+        try:
+            with Image.open(path) as im:
+                resized += im.size != (SIZE, SIZE)
+        except (UnidentifiedImageError, OSError) as err:
+            raise ValueError(f"unreadable image {path} ({err}); write it again") from None
+        arrays.append(torch.from_numpy(data.read_image(path, SIZE)))
+    return torch.stack(arrays), resized
+
+
+def evaluate_folder(evaluator: Evaluator, folder: str | os.PathLike, root: str | os.PathLike,
+                    split: str = "test", with_per_image: bool = False) -> dict:
+    """Metrics of ``folder/{i}.png`` (the course's output naming) against the ``split`` conditions of ``root``."""
+    labels = data.load_conditions(root, split)
+    images, resized = read_folder(folder, len(labels))
+    scores = evaluator.scores(data.to_float(images), check_range=False)
+    out = dict(summarize(scores, labels), split=split, images=str(folder), evaluator=str(evaluator.path), resized=resized)
+    if with_per_image:
+        out["per_image"] = per_image(scores, labels, [f"{i}.png" for i in range(len(labels))])
+    return out
+
+
+def evaluate_root(evaluator: Evaluator, root: str | os.PathLike, split: str = "train",
+                  with_per_image: bool = False) -> dict:
+    """Metrics of a labelled i-CLEVR root (e.g. ground-truth renders): each image of ``split.json`` against its labels."""
+    dataset = data.ICLEVRDataset(root, split, size=SIZE, preload=True)
+    if len(dataset) == 0:
+        raise ValueError(f"{root}/{split}.json lists no images; render the root again")
+    scores = evaluator.scores(data.to_float(dataset.images), check_range=False)
+    out = dict(summarize(scores, dataset.labels), split=split, images=str(root), evaluator=str(evaluator.path))
+    if with_per_image:
+        out["per_image"] = per_image(scores, dataset.labels, [p.name for p in dataset.files])
+    return out
+
+
+# --- training ------------------------------------------------------------------------------------
+
+def augment(images: torch.Tensor, generator: torch.Generator | None = None, max_shift: int = 4) -> torch.Tensor:
+    """Label-safe augmentation of a float batch: random horizontal flips and integer shifts of up to
+    ``max_shift`` pixels (edges repeated). No colour changes: they could move one CLEVR colour to another."""
+    n, _, h, w = images.shape
+    flip = torch.rand(n, generator=generator) < 0.5
+    images = torch.where(flip[:, None, None, None], images.flip(3), images)
+    padded = F.pad(images, (max_shift,) * 4, mode="replicate")
+    dy, dx = torch.randint(0, 2 * max_shift + 1, (2, n, 1), generator=generator)
+    rows, cols = torch.arange(h) + dy, torch.arange(w) + dx
+    return padded[torch.arange(n)[:, None, None], :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+
+
+def split_scenes(names: Sequence[str], val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Train/validation indices with whole scenes held out: ``CLEVR_train_000123_{0,1,2}.png`` share a scene.
+
+    A scene is the file name without its last ``_<digits>`` part; other names are a scene each.
+    """
+    scenes = [re.sub(r"_\d+$", "", Path(name).stem) for name in names]
+    unique = sorted(set(scenes))
+    order = torch.randperm(len(unique), generator=torch.Generator().manual_seed(seed)).tolist()
+    n_val = round(len(unique) * val_fraction)
+    if len(unique) >= 2:
+        n_val = min(max(n_val, 1), len(unique) - 1)
+    held = {unique[i] for i in order[:n_val]}
+    is_val = torch.tensor([s in held for s in scenes], dtype=torch.bool)
+    return torch.nonzero(~is_val).flatten(), torch.nonzero(is_val).flatten()
+
+
+def _use_bf16(precision: str, device: torch.device) -> bool:
+    """bf16 autocast where the hardware has it (``auto``): about 2x faster on AVX512-BF16 CPUs."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    if precision != "auto":
+        return precision == "bf16"
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+def train(root: str | os.PathLike, out: str | os.PathLike, epochs: int = 6, batch_size: int = 128, lr: float = 2e-3,
+          seed: int = 0, val_fraction: float = 0.05, device: str | torch.device | None = None,
+          precision: str = "auto", force: bool = False, progress: bool = True) -> dict:
+    """Train the course's ResNet18 from scratch with BCE on ``root``'s train.json; save it to ``out``.
+
+    Holds out ``val_fraction`` of the scenes, trains with AdamW and a one-cycle schedule on augmented
+    batches, saves the official format at ``out`` and its measured accuracies to ``out`` with ``.json``.
+    Returns that report.
+    """
+    out = Path(out)
+    if out.exists() and not force:
+        raise FileExistsError(f"{out} exists; pass --force to replace it or choose another --out")
+    if epochs < 1 or batch_size < 2 or not 0 <= val_fraction < 1:
+        raise ValueError("need epochs >= 1, batch size >= 2 and 0 <= val_fraction < 1")
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    bf16 = _use_bf16(precision, device)
+    start = time.perf_counter()
+    dataset = data.ICLEVRDataset(root, "train", size=SIZE, preload=True)
+    train_idx, val_idx = split_scenes([p.name for p in dataset.files], val_fraction, seed)
+    if len(train_idx) < 2:
+        raise ValueError(f"{root} has {len(train_idx)} training images after the validation split; render more")
+
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    network = build_network().to(device, memory_format=torch.channels_last)
+    evaluator = Evaluator(network, device)
+    steps = max(1, len(train_idx) // batch_size)  # full batches only: BatchNorm and a steady step size
+    optimizer = torch.optim.AdamW(network.parameters(), lr=lr, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=epochs * steps)
+    val_images, val_labels = data.to_float(dataset.images[val_idx]), dataset.labels[val_idx]
+    history = []
+    for epoch in range(1, epochs + 1):
+        network.train()
+        order = train_idx[torch.randperm(len(train_idx), generator=generator)]
+        batches = order[: steps * min(batch_size, len(order))].view(steps, -1)
+        losses = []
+        bar = tqdm(batches, desc=f"evaluator epoch {epoch}/{epochs}", disable=not progress, leave=False)
+        for idx in bar:
+            x = augment(data.to_float(dataset.images[idx]), generator)
+            x = x.to(device, memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                logits = evaluator(x)
+            loss = F.binary_cross_entropy_with_logits(logits.float(), dataset.labels[idx].to(device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            losses.append(loss.item())
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+        row = dict(epoch=epoch, train_loss=sum(losses) / len(losses), seconds=round(time.perf_counter() - start, 1))
+        if len(val_idx):
+            scores = evaluator.scores(val_images, check_range=False)
+            row.update(summarize(scores, val_labels), val_loss=F.binary_cross_entropy(scores, val_labels).item())
+        history.append(row)
+        if progress:
+            tqdm.write("evaluator " + " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
+                                               for k, v in row.items()), file=sys.stderr)
+    evaluator.path = evaluator.save(out)
+    report = dict(checkpoint=str(out), data=str(root), epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                  val_fraction=val_fraction, device=str(device), bf16=bf16, train_images=len(train_idx),
+                  val_images=len(val_idx), seconds=round(time.perf_counter() - start, 1),
+                  validation={k: history[-1][k] for k in ("topk", "exact_set", "extra_object_rate", "n")
+                              if k in history[-1]},
+                  history=history)
+    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    return report

@@ -1,0 +1,71 @@
+"""Accuracy metrics on evaluator scores: pure, vectorised functions of (N, 24) tensors.
+
+``scores`` are per-class probabilities (any monotone score works for the top-k rules), ``labels`` the
+requested multi-hot sets. Every image must request at least one object.
+"""
+from __future__ import annotations
+
+import torch
+
+from .labels import NUM_CLASSES
+
+
+def _check(scores: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    scores, labels = torch.as_tensor(scores), torch.as_tensor(labels)
+    if scores.dim() != 2 or scores.shape[1] != NUM_CLASSES or scores.shape != labels.shape:
+        raise ValueError(f"expected scores and labels of the same shape (N, {NUM_CLASSES}), "
+                         f"got {tuple(scores.shape)} and {tuple(labels.shape)}")
+    requested = labels > 0.5
+    if not torch.all((labels == 0) | (labels == 1)):
+        raise ValueError("labels must be multi-hot (0 or 1 per class); encode them with cddpm.labels.encode_batch")
+    empty = torch.nonzero(requested.sum(1) == 0).flatten().tolist()
+    if empty:
+        raise ValueError(f"images {empty[:5]} request no object; every condition needs 1 to 3 objects")
+    return scores.float(), requested
+
+
+def topk_credit(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """(N, 24) credit of each requested object under the top-k rule, k = objects requested by the image.
+
+    A requested class scores 1 when its score is strictly above the image's k-th largest score. Classes
+    tied at the k-th score share the remaining top-k places equally (the expected hits of a random
+    tie-break), so the result never depends on class order. Unrequested classes get 0.
+    """
+    scores, requested = _check(scores, labels)
+    k = requested.sum(1, keepdim=True)
+    kth = scores.sort(1, descending=True).values.gather(1, k - 1)
+    above, tied = scores > kth, scores == kth
+    free_places = (k - above.sum(1, keepdim=True)).float()
+    share = free_places / tied.sum(1, keepdim=True)
+    credit = above.float() + tied.float() * share
+    return credit * requested
+
+
+def topk_accuracy(scores: torch.Tensor, labels: torch.Tensor) -> float:
+    """The course's rule, pooled: requested objects found in each image's top-k scores / all requested objects."""
+    credit = topk_credit(scores, labels)
+    return (credit.sum(dtype=torch.float64) / (labels > 0.5).sum()).item()
+
+
+def exact_set_accuracy(scores: torch.Tensor, labels: torch.Tensor, threshold: float = 0.5) -> float:
+    """Share of images whose classes scoring strictly above ``threshold`` are exactly the requested set.
+
+    Unlike top-k this punishes extra objects and missing ones alike.
+    """
+    scores, requested = _check(scores, labels)
+    return ((scores > threshold) == requested).all(1).double().mean().item()
+
+
+def extra_object_rate(scores: torch.Tensor, labels: torch.Tensor, threshold: float = 0.5) -> float:
+    """Share of images in which some unrequested class scores strictly above ``threshold`` (an extra object)."""
+    scores, requested = _check(scores, labels)
+    return ((scores > threshold) & ~requested).any(1).double().mean().item()
+
+
+def per_class_recall(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """(24,) top-k credit of each class over the images requesting it; NaN for classes never requested.
+
+    Uses the same rule as :func:`topk_accuracy`, whose value is these recalls weighted by request counts.
+    """
+    credit = topk_credit(scores, labels)
+    return credit.sum(0) / (labels > 0.5).sum(0)

@@ -1,0 +1,203 @@
+"""Synthetic i-CLEVR: CLEVR-style scenes rendered in the official layout, with per-object ground truth.
+
+``render_dataset`` writes a full root (objects/train/test/new_test json + iclevr/*.png), where image
+k + 1 of a scene is image k with one more object; ``render_conditions`` renders N images of each
+condition of a test.json-style list; ``render_twin`` renders an existing train.json's names and
+labels. Output is written to a temporary folder and renamed into place, and is byte-identical for
+the same arguments (see ``raycast`` for why the pixels are).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm.auto import tqdm
+
+from .. import labels as L
+from ..data import read_json
+from . import raycast
+from . import scenes as S
+
+VERSION = 1  # bump whenever the same arguments give different files
+SIZE_RANGE = (16, 1024)
+MAX_IMAGES = 10_000_000
+CHUNK = 32  # scenes per worker task
+OFFICIAL_NAME = re.compile(r"CLEVR_train_(\d+)_(\d+)\.png")
+# generator tags: (seed, tag, ...) keys never collide between purposes
+SCENE, CONDITION, TWIN, LABELS, SPLITS = range(5)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One scene: its generator key, its labels, and (file name, object count) of each image to write."""
+
+    key: tuple[int, ...]
+    labels: tuple[str, ...]
+    images: tuple[tuple[str, int], ...]
+
+
+def read_conditions(path: str | os.PathLike) -> list[list[str]]:
+    """The object lists of a test.json-style file, validated with one-line errors."""
+    conditions = read_json(Path(path))
+    if not isinstance(conditions, list) or not conditions:
+        raise ValueError(f"{path} must hold a non-empty list of object lists like test.json, e.g. [['red cube']]")
+    out = []
+    for i, labels in enumerate(conditions):
+        try:
+            out.append(L.check(labels))
+        except ValueError as err:
+            raise ValueError(f"{path} entry {i}: {err}") from None
+    return out
+
+
+def render_dataset(out: str | os.PathLike, scenes: int = 6003, seed: int = 0, size: int = 64, force: bool = False,
+                   command: str | None = None, workers: int | None = None) -> Path:
+    """Write a synthetic i-CLEVR root of ``scenes`` x 3 images; returns ``out``."""
+    _check_int("--scenes", scenes, 1, MAX_IMAGES // 3)
+    _check_common(seed, size)
+    label_lists = S.balanced_labels(scenes, np.random.default_rng([seed, LABELS]))
+    jobs = [Job((SCENE, i), tuple(labels), tuple((f"CLEVR_train_{i:06d}_{k}.png", k + 1) for k in range(3)))
+            for i, labels in enumerate(label_lists)]
+    return _write(out, jobs, seed, size, force, dict(kind="dataset", scenes=scenes, command=command), workers)
+
+
+def render_conditions(conditions: Sequence[Sequence[str]], out: str | os.PathLike, per_condition: int = 10,
+                      seed: int = 0, size: int = 64, force: bool = False, command: str | None = None,
+                      workers: int | None = None) -> Path:
+    """Write ``per_condition`` ground-truth images of each condition as a root (train.json maps them)."""
+    _check_int("--per-condition", per_condition, 1, MAX_IMAGES)
+    _check_common(seed, size)
+    conditions = [L.check(c) for c in conditions]
+    if not conditions or len(conditions) * per_condition > MAX_IMAGES:
+        raise ValueError(f"{len(conditions)} conditions x {per_condition} images is not between 1 and {MAX_IMAGES}")
+    jobs = [Job((CONDITION, i, n), tuple(c), ((f"condition_{i:03d}_{n:03d}.png", len(c)),))
+            for i, c in enumerate(conditions) for n in range(per_condition)]
+    meta = dict(kind="conditions", conditions=conditions, per_condition=per_condition, command=command)
+    return _write(out, jobs, seed, size, force, meta, workers)
+
+
+def render_twin(mapping: Mapping[str, Sequence[str]], out: str | os.PathLike, seed: int = 0, size: int = 64,
+                force: bool = False, command: str | None = None, workers: int | None = None) -> Path:
+    """Write a synthetic image for every name -> labels of a train.json, under the same names.
+
+    Names like ``CLEVR_train_{scene}_{k}.png`` share scene ``scene``'s generator, so the twin of a
+    rendered root with the same seed has that root's images, and a course scene grows object by object.
+    """
+    _check_common(seed, size)
+    if not mapping:
+        raise ValueError("the train.json to twin is empty; give a root with at least one image")
+    jobs = []
+    for name, labels in mapping.items():
+        if Path(name).name != name or not name.endswith(".png"):
+            raise ValueError(f"image name {name!r} must be a plain file name ending in .png")
+        match = OFFICIAL_NAME.fullmatch(name)
+        key = (SCENE, int(match[1])) if match else (TWIN, int.from_bytes(hashlib.sha256(name.encode()).digest()[:8]))
+        jobs.append(Job(key, tuple(L.check(labels)), ((name, len(labels)),)))
+    return _write(out, jobs, seed, size, force, dict(kind="twin", command=command), workers)
+
+
+def _check_int(flag: str, value: int, low: int, high: int) -> None:
+    if not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{flag} must be an integer from {low} to {high}, got {value!r}")
+
+
+def _check_common(seed: int, size: int) -> None:
+    _check_int("--seed", seed, 0, 2**63 - 1)
+    _check_int("--size", size, *SIZE_RANGE)
+
+
+def _target(out: Path, force: bool) -> None:
+    """Refuse to overwrite anything but an empty folder, or with ``force`` an earlier render."""
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"--out {out} is a file; choose a folder path")
+    if out.is_dir() and any(out.iterdir()):
+        if not force:
+            raise FileExistsError(f"--out {out} is not empty; pass --force to replace it or choose another folder")
+        if not (out / "meta.json").is_file():
+            raise FileExistsError(f"--out {out} holds files but no meta.json of a cddpm render; "
+                                  "--force only replaces earlier renders, so choose another folder")
+
+
+def _write(out: str | os.PathLike, jobs: list[Job], seed: int, size: int, force: bool, meta: dict,
+           workers: int | None) -> Path:
+    """Render ``jobs`` into a temporary sibling of ``out``, write the json files, then swap it in."""
+    out = Path(out)
+    _target(out, force)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+    old = out.parent / f".{out.name}.old-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        (tmp / "iclevr").mkdir(parents=True)
+        truth = _render_all(jobs, seed, size, tmp / "iclevr", workers)
+        mapping = {name: list(job.labels[:count]) for job in jobs for name, count in job.images}
+        split_rng = np.random.default_rng([seed, SPLITS])
+        files = {
+            "objects.json": L.objects_dict(),
+            "train.json": mapping,
+            "test.json": S.draw_conditions(S.SPLIT_LENGTHS["test"], split_rng),
+            "new_test.json": S.draw_conditions(S.SPLIT_LENGTHS["new_test"], split_rng),
+            "scenes.json": {name: truth[name] for name in mapping},
+            "meta.json": dict(renderer=VERSION, seed=seed, size=size, samples_per_pixel=raycast.SAMPLES**2,
+                              images=len(mapping), **meta),
+        }
+        for name, content in files.items():
+            (tmp / name).write_text(json.dumps(content) + "\n")
+        if out.exists():
+            os.replace(out, old)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+    return out
+
+
+def _render_all(jobs: list[Job], seed: int, size: int, folder: Path, workers: int | None) -> dict[str, list[dict]]:
+    """Render every job in chunks, in parallel processes; returns file name -> per-object ground truth."""
+    chunks = [jobs[i:i + CHUNK] for i in range(0, len(jobs), CHUNK)]
+    workers = min(workers or cpu_cores(), len(chunks))
+    truth: dict[str, list[dict]] = {}
+    args = [(chunk, seed, size, folder) for chunk in chunks]
+    images = sum(len(job.images) for job in jobs)
+    with (ProcessPoolExecutor(workers) if workers > 1 else nullcontext()) as pool, \
+            tqdm(total=images, unit="img", desc="render", disable=None) as bar:
+        for result in (pool.map if pool else map)(_render_chunk, args):
+            truth.update(result)
+            bar.update(len(result))
+    return truth
+
+
+def cpu_cores() -> int:
+    """CPU cores this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _render_chunk(args: tuple[list[Job], int, int, Path]) -> dict[str, list[dict]]:
+    """Lay out and render some scenes, write their PNGs, return their ground truth (worker entry point)."""
+    jobs, seed, size, folder = args
+    placed = S.layout([job.key for job in jobs], [job.labels for job in jobs], seed)
+    names, images = [], []
+    for job, things in zip(jobs, placed):
+        for name, count in job.images:
+            names.append(name)
+            images.append(things[:count])
+    result = raycast.renderer(size, raycast.SAMPLES).render(S.batch(images))
+    truth = {}
+    for i, (name, things) in enumerate(zip(names, images)):
+        Image.fromarray(result.images[i]).save(folder / name, format="PNG", compress_level=6)
+        truth[name] = [
+            dict(label=t.label, material=t.material, size=t.size, floor=[round(t.x, 4), round(t.y, 4)],
+                 position=result.position[i, j].tolist(),
+                 visible=round(float(result.visible[i, j] / max(result.covered[i, j], 1)), 4))
+            for j, t in enumerate(things)]
+    return truth

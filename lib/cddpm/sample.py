@@ -1,0 +1,247 @@
+"""Sampling: diffusers samplers, classifier-free (and optional classifier) guidance, the course outputs.
+
+Every sampler is a diffusers scheduler built ``from_config`` of the run's training scheduler, so all
+share its noise schedule and one loop drives them through the common ``step()`` contract. Image ``i``
+owns a CPU ``torch.Generator`` seeded from ``(seed, i)`` that draws its starting noise and, for the
+stochastic DDPM sampler, its per-step noise: the same seed gives the same images whatever the batch
+size and the same starting noise on any device.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from diffusers.utils.torch_utils import randn_tensor
+from PIL import Image
+from tqdm.auto import tqdm
+
+from . import figures, runs
+from . import labels as L
+from .data import load_condition_lists, to_uint8
+
+# DDPM/DDIM use "trailing" timesteps so that few-step sampling starts at t = T-1 (pure noise), not at
+# T - T/K as "leading" does; at 1000 steps both are identical. DPM-Solver keeps its "linspace" default.
+SAMPLERS: dict[str, tuple[type[SchedulerMixin], dict]] = {
+    "ddpm": (DDPMScheduler, {"timestep_spacing": "trailing"}),
+    "ddim": (DDIMScheduler, {"timestep_spacing": "trailing"}),
+    "dpmsolver": (DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++", "solver_order": 2}),
+}
+DEFAULT_STEPS = {"ddpm": 1000, "ddim": 50, "dpmsolver": 25}
+DENOISE_LABELS = ("red sphere", "cyan cylinder", "cyan cube")
+COURSE_SIZE = 64
+
+# differentiable log p(requested set | image) (N,) of images (N, 3, 64, 64) in [-1, 1] and multi-hot (N, 24)
+Guide = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def image_seed(seed: int, index: int) -> int:
+    """The generator seed of image ``index`` under ``seed``: well mixed, independent of batching."""
+    return int(np.random.SeedSequence([seed, index]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def generators(seed: int, indices: Sequence[int]) -> list[torch.Generator]:
+    """One seeded CPU generator per image index."""
+    return [torch.Generator("cpu").manual_seed(image_seed(seed, i)) for i in indices]
+
+
+def make_sampler(name: str, scheduler_config: dict, steps: int | None = None) -> SchedulerMixin:
+    """A diffusers sampler of the training scheduler's schedule, set to ``steps`` inference steps."""
+    if name not in SAMPLERS:
+        raise ValueError(f"unknown sampler {name!r}; use one of {', '.join(SAMPLERS)}")
+    steps = DEFAULT_STEPS[name] if steps is None else steps
+    total = scheduler_config.get("num_train_timesteps", 1000)
+    if not 1 <= steps <= total:
+        raise ValueError(f"--steps {steps} outside 1..{total} (the training schedule's length); pick one in range")
+    cls, extra = SAMPLERS[name]
+    sampler = cls.from_config(scheduler_config, **extra)
+    sampler.set_timesteps(steps)
+    return sampler
+
+
+def resize(images: torch.Tensor, size: int | None) -> torch.Tensor:
+    """Bilinear, antialiased resize to ``size`` x ``size`` (``None`` or the same size: unchanged)."""
+    if size is None or images.shape[-1] == size and images.shape[-2] == size:
+        return images
+    return F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+
+
+def _predict(model: torch.nn.Module, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor,
+             guidance: float) -> torch.Tensor:
+    """Classifier-free guidance: conditional and null rows in one batched forward; w = 1 skips the null half."""
+    if guidance == 1.0:
+        return model(x, t, cond)
+    pred_cond, pred_null = model(torch.cat([x, x]), t, torch.cat([cond, torch.zeros_like(cond)])).chunk(2)
+    return pred_null + guidance * (pred_cond - pred_null)
+
+
+def _apply_guide(sampler: SchedulerMixin, pred: torch.Tensor, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor,
+                 guide: Guide, scale: float) -> torch.Tensor:
+    """Shift the prediction so that its predicted x0 moves by ``scale`` * grad_x0 log p(set | x0).
+
+    The gradient is taken w.r.t. the predicted x0 (clamped to [-1, 1] and resized to 64x64 for the
+    guide), not through the denoiser, so a guided step costs one guide forward and backward.
+    """
+    ab = sampler.alphas_cumprod.to(x.device, x.dtype)[t]
+    a, s = ab.sqrt(), (1 - ab).sqrt()
+    v_pred = sampler.config.prediction_type == "v_prediction"
+    x0 = (a * x - s * pred if v_pred else (x - s * pred) / a).detach().requires_grad_(True)
+    log_p = guide(resize(x0.clamp(-1, 1), COURSE_SIZE), cond)
+    grad = torch.autograd.grad(log_p.sum(), x0)[0]
+    return pred - scale * grad / s if v_pred else pred - scale * grad * a / s
+
+
+@torch.no_grad()
+def denoise(model: torch.nn.Module, sampler: SchedulerMixin, cond: torch.Tensor, gens: list[torch.Generator],
+            guidance: float = 1.0, guide: Guide | None = None, guide_scale: float = 0.0) -> Iterator[torch.Tensor]:
+    """Yield x_T (the starting noise) and then x_t after every sampler step, for one batch of conditions."""
+    device = next(model.parameters()).device
+    size = model.config.sample_size
+    sampler.set_timesteps(sampler.num_inference_steps)  # resets multistep state; CPU timesteps like diffusers pipelines
+    cond = cond.to(device)
+    x = randn_tensor((len(gens), 3, size, size), generator=gens, device=device) * sampler.init_noise_sigma
+    yield x
+    for t in sampler.timesteps:
+        pred = _predict(model, sampler.scale_model_input(x, t), t, cond, guidance)
+        if guide is not None and guide_scale:
+            with torch.enable_grad():
+                pred = _apply_guide(sampler, pred, x, t, cond, guide, guide_scale)
+        x = sampler.step(pred, t, x, generator=gens).prev_sample
+        yield x
+
+
+def _multi_hot(labels: torch.Tensor | Sequence[Sequence[str]]) -> torch.Tensor:
+    return labels.float() if isinstance(labels, torch.Tensor) else L.encode_batch(labels)
+
+
+def generate(model: torch.nn.Module, scheduler_config: dict, labels: torch.Tensor | Sequence[Sequence[str]],
+             sampler: str = "dpmsolver", steps: int | None = None, guidance: float = 1.0, seed: int = 0,
+             batch_size: int = 64, size: int | None = COURSE_SIZE, guide: Guide | None = None,
+             guide_scale: float = 0.0, progress: bool = False) -> torch.Tensor:
+    """Images in [-1, 1] (N, 3, size, size) on the CPU for N label lists (or an (N, 24) multi-hot), in order."""
+    cond = _multi_hot(labels)
+    schedule = make_sampler(sampler, scheduler_config, steps)
+    out = []
+    with tqdm(total=len(cond) * len(schedule.timesteps), disable=not progress, unit="img-step",
+              desc=f"{sampler} {len(schedule.timesteps)} steps") as bar:
+        for start in range(0, len(cond), batch_size):
+            chunk = cond[start:start + batch_size]
+            gens = generators(seed, range(start, start + len(chunk)))
+            for x in denoise(model, schedule, chunk, gens, guidance, guide, guide_scale):
+                bar.update(len(chunk))
+            out.append(x.float().clamp(-1, 1).cpu())
+    images = torch.cat(out) if out else torch.zeros(0, 3, model.config.sample_size, model.config.sample_size)
+    return resize(images, size).clamp(-1, 1)
+
+
+def denoise_frames(model: torch.nn.Module, scheduler_config: dict, labels: Sequence[str] = DENOISE_LABELS,
+                   frames: int = 8, sampler: str = "dpmsolver", steps: int | None = None, guidance: float = 1.0,
+                   seed: int = 0, size: int | None = COURSE_SIZE, guide: Guide | None = None,
+                   guide_scale: float = 0.0) -> torch.Tensor:
+    """``frames`` evenly spaced states (F, 3, size, size) from pure noise to the final image for one label list."""
+    schedule = make_sampler(sampler, scheduler_config, steps)
+    states = list(denoise(model, schedule, L.encode(labels)[None], generators(seed, [0]), guidance, guide,
+                          guide_scale))
+    keep = np.unique(np.linspace(0, len(states) - 1, frames).round().astype(int))
+    return resize(torch.cat([states[i] for i in keep]).float().clamp(-1, 1).cpu(), size).clamp(-1, 1)
+
+
+def save_images(images: torch.Tensor, folder: str | os.PathLike) -> list[Path]:
+    """Write images in [-1, 1] as ``folder/{i}.png``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, image in enumerate(to_uint8(images)):
+        paths.append(folder / f"{i}.png")
+        Image.fromarray(image.permute(1, 2, 0).numpy()).save(paths[-1])
+    return paths
+
+
+def classifier_guide(evaluator_path: str | os.PathLike, device: str | torch.device) -> Guide:
+    """The guide evaluator's log p(requested set | image): the Bernoulli log-likelihood summed over all 24 classes,
+    so missing objects and extra ones both lower it."""
+    from .evaluator import Evaluator
+
+    evaluator = Evaluator.load(evaluator_path, device)
+    evaluator.network.requires_grad_(False)  # gradients flow to the image only
+
+    def log_p(images: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        logits = evaluator(images).float()
+        return -F.binary_cross_entropy_with_logits(logits, cond.float(), reduction="none").sum(1)
+
+    return log_p
+
+
+def default_device() -> torch.device:
+    """CUDA when present, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def sample_split(run: str | os.PathLike, out: str | os.PathLike, split: str | None = None,
+                 labels: Sequence[Sequence[str]] | None = None, data: str | os.PathLike | None = None,
+                 checkpoint: str = "last", ema: bool = True, sampler: str = "dpmsolver", steps: int | None = None,
+                 guidance: float = 1.0, seed: int = 0, batch_size: int = 64,
+                 evaluator: str | os.PathLike | None = None, classifier_guidance: float = 0.0,
+                 guide_evaluator: str | os.PathLike | None = None,
+                 denoise_labels: Sequence[str] = DENOISE_LABELS, frames: int = 8,
+                 device: str | torch.device | None = None, progress: bool = True) -> dict:
+    """Sample a split's conditions (or given label lists) and write the course outputs and ``metrics.json`` to ``out``.
+
+    Writes ``out/images/{split}/{i}.png``, ``out/grid_{split}.png`` (plus ``captions_{split}.png``, each
+    image titled with its objects), ``out/denoise.png`` and
+    ``out/metrics.json`` (with top-k, exact-set and extra-object rate when ``evaluator`` is given);
+    label lists are written under the name ``labels``. Returns the metrics.
+    """
+    if (split is None) == (labels is None):
+        raise ValueError("give exactly one of a split (test or new_test) or label lists to sample")
+    if classifier_guidance and guide_evaluator is None:
+        raise ValueError("classifier guidance needs --guide-evaluator PATH (an evaluator other than the judging one)")
+    for path, flag in ((evaluator, "--evaluator"), (guide_evaluator, "--guide-evaluator")):
+        if path is not None and not Path(path).is_file():
+            raise FileNotFoundError(f"{flag} {path} does not exist; train one with `cddpm train-evaluator` or fix it")
+    if classifier_guidance and evaluator is not None and Path(evaluator).resolve() == Path(guide_evaluator).resolve():
+        raise ValueError("the guide evaluator is the judging one, which inflates the score; "
+                         "guide with an evaluator trained independently (another seed)")
+    device = torch.device(device) if device is not None else default_device()
+    model, config, folder = runs.load_model(run, checkpoint, ema, device)
+    scheduler_config = config["scheduler"]
+    if labels is None:
+        conditions = load_condition_lists(data if data is not None else config["data"], split)
+        name = split
+    else:
+        conditions, name = [L.check(c) for c in labels], "labels"
+    make_sampler(sampler, scheduler_config, steps)  # bad sampler/steps fail before any work
+    steps = DEFAULT_STEPS[sampler] if steps is None else steps
+    guide = classifier_guide(guide_evaluator, device) if classifier_guidance else None
+    common = dict(sampler=sampler, steps=steps, guidance=guidance, seed=seed, guide=guide,
+                  guide_scale=classifier_guidance)
+
+    start = time.perf_counter()
+    images = generate(model, scheduler_config, conditions, batch_size=batch_size, progress=progress, **common)
+    wall = time.perf_counter() - start
+    out = Path(out)
+    save_images(images, out / "images" / name)
+    figures.save_grid(images, out / f"grid_{name}.png")
+    figures.save_captioned_grid(images, [", ".join(c) for c in conditions], out / f"captions_{name}.png")
+    figures.save_grid(denoise_frames(model, scheduler_config, denoise_labels, frames, **common),
+                      out / "denoise.png", nrow=frames)
+
+    metrics = dict(split=name, n=len(images), run=str(run), checkpoint=folder.name, ema=ema, sampler=sampler,
+                   steps=steps, guidance=guidance, seed=seed, classifier_guidance=classifier_guidance,
+                   guide_evaluator=str(guide_evaluator) if guide_evaluator else None,
+                   sample_size=model.config.sample_size, device=str(device), batch_size=batch_size,
+                   wall_s=round(wall, 3), images_per_s=round(len(images) / wall, 3) if wall > 0 else None)
+    if evaluator is not None:
+        from .evaluator import Evaluator, evaluate_images
+
+        scores = evaluate_images(Evaluator.load(evaluator, device), images, L.encode_batch(conditions))
+        metrics.update(scores, evaluator=str(evaluator))
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    return metrics

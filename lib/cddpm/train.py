@@ -1,0 +1,409 @@
+"""Training a ``ConditionalUNet`` on an i-CLEVR root, driven by accelerate.
+
+``train(TrainConfig(...))`` is what ``cddpm train`` and the notebooks call. accelerate owns the
+device, mixed precision, gradient accumulation and multi-process (DDP) training; diffusers gives the
+noise schedule, the cosine LR schedule and the EMA. The whole training split sits on the device as
+one uint8 tensor; batches are drawn by indexing a permutation seeded by ``(seed, epoch)`` and
+flipped / noised on the device, so no DataLoader sits in the loop and a resumed run sees exactly the
+batches it would have seen without the pause.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import is_compiled_module, set_seed
+from diffusers.optimization import get_cosine_schedule_with_warmup
+from diffusers.training_utils import EMAModel
+from matplotlib.figure import Figure
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from . import runs
+from .data import ICLEVRDataset, to_float
+from .diffusion import PREDICTION_TYPES, train_scheduler, training_loss
+from .model import ConditionalUNet, ModelConfig, preset
+
+MIXED_PRECISIONS = ("no", "fp16", "bf16")
+# settings that may differ when a run is resumed; every other one must match the run's config.json
+RESUMABLE = ("data", "out", "preset", "max_steps", "epochs", "save_every", "keep", "log_every", "max_minutes",
+             "mixed_precision", "channels_last", "compile", "tensorboard", "resume")
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a training run; ``RUN/config.json`` stores it (``model`` and ``train`` parts)."""
+
+    data: str = "data/synthetic-iclevr"
+    out: str = "outputs/runs/tiny"
+    model: ModelConfig = field(default_factory=lambda: preset("tiny"))
+    preset: str | None = "tiny"        # the preset ``model`` started from (a record only)
+    max_steps: int | None = None       # optimiser steps; give this or ``epochs``
+    epochs: float | None = None
+    batch_size: int = 64               # per process; one optimiser step sees batch_size * processes * grad_accum
+    grad_accum: int = 1
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup: int = 200                  # linear LR warm-up steps, then cosine decay to 0 at the last step
+    max_grad_norm: float = 1.0
+    p_uncond: float = 0.1              # label dropout for classifier-free guidance
+    prediction_type: str = "epsilon"
+    ema_decay: float = 0.9999         # the cap of the EMA decay, which warms up as 1 - (1 + step)^-3/4
+    hflip: bool = False                # random horizontal flips: labels allow it, but they mirror the key light
+    mixed_precision: str = "no"
+    channels_last: bool = False
+    compile: bool = False              # torch.compile the model
+    seed: int = 0
+    save_every: int = 1000
+    keep: int = 3                      # checkpoints kept (the newest)
+    log_every: int = 50
+    max_minutes: float | None = None   # stop (with a checkpoint) after this much training time
+    tensorboard: bool = False
+    resume: bool = False
+
+    def __post_init__(self):
+        if isinstance(self.model, dict):
+            self.model = ModelConfig(**self.model)
+        self.data, self.out = str(self.data), str(self.out)
+        positive = {"batch_size": self.batch_size, "grad_accum": self.grad_accum, "save_every": self.save_every,
+                    "keep": self.keep, "log_every": self.log_every, "lr": self.lr}
+        positive.update({k: v for k, v in (("max_steps", self.max_steps), ("epochs", self.epochs),
+                                           ("max_minutes", self.max_minutes)) if v is not None})
+        bad = [f"{k}={v}" for k, v in positive.items() if not v > 0]
+        if bad:
+            raise ValueError(f"{', '.join(bad)} must be positive")
+        if self.max_steps is not None and self.epochs is not None:
+            raise ValueError("give either max_steps or epochs, not both")
+        if min(self.warmup, self.weight_decay, self.max_grad_norm) < 0:
+            raise ValueError("warmup, weight_decay and max_grad_norm must be >= 0")
+        if not 0 <= self.p_uncond < 1:
+            raise ValueError(f"p_uncond={self.p_uncond} must lie in [0, 1); 0.1 is usual, 0 disables guidance")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"ema_decay={self.ema_decay} must lie in [0, 1), e.g. 0.9999")
+        if self.prediction_type not in PREDICTION_TYPES:
+            raise ValueError(f"unknown prediction type {self.prediction_type!r}; use one of {', '.join(PREDICTION_TYPES)}")
+        if self.mixed_precision not in MIXED_PRECISIONS:
+            raise ValueError(f"unknown mixed precision {self.mixed_precision!r}; use one of {', '.join(MIXED_PRECISIONS)}")
+
+    def train_dict(self) -> dict:
+        """The ``train`` part of ``config.json``: every field but ``model`` and ``data``."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("model", "data")}
+
+
+def load_config(run: str | Path) -> TrainConfig:
+    """The ``TrainConfig`` a run was trained with, read back from its ``config.json``."""
+    stored = runs.read_config(run)
+    return TrainConfig(**{**stored["train"], "model": stored["model"], "data": stored["data"], "out": str(run)})
+
+
+def describe_dataset(ds: ICLEVRDataset) -> dict:
+    """Size and content hash of a training split: what a resumed run must find again."""
+    digest = hashlib.sha1(json.dumps(ds.mapping).encode()).hexdigest()[:16]
+    return {"split": "train", "images": len(ds), "train_json_sha1": digest}
+
+
+def make_accelerator(config: TrainConfig) -> Accelerator:
+    """The accelerate driver of a run: device, mixed precision, gradient accumulation, trackers."""
+    if config.mixed_precision == "fp16" and not torch.cuda.is_available():
+        raise ValueError("fp16 mixed precision needs a CUDA GPU; use --mixed-precision bf16 or no on this machine")
+    return Accelerator(mixed_precision=config.mixed_precision, gradient_accumulation_steps=config.grad_accum,
+                       log_with="tensorboard" if config.tensorboard else None, project_dir=config.out)
+
+
+class Trainer:
+    """The model, optimiser, LR schedule, EMA and on-device data of one run, one optimiser step at a time."""
+
+    def __init__(self, config: TrainConfig, images: torch.Tensor, labels: torch.Tensor,
+                 accelerator: Accelerator | None = None):
+        if config.max_steps is None and config.epochs is None:
+            raise ValueError("the run has no length; give max_steps or epochs (--max-steps N or --epochs E)")
+        self.config = config
+        self.accelerator = acc = accelerator or make_accelerator(config)
+        n, self.per_epoch = len(images), len(images) // (config.batch_size * acc.num_processes)
+        if self.per_epoch == 0:
+            raise ValueError(f"batch size {config.batch_size} x {acc.num_processes} process(es) exceeds the {n} "
+                             "training images; lower --batch-size")
+        self.total_steps = config.max_steps or max(1, math.ceil(config.epochs * self.per_epoch / config.grad_accum))
+        torch.manual_seed(config.seed)  # the same initial weights on every process
+        self.net = ConditionalUNet(config.model)
+        if config.channels_last:
+            self.net.to(memory_format=torch.channels_last)
+        optimizer = torch.optim.AdamW(self.net.parameters(), lr=config.lr, weight_decay=config.weight_decay,
+                                      fused=True if acc.device.type == "cuda" else None)
+        # accelerate steps a prepared LR scheduler once per process per optimiser step
+        lr_scheduler = get_cosine_schedule_with_warmup(optimizer, config.warmup * acc.num_processes,
+                                                       self.total_steps * acc.num_processes)
+        self.model, self.optimizer, self.lr_scheduler = acc.prepare(self.net, optimizer, lr_scheduler)
+        if config.compile and not is_compiled_module(self.model):
+            self.model = torch.compile(self.model)
+        # EMA warm-up (diffusers' recipe): decay 1 - (1 + step)^-3/4, capped at ema_decay; about 0.997 after
+        # 2k steps and 0.9994 after 20k, so short CPU runs and long GPU runs both get a sensible average
+        self.ema = EMAModel(self.net.parameters(), decay=config.ema_decay, use_ema_warmup=True, power=0.75,
+                            foreach=True)
+        self.noise_scheduler = train_scheduler(prediction_type=config.prediction_type)
+        self.images, self.labels = images.to(acc.device), labels.to(acc.device)
+        self.step, self.train_seconds = 0, 0.0
+        self._epoch, self._order = -1, None
+        acc.register_save_state_pre_hook(self._save_weights)
+        acc.register_load_state_pre_hook(self._load_weights)
+        set_seed(config.seed, device_specific=True)  # noise, timesteps, label dropout, flips
+
+    def batch(self, micro: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Micro-batch number ``micro``: this process's slice of a (seed, epoch) permutation, as floats on the device."""
+        cfg, acc = self.config, self.accelerator
+        epoch, i = divmod(micro, self.per_epoch)
+        if epoch != self._epoch:
+            order = np.random.default_rng([cfg.seed, epoch]).permutation(len(self.images))
+            self._epoch, self._order = epoch, torch.from_numpy(order).to(acc.device)
+        start = (i * acc.num_processes + acc.process_index) * cfg.batch_size
+        index = self._order[start:start + cfg.batch_size]
+        x = to_float(self.images[index])
+        if cfg.hflip:
+            flip = torch.rand(len(x), device=x.device) < 0.5
+            x = torch.where(flip[:, None, None, None], x.flip(3), x)
+        if cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, self.labels[index]
+
+    def train_step(self) -> torch.Tensor:
+        """One optimiser step over ``grad_accum`` micro-batches; returns the mean loss (a device tensor)."""
+        cfg, acc = self.config, self.accelerator
+        total = torch.zeros((), device=acc.device)
+        for a in range(cfg.grad_accum):
+            x0, labels = self.batch(self.step * cfg.grad_accum + a)
+            with acc.accumulate(self.model):
+                loss = training_loss(self.model, self.noise_scheduler, x0, labels, cfg.p_uncond)
+                acc.backward(loss)
+                if acc.sync_gradients and cfg.max_grad_norm:
+                    acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
+                self.optimizer.step()
+                self.lr_scheduler.step()
+                self.optimizer.zero_grad(set_to_none=True)
+            total += loss.detach()
+        self.ema.step(self.net.parameters())
+        self.step += 1
+        return total / cfg.grad_accum
+
+    @property
+    def epoch(self) -> float:
+        """Epochs completed (fractional)."""
+        return self.step * self.config.grad_accum / self.per_epoch
+
+    def save(self, run: str | Path) -> Path:
+        """Write ``RUN/checkpoints/step-N`` atomically (temporary folder, then rename); keep the newest ``keep``."""
+        acc = self.accelerator
+        final = runs.checkpoint_dir(run, self.step)
+        tmp = runs.temporary_dir(final)
+        acc.wait_for_everyone()
+        acc.save_state(str(tmp))  # optimiser, LR scheduler, RNG states (+ weights, EMA, state via _save_weights)
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            runs.publish(tmp, final)
+            runs.prune(run, self.config.keep)
+        acc.wait_for_everyone()
+        return final
+
+    def load(self, folder: Path) -> None:
+        """Continue from a checkpoint folder written by ``save``."""
+        self.accelerator.load_state(str(folder))
+
+    def _save_weights(self, models: list, weights: list, folder: str) -> None:
+        """accelerate hook: the plain ConditionalUNet's weights (no DDP/compile prefixes), the EMA and the step."""
+        weights.clear()  # accelerate would store the wrapped model's keys; we write our own files instead
+        if not self.accelerator.is_main_process:
+            return
+        folder = Path(folder)
+        state = {k: v.detach().contiguous().cpu() for k, v in self.net.state_dict().items()}
+        save_file(state, folder / runs.MODEL_FILE)
+        names = [name for name, _ in self.net.named_parameters()]
+        state.update({k: v.detach().contiguous().cpu() for k, v in zip(names, self.ema.shadow_params)})
+        save_file(state, folder / runs.EMA_FILE)
+        ema = {k: v for k, v in self.ema.state_dict().items() if k != "shadow_params"}
+        runs.write_json(folder / runs.STATE_FILE, {
+            "step": self.step, "epoch": self.epoch, "train_seconds": self.train_seconds, "ema": ema,
+            "num_processes": self.accelerator.num_processes})
+
+    def _load_weights(self, models: list, folder: str) -> None:
+        """accelerate hook: restore what ``_save_weights`` wrote."""
+        models.clear()
+        folder = Path(folder)
+        state = runs.read_state(folder)
+        self.net.load_state_dict(load_file(folder / runs.MODEL_FILE))
+        ema = load_file(folder / runs.EMA_FILE)
+        shadow = [ema[name].to(param.device) for name, param in self.net.named_parameters()]
+        self.ema.load_state_dict({**state["ema"], "shadow_params": shadow})
+        self.step, self.train_seconds = state["step"], state["train_seconds"]
+
+
+class _StopOnInterrupt:
+    """The first Ctrl-C asks the loop to stop after the current step (and save); a second one aborts."""
+
+    def __init__(self, enabled: bool):
+        self.requested = False
+        self._enabled = enabled and threading.current_thread() is threading.main_thread()
+
+    def _handle(self, signum, frame):
+        self.requested = True
+        signal.signal(signal.SIGINT, self._previous)
+
+    def __enter__(self):
+        if self._enabled:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        if self._enabled:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def _mismatches(run: Path, stored: dict, config: TrainConfig, dataset: dict) -> list[str]:
+    """``field (run X, now Y)`` for every model, data or fixed training setting that differs from the run."""
+    now = {"model": config.model.to_dict(), "train": config.train_dict(), "dataset": dataset}
+    diffs = []
+    for part, values in now.items():
+        for key, value in values.items():
+            old = stored.get(part, {}).get(key)
+            if part == "train" and key in RESUMABLE or json.loads(json.dumps(value)) == old:
+                continue
+            diffs.append(f"{part}.{key} (run {old}, now {json.loads(json.dumps(value))})")
+    return diffs
+
+
+def _starting_point(config: TrainConfig, dataset: dict) -> Path | None:
+    """The checkpoint to resume from (None: a fresh run); refuses to overwrite or to resume a different run."""
+    run = Path(config.out)
+    if not (run / "config.json").is_file():
+        if run.is_dir() and any(run.iterdir()):
+            raise FileExistsError(f"{run} is not empty and holds no training run; choose a new or empty --out")
+        return None
+    if not config.resume:
+        raise FileExistsError(f"{run} already holds a training run; pass --resume to continue it or choose another --out")
+    diffs = _mismatches(run, runs.read_config(run), config, dataset)
+    if diffs:
+        raise ValueError(f"cannot resume {run}: {'; '.join(diffs)}; use the run's settings or train a new --out")
+    found = runs.checkpoints(run)
+    return found[-1] if found else None
+
+
+def _say(acc: Accelerator, message: str) -> None:
+    """A status line on stderr (stdout stays for results), once per machine, without breaking the progress bar."""
+    if acc.is_local_main_process:
+        tqdm.write(message, file=sys.stderr)
+
+
+def _anywhere(acc: Accelerator, flag: bool) -> bool:
+    """Whether ``flag`` holds on any process, so that all processes stop at the same step."""
+    if acc.num_processes == 1:
+        return flag
+    return acc.reduce(torch.tensor(float(flag), device=acc.device), "sum").item() > 0
+
+
+def _plot_loss(run: Path) -> Path | None:
+    """``RUN/loss.png`` from ``RUN/metrics.jsonl``."""
+    records = [json.loads(line) for line in (run / runs.METRICS_FILE).read_text().splitlines() if line.strip()]
+    if not records:
+        return None
+    fig = Figure(figsize=(6, 3.5))
+    ax = fig.add_subplot()
+    ax.plot([r["step"] for r in records], [r["loss"] for r in records])
+    ax.set(xlabel="step", ylabel=f"MSE (mean of {records[-1].get('log_every', '')} steps)", yscale="log",
+           title=f"{run.name}: training loss")
+    ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    fig.savefig(run / "loss.png", dpi=100)
+    return run / "loss.png"
+
+
+def train(config: TrainConfig, on_log: Callable[[dict], None] | None = None,
+          accelerator: Accelerator | None = None) -> dict:
+    """Train (or, with ``config.resume``, continue) the run in ``config.out``; return the last log record.
+
+    ``on_log(record)`` is called on the main process at every log interval with the record written to
+    ``metrics.jsonl`` (step, epoch, loss, lr, images_per_s, train_seconds): a notebook can draw a live loss
+    curve from it. Ctrl-C saves a checkpoint at the end of the current step, then raises KeyboardInterrupt.
+    """
+    acc = accelerator or make_accelerator(config)
+    run = Path(config.out)
+    with acc.main_process_first():
+        ds = ICLEVRDataset(config.data, size=config.model.sample_size, preload=True)
+    dataset = describe_dataset(ds)
+    start = _starting_point(config, dataset)
+    acc.wait_for_everyone()  # every process has looked at the run before the main one writes to it
+    trainer = Trainer(config, ds.images, ds.labels, acc)
+    if start is not None:
+        trainer.load(start)
+        _say(acc, f"resuming {run} from {start.name}")
+    metrics = run / runs.METRICS_FILE
+    if acc.is_main_process:
+        runs.write_json(run / "config.json", {
+            "model": config.model.to_dict(), "train": config.train_dict(),
+            "scheduler": dict(trainer.noise_scheduler.config), "data": str(Path(config.data).resolve()),
+            "dataset": dataset, "processes": acc.num_processes, "device": str(acc.device)})
+        kept = [line for line in (metrics.read_text().splitlines() if metrics.is_file() else [])
+                if line.strip() and json.loads(line)["step"] <= trainer.step]
+        metrics.write_text("".join(line + "\n" for line in kept))
+    if config.tensorboard:
+        acc.init_trackers("tensorboard")
+
+    if trainer.step >= trainer.total_steps:
+        _say(acc, f"{run} is already trained to step {trainer.step}; raise --max-steps/--epochs to continue")
+    images_per_step = config.batch_size * acc.num_processes * config.grad_accum
+    budget = config.max_minutes * 60 if config.max_minutes else math.inf
+    record, loss_sum, window = {}, 0.0, 0
+    base, started, paused = trainer.train_seconds, time.perf_counter(), 0.0  # paused: time spent saving
+    window_start = started
+    bar = tqdm(total=trainer.total_steps, initial=trainer.step, desc=run.name, unit="step", dynamic_ncols=True,
+               disable=not acc.is_local_main_process)
+    with _StopOnInterrupt(acc.num_processes == 1) as stop:
+        while trainer.step < trainer.total_steps:
+            loss_sum, window = loss_sum + trainer.train_step(), window + 1
+            bar.update()
+            trainer.train_seconds = base + time.perf_counter() - started - paused
+            boundary = trainer.step % config.log_every == 0  # the time limit is checked here, on every process
+            out_of_time = boundary and _anywhere(acc, trainer.train_seconds - base >= budget)
+            last = trainer.step == trainer.total_steps or stop.requested or out_of_time
+            if boundary or last:
+                loss = acc.reduce(loss_sum / window, "mean").item()  # waits for the device
+                now = time.perf_counter()
+                trainer.train_seconds = base + now - started - paused
+                record = {"step": trainer.step, "epoch": round(trainer.epoch, 4), "loss": loss,
+                          "lr": trainer.lr_scheduler.get_last_lr()[0],
+                          "images_per_s": window * images_per_step / (now - window_start),
+                          "train_seconds": round(trainer.train_seconds, 2), "log_every": config.log_every}
+                window_start, loss_sum, window = now, 0.0, 0
+                bar.set_postfix(loss=f"{loss:.4f}", lr=f"{record['lr']:.2e}", img_s=f"{record['images_per_s']:.0f}")
+                if acc.is_main_process:
+                    with metrics.open("a") as f:
+                        f.write(json.dumps(record) + "\n")
+                    if on_log is not None:
+                        on_log(record)
+                if config.tensorboard:
+                    acc.log({k: record[k] for k in ("loss", "lr", "images_per_s", "epoch")}, step=trainer.step)
+            if trainer.step % config.save_every == 0 or last:
+                pause = time.perf_counter()
+                trainer.save(run)
+                pause = time.perf_counter() - pause
+                paused, window_start = paused + pause, window_start + pause
+            if last:
+                break
+    bar.close()
+    if acc.is_main_process:
+        _plot_loss(run)
+    if config.tensorboard:
+        acc.end_training()
+    checkpoint = runs.checkpoint_dir(run, trainer.step)
+    if stop.requested:
+        raise KeyboardInterrupt(f"stopped at step {trainer.step}; saved {checkpoint}; continue with --resume")
+    return {**record, "step": trainer.step, "checkpoint": str(checkpoint), "run": str(run)}

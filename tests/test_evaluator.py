@@ -1,0 +1,276 @@
+import json
+import random
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image, ImageDraw
+from torch import nn
+from torchvision.models import resnet18, resnet34
+
+from cddpm import cli, data
+from cddpm import evaluator as E
+from cddpm import labels as L
+
+# a toy i-CLEVR: flat coloured squares (cube), discs (sphere) and triangles (cylinder) of 6 classes,
+# so that a ResNet18 learns it in seconds and the evaluate tests can tell right labels from wrong ones
+TOY_CLASSES = ["red cube", "blue sphere", "green cylinder", "yellow cube", "cyan sphere", "purple cylinder"]
+RGB = {"red": (173, 35, 35), "blue": (42, 75, 215), "green": (29, 105, 20), "yellow": (255, 238, 51),
+       "cyan": (41, 208, 208), "purple": (129, 38, 192)}
+
+
+def draw(objects: list[str], rng: random.Random) -> Image.Image:
+    """One 64x64 toy scene: each object a flat shape in its own quadrant, jittered."""
+    im = Image.new("RGB", (64, 64), (150, 150, 150))
+    pen = ImageDraw.Draw(im)
+    for j, name in enumerate(objects):
+        colour, shape = name.split()
+        x, y = 16 + 32 * (j % 2) + rng.randint(-4, 4), 16 + 32 * (j // 2) + rng.randint(-4, 4)
+        fill = RGB[colour]
+        if shape == "cube":
+            pen.rectangle((x - 12, y - 12, x + 12, y + 12), fill=fill)
+        elif shape == "sphere":
+            pen.ellipse((x - 12, y - 12, x + 12, y + 12), fill=fill)
+        else:
+            pen.polygon([(x, y - 12), (x - 12, y + 12), (x + 12, y + 12)], fill=fill)
+    return im
+
+
+def toy_root(path: Path, n: int, seed: int) -> Path:
+    """A labelled root of ``n`` toy images (3 per scene) with 24 test conditions."""
+    rng = random.Random(seed)
+    (path / "iclevr").mkdir(parents=True)
+    mapping = {}
+    for i in range(n):
+        name = f"CLEVR_train_{i // 3:06d}_{i % 3}.png"
+        mapping[name] = rng.sample(TOY_CLASSES, rng.randint(1, 2))
+        draw(mapping[name], rng).save(path / "iclevr" / name)
+    conditions = [rng.sample(TOY_CLASSES, rng.randint(1, 2)) for _ in range(24)]
+    (path / "objects.json").write_text(json.dumps(L.objects_dict()))
+    (path / "train.json").write_text(json.dumps(mapping))
+    (path / "test.json").write_text(json.dumps(conditions))
+    (path / "new_test.json").write_text(json.dumps(conditions[:4]))
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[Path, Path, dict]:
+    """(toy root, checkpoint, training report): one short training run shared by the module."""
+    base = tmp_path_factory.mktemp("toy")
+    root = toy_root(base / "root", 240, seed=0)
+    report = E.train(root, base / "ev" / "checkpoint.pth", epochs=4, batch_size=16, val_fraction=0.2, progress=False)
+    return root, base / "ev" / "checkpoint.pth", report
+
+
+def write_folder(folder: Path, conditions: list[list[str]], seed: int, order=None, size: int = 64) -> Path:
+    """Ground truth of ``conditions`` as folder/{i}.png; ``order`` puts condition order[i]'s image at i."""
+    rng = random.Random(seed)
+    images = [draw(c, rng) for c in conditions]
+    folder.mkdir(parents=True)
+    for i, j in enumerate(order or range(len(images))):
+        images[j].resize((size, size), Image.NEAREST).save(folder / f"{i}.png")
+    return folder
+
+
+def one_line(exc, func, *args, match: str, **kwargs) -> str:
+    with pytest.raises(exc) as err:
+        func(*args, **kwargs)
+    text = str(err.value)
+    assert "\n" not in text and match in text, text
+    return text
+
+
+# --- format ----------------------------------------------------------------------------------------
+
+def test_official_format_round_trip(tmp_path):
+    net = E.build_network()
+    assert isinstance(net.fc, nn.Sequential) and isinstance(net.fc[1], nn.Sigmoid) and net.fc[0].out_features == 24
+    torch.nn.init.normal_(net.fc[0].bias)  # not the default init, so a failed load would show
+    images = torch.rand(5, 3, 64, 64) * 2 - 1
+    ours = E.Evaluator(net.eval())
+    path = ours.save(tmp_path / "sub" / "checkpoint.pth")
+    # the course's loading code, step by step
+    course = resnet18(weights=None)
+    course.fc = nn.Sequential(nn.Linear(512, 24), nn.Sigmoid())
+    course.load_state_dict(torch.load(path, weights_only=True)["model"])
+    loaded = E.Evaluator.load(path)
+    assert not loaded.network.training and loaded.path == path
+    with torch.no_grad():
+        expected = course.eval()(images)
+    assert torch.allclose(loaded.scores(images), expected, atol=1e-6)
+    assert torch.allclose(ours.scores(images, batch_size=2), expected, atol=1e-6)
+    assert not list(path.parent.glob("*.tmp"))  # the atomic write left nothing behind
+
+
+@pytest.mark.parametrize("content, match", [
+    ({"model": resnet18(weights=None).state_dict()}, "fc.weight"),          # plain resnet18: fc is Linear(512, 1000)
+    ({"model": resnet34(weights=None).state_dict()}, "unexpected keys"),
+    ({"state_dict": E.build_network().state_dict()}, "no 'model' entry"),
+    ({"model": [1, 2]}, "not a state dict"),
+    (b"this is not a checkpoint", "not a readable torch checkpoint"),
+])
+def test_load_rejects_other_files(tmp_path, content, match):
+    path = tmp_path / "checkpoint.pth"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        torch.save(content, path)
+    text = one_line(ValueError, E.Evaluator.load, path, match=match)
+    assert str(path) in text and "Sequential(Linear(512, 24), Sigmoid())" in text
+
+
+def test_load_missing_file_names_the_fix(tmp_path):
+    one_line(FileNotFoundError, E.Evaluator.load, tmp_path / "nope.pth", match="cddpm train-evaluator")
+
+
+# --- scores ----------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def untrained() -> E.Evaluator:
+    return E.Evaluator(E.build_network().eval())
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda x: x[:, :, :32, :32], "shape (N, 3, 64, 64)"),
+    (lambda x: x[0], "shape (N, 3, 64, 64)"),
+    (lambda x: (x + 1) / 2, "[0, 1] images"),
+    (lambda x: (x + 1) * 127.5, "[0, 255] pixels"),
+    (lambda x: data.to_uint8(x), "torch.uint8"),
+    (lambda x: x * 1.2, "outside [-1, 1]"),
+    (lambda x: x.masked_fill(x > 0.9, float("nan")), "NaN"),
+])
+def test_scores_refuses_wrong_input(untrained, make, match):
+    images = torch.rand(3, 3, 64, 64) * 2 - 1
+    one_line(ValueError, untrained.scores, make(images), match=match)
+
+
+def test_scores_shape_range_and_logits(untrained, tmp_path):
+    images = torch.rand(5, 3, 64, 64) * 2 - 1
+    scores = untrained.scores(images, batch_size=2)
+    assert scores.shape == (5, 24) and scores.min() >= 0 and scores.max() <= 1 and not scores.requires_grad
+    assert untrained.scores(images[:0]).shape == (0, 24)
+    # a real scene in [-1, 1] mapped from uint8 with a mid-grey background passes the [0, 1] rule
+    draw(["red cube"], random.Random(0)).save(tmp_path / "scene.png")
+    scene = data.to_float(torch.from_numpy(data.read_image(tmp_path / "scene.png", 64)))
+    assert untrained.scores(scene[None]).shape == (1, 24)
+    x = images.clone().requires_grad_(True)
+    logits = untrained(x)
+    assert torch.allclose(torch.sigmoid(logits), scores, atol=1e-5)
+    logits.sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+# --- training --------------------------------------------------------------------------------------
+
+def test_augment_moves_and_mirrors_but_keeps_colours():
+    image = torch.full((1, 3, 64, 64), -0.2)
+    image[0, :, 30, 20] = torch.tensor([0.9, -0.5, 0.1])  # one coloured pixel left of centre
+    batch = image.repeat(64, 1, 1, 1)
+    out = E.augment(batch, torch.Generator().manual_seed(0), max_shift=4)
+    assert out.shape == batch.shape
+    assert set(out.reshape(-1).unique().tolist()) == set(image.reshape(-1).unique().tolist())  # no new values
+    ys, xs = [], []
+    for img in out:
+        hit = torch.nonzero(img[0] > 0.5)
+        assert len(hit) == 1 and torch.equal(img[:, hit[0, 0], hit[0, 1]], image[0, :, 30, 20])
+        ys.append(hit[0, 0].item())
+        xs.append(hit[0, 1].item())
+    assert all(abs(y - 30) <= 4 for y in ys) and len(set(ys)) > 3
+    near_left, near_right = [x for x in xs if abs(x - 20) <= 4], [x for x in xs if abs(x - 43) <= 4]
+    assert len(near_left) + len(near_right) == 64 and near_left and near_right  # shifted, sometimes mirrored
+
+
+def test_split_keeps_scenes_whole():
+    names = [f"CLEVR_train_{s:06d}_{i}.png" for s in range(40) for i in range(3)]
+    train, val = E.split_scenes(names, 0.1, seed=0)
+    assert len(val) == 12 and len(train) == 108 and set(train.tolist()).isdisjoint(val.tolist())
+    scene = lambda i: names[i].rsplit("_", 1)[0]  # noqa: E731
+    assert {scene(i) for i in train.tolist()}.isdisjoint(scene(i) for i in val.tolist())
+    assert torch.equal(E.split_scenes(names, 0.1, seed=0)[1], val)
+
+
+def test_training_learns_and_writes_the_official_format(trained):
+    root, checkpoint, report = trained
+    losses = [row["train_loss"] for row in report["history"]]
+    assert losses[-1] < 0.2 * losses[0], losses
+    assert report["validation"]["topk"] >= 0.9 and report["val_images"] == 48 and report["train_images"] == 192
+    saved = json.loads(checkpoint.with_suffix(".json").read_text())
+    assert saved["validation"] == report["validation"] and saved["epochs"] == 4
+    assert set(torch.load(checkpoint, weights_only=True)) == {"model"}
+    one_line(FileExistsError, E.train, root, checkpoint, epochs=1, match="--force")
+
+
+# --- evaluate --------------------------------------------------------------------------------------
+
+def run_cli(capsys, *args) -> tuple[int, dict | None, str]:
+    code = cli.main(["evaluate", *map(str, args)])
+    out, err = capsys.readouterr()
+    return code, json.loads(out) if code == 0 else None, err
+
+
+def test_evaluate_ground_truth_high_and_shuffled_low(trained, tmp_path, capsys):
+    root, checkpoint, _ = trained
+    conditions = data.load_condition_lists(root, "test")
+    good = write_folder(tmp_path / "good", conditions, seed=1)
+    shuffled = write_folder(tmp_path / "shuffled", conditions, seed=1, order=[(i + 5) % 24 for i in range(24)])
+    code, result, _ = run_cli(capsys, "--images", good, "--data", root, "--split", "test", "--evaluator", checkpoint,
+                              "--per-image", "--json", tmp_path / "out" / "m.json")
+    assert code == 0 and result["n"] == 24 and result["split"] == "test" and result["evaluator"] == str(checkpoint)
+    assert result["topk"] >= 0.9 and result["exact_set"] >= 0.7, result
+    assert json.loads((tmp_path / "out" / "m.json").read_text()) == result
+    rows = result["per_image"]
+    assert len(rows) == 24 and rows[3]["requested"] == sorted(conditions[3], key=L.INDEX.get)
+    assert sum(r["exact"] for r in rows) == round(result["exact_set"] * 24)
+    code, bad, _ = run_cli(capsys, "--images", shuffled, "--data", root, "--evaluator", checkpoint)
+    assert code == 0 and bad["topk"] < 0.5 and bad["exact_set"] < 0.3, bad
+    # the same numbers from the library on an in-memory batch
+    images = torch.stack([data.to_float(torch.from_numpy(data.read_image(good / f"{i}.png", 64))) for i in range(24)])
+    direct = E.evaluate_images(E.Evaluator.load(checkpoint), images, L.encode_batch(conditions))
+    assert set(direct) == {"topk", "exact_set", "extra_object_rate", "n"} and direct["topk"] == result["topk"]
+
+
+def test_evaluate_labelled_root(trained, capsys):
+    root, checkpoint, report = trained
+    code, result, _ = run_cli(capsys, "--root", root, "--evaluator", checkpoint)
+    assert code == 0 and result["n"] == 240 and result["topk"] >= 0.9
+    shuffled = Path(str(root) + "-shuffled")
+    shuffled.mkdir()
+    (shuffled / "iclevr").symlink_to(root / "iclevr")
+    (shuffled / "objects.json").write_text((root / "objects.json").read_text())
+    mapping = data.load_mapping(root)
+    names = list(mapping)
+    (shuffled / "train.json").write_text(json.dumps({n: mapping[names[i - 7]] for i, n in enumerate(names)}))
+    code, result, _ = run_cli(capsys, "--root", shuffled, "--evaluator", checkpoint)
+    assert code == 0 and result["topk"] < 0.5
+
+
+def test_evaluate_resizes_with_a_note(trained, tmp_path, capsys):
+    root, checkpoint, _ = trained
+    conditions = data.load_condition_lists(root, "new_test")
+    folder = write_folder(tmp_path / "big", conditions, seed=2, size=128)
+    code, result, err = run_cli(capsys, "--images", folder, "--data", root, "--split", "new_test",
+                                "--evaluator", checkpoint)
+    assert code == 0 and result["resized"] == 4 and "resized 4 images" in err and result["topk"] >= 0.75
+
+
+def test_evaluate_folder_errors(trained, tmp_path, capsys):
+    root, checkpoint, _ = trained
+    conditions = data.load_condition_lists(root, "new_test")
+    folder = write_folder(tmp_path / "f", conditions, seed=3)
+    Image.new("RGB", (64, 64)).save(folder / "grid.png")  # other files are ignored
+    common = ("--data", root, "--split", "new_test", "--evaluator", checkpoint)
+    assert run_cli(capsys, "--images", folder, *common)[0] == 0
+    Image.new("RGB", (64, 64)).save(folder / "4.png")
+    code, _, err = run_cli(capsys, "--images", folder, *common)
+    assert code == 2 and "4.png and beyond are extra" in err and err.count("\n") == 1
+    (folder / "4.png").unlink()
+    (folder / "2.png").unlink()
+    code, _, err = run_cli(capsys, "--images", folder, *common)
+    assert code == 2 and "lacks 1 of the 4 images" in err and "2.png" in err
+    (folder / "2.png").write_bytes(b"not a png")
+    code, _, err = run_cli(capsys, "--images", folder, *common)
+    assert code == 2 and "unreadable image" in err and err.count("\n") == 1
+    code, _, err = run_cli(capsys, "--images", tmp_path / "nowhere", *common)
+    assert code == 2 and "does not exist" in err
+    code, _, err = run_cli(capsys, "--images", folder, "--data", root, "--evaluator", tmp_path / "none.pth")
+    assert code == 2 and "train-evaluator" in err

@@ -1,0 +1,308 @@
+"""Sampling: samplers, seeding, classifier-free and classifier guidance, the ``cddpm sample`` outputs and errors."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import save_file
+
+from cddpm import labels as L
+from cddpm import sample
+from cddpm.cli import main
+from cddpm.diffusion import train_scheduler
+from cddpm.model import ConditionalUNet, preset
+
+LABELS = [["red sphere"], ["cyan cube", "gray cylinder"], ["yellow sphere", "blue cube", "red cylinder"]]
+
+
+def small_model(sample_size: int = 16, seed: int = 0) -> ConditionalUNet:
+    torch.manual_seed(seed)
+    config = preset("tiny", block_out_channels=(16, 32), attention_levels=(1,), norm_num_groups=8,
+                    sample_size=sample_size)
+    return ConditionalUNet(config).eval()
+
+
+def make_run(path: Path, data: Path, sample_size: int = 16, step: int = 5) -> Path:
+    """A run folder in runs.py's layout holding an untrained model (EMA weights differ from the raw ones)."""
+    model = small_model(sample_size)
+    folder = path / "checkpoints" / f"step-{step}"
+    folder.mkdir(parents=True)
+    raw = {k: v.contiguous() for k, v in model.state_dict().items()}
+    save_file(raw, folder / "model.safetensors")
+    save_file({k: v + 0.05 * torch.randn_like(v) for k, v in raw.items()}, folder / "ema.safetensors")
+    (folder / "state.json").write_text(json.dumps({"step": step}))
+    config = {"model": model.config.to_dict(), "train": {}, "scheduler": dict(train_scheduler().config),
+              "data": str(data)}
+    (path / "config.json").write_text(json.dumps(config))
+    return path
+
+
+class GaussianDenoiser(torch.nn.Module):
+    """The exact noise predictor for data x0 ~ N(mu(label), 0.2^2) with mu linear in the multi-hot (null: mu = 0).
+
+    Its samples must have per-channel mean mu and std 0.2, and guidance w must give mean w * mu,
+    since the prediction is affine in mu.
+    """
+
+    def __init__(self, size: int = 16, var: float = 0.04):
+        super().__init__()
+        self.config, self.var = preset("tiny", sample_size=size), var
+        self.mu = torch.nn.Linear(24, 3, bias=False)
+        torch.nn.init.normal_(self.mu.weight, std=0.1, generator=torch.Generator().manual_seed(0))
+        self.register_buffer("alphas_cumprod", train_scheduler().alphas_cumprod)
+
+    def mean(self, labels: torch.Tensor) -> torch.Tensor:
+        return self.mu(labels)[:, :, None, None]
+
+    def forward(self, x, t, labels):
+        ab = self.alphas_cumprod[t]
+        a, s, mu = ab.sqrt(), (1 - ab).sqrt(), self.mean(labels)
+        x0 = mu + a * self.var / (ab * self.var + 1 - ab) * (x - a * mu)
+        return (x - a * x0) / s
+
+
+@pytest.fixture(scope="module")
+def model() -> ConditionalUNet:
+    return small_model()
+
+
+@pytest.fixture(scope="module")
+def exact() -> GaussianDenoiser:
+    return GaussianDenoiser()
+
+
+@pytest.fixture(scope="module")
+def scheduler_config() -> dict:
+    return dict(train_scheduler().config)
+
+
+@pytest.fixture
+def run(tmp_path, tiny_root) -> Path:
+    return make_run(tmp_path / "run", tiny_root)
+
+
+@pytest.mark.parametrize("name", list(sample.SAMPLERS))
+def test_every_sampler_gives_course_sized_images_in_range(model, scheduler_config, name):
+    images = sample.generate(model, scheduler_config, LABELS, sampler=name, steps=3, guidance=2.0)
+    assert images.shape == (3, 3, 64, 64) and images.dtype == torch.float32
+    assert torch.isfinite(images).all() and images.min() >= -1 and images.max() <= 1
+    assert images.std() > 0.05  # not a constant image
+    native = sample.generate(model, scheduler_config, LABELS[:1], sampler=name, steps=3, size=None)
+    assert native.shape == (1, 3, 16, 16)
+
+
+@pytest.mark.parametrize("name, steps", [("ddpm", 100), ("ddim", 20), ("dpmsolver", 20)])
+@pytest.mark.parametrize("guidance", [1.0, 2.0])
+def test_every_sampler_draws_the_data_distribution_of_an_exact_denoiser(exact, scheduler_config, name, steps,
+                                                                       guidance):
+    images = sample.generate(exact, scheduler_config, LABELS, sampler=name, steps=steps, guidance=guidance,
+                             size=None)
+    mu = guidance * exact.mean(L.encode_batch(LABELS)).detach()  # guidance w scales the mean: mu_w = w * mu
+    assert (mu.abs() < 0.6).all()  # far enough from the clamp at +-1 to read the mean
+    torch.testing.assert_close(images.mean((2, 3), keepdim=True), mu, rtol=0, atol=0.05)
+    assert 0.15 < (images - mu).std() < 0.25  # the data's std 0.2: neither collapsed nor noisy
+
+
+def test_same_seed_same_images_whatever_the_batch_size(model, scheduler_config):
+    # DDPM is stochastic at every step: its step noise must be per image too
+    kwargs = dict(sampler="ddpm", steps=4, guidance=2.0, seed=7, size=None)
+    whole = sample.generate(model, scheduler_config, LABELS, batch_size=3, **kwargs)
+    assert (whole.abs() < 1).float().mean() > 0.3  # enough unclamped pixels for the comparison to mean something
+    torch.testing.assert_close(sample.generate(model, scheduler_config, LABELS, batch_size=3, **kwargs), whole,
+                               rtol=0, atol=0)
+    for batch_size in (1, 2):
+        torch.testing.assert_close(sample.generate(model, scheduler_config, LABELS, batch_size=batch_size, **kwargs),
+                                   whole, rtol=0, atol=1e-5)
+    other = sample.generate(model, scheduler_config, LABELS, batch_size=3, **{**kwargs, "seed": 8})
+    assert (other - whole).abs().mean() > 0.05
+
+
+def test_image_seeds_differ_across_images_and_seeds():
+    seeds = {sample.image_seed(s, i) for s in range(4) for i in range(50)}
+    assert len(seeds) == 200
+    noise = [torch.randn(3, generator=g) for g in sample.generators(0, [0, 1, 0])]
+    assert torch.equal(noise[0], noise[2]) and not torch.equal(noise[0], noise[1])
+
+
+class CountingModel(torch.nn.Module):
+    """Wraps a model and records the batch size of every forward pass."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.config, self.batches = model, model.config, []
+
+    def forward(self, x, t, labels):
+        self.batches.append(len(x))
+        return self.model(x, t, labels)
+
+
+def test_guidance_one_is_plain_conditional_sampling(exact, scheduler_config):
+    counting = CountingModel(exact)
+    for name in ("ddpm", "dpmsolver"):
+        counting.batches.clear()
+        guided = sample.generate(counting, scheduler_config, LABELS, sampler=name, steps=3, guidance=1.0, seed=3,
+                                 size=None)
+        assert counting.batches == [3, 3, 3]  # no null half at w = 1
+        # the plain conditional loop, written out with the diffusers scheduler
+        sampler = sample.make_sampler(name, scheduler_config, 3)
+        gens = sample.generators(3, range(3))
+        x = torch.cat([torch.randn(1, 3, 16, 16, generator=g) for g in gens])
+        cond = L.encode_batch(LABELS)
+        with torch.no_grad():
+            for t in sampler.timesteps:
+                x = sampler.step(exact(x, t, cond), t, x, generator=gens).prev_sample
+        assert (x.abs() < 1).all()
+        torch.testing.assert_close(guided, x, rtol=0, atol=0)
+    counting.batches.clear()
+    sample.generate(counting, scheduler_config, LABELS, steps=2, guidance=3.0, size=None)
+    assert counting.batches == [6, 6]  # conditional and null rows in one forward
+
+
+def test_guided_prediction_extrapolates_from_the_null_prediction(model):
+    x, t, cond = torch.randn(2, 3, 16, 16), torch.tensor(500), L.encode_batch(LABELS[:2])
+    with torch.no_grad():
+        cond_pred, null_pred = model(x, t, cond), model(x, t, torch.zeros_like(cond))
+        guided = sample._predict(model, x, t, cond, 3.0)
+    torch.testing.assert_close(guided, null_pred + 3.0 * (cond_pred - null_pred), rtol=1e-4, atol=1e-4)
+    assert (guided - cond_pred).abs().mean() > 1e-3
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+def test_classifier_guidance_moves_predicted_x0_by_scale_times_gradient(prediction_type):
+    config = dict(train_scheduler(prediction_type=prediction_type).config)
+    sampler = sample.make_sampler("ddim", config, 10)
+    x, pred, t = torch.rand(2, 3, 64, 64) - 0.5, 0.1 * torch.randn(2, 3, 64, 64), torch.tensor(100)
+    grad = torch.randn(2, 3, 64, 64)
+    shifted = sample._apply_guide(sampler, pred, x, t, torch.zeros(2, 24),
+                                  lambda images, cond: (images * grad).sum((1, 2, 3)), 0.5)
+    ab = sampler.alphas_cumprod[t]
+
+    def x0(p):
+        return ab.sqrt() * x - (1 - ab).sqrt() * p if prediction_type == "v_prediction" else \
+            (x - (1 - ab).sqrt() * p) / ab.sqrt()
+
+    assert x0(pred).abs().max() < 1  # inside the clamp, so the gradient is grad everywhere
+    torch.testing.assert_close(x0(shifted) - x0(pred), 0.5 * grad, rtol=1e-4, atol=1e-4)
+
+
+def test_classifier_guidance_steers_the_images(exact, scheduler_config):
+    def brighter(images, cond):  # log p = brightness: a guide whose effect is easy to read
+        assert images.shape[-1] == 64 and images.abs().max() <= 1  # the guide sees course-sized, clamped x0
+        return images.mean((1, 2, 3)) * images[0].numel()  # grad 1 per 64x64 pixel, 16 per native 16x16 one
+
+    kwargs = dict(steps=10, guide=brighter, size=None)
+    plain = sample.generate(exact, scheduler_config, LABELS, guide_scale=0.0, **kwargs)
+    torch.testing.assert_close(plain, sample.generate(exact, scheduler_config, LABELS, steps=10, size=None),
+                               rtol=0, atol=0)
+    guided = sample.generate(exact, scheduler_config, LABELS, guide_scale=0.2 / 16, **kwargs)
+    assert 0.15 < (guided - plain).mean() < 0.5
+
+
+def test_denoising_frames_run_from_noise_to_the_sampled_image(model, scheduler_config):
+    frames = sample.denoise_frames(model, scheduler_config, frames=8, steps=10, seed=4)
+    assert frames.shape == (8, 3, 64, 64)
+    image = sample.generate(model, scheduler_config, [list(sample.DENOISE_LABELS)], steps=10, seed=4)
+    torch.testing.assert_close(frames[-1:], image, rtol=0, atol=1e-6)
+    assert frames[0].abs().mean() > frames[-1].abs().mean() * 0.5  # the first frame is (clamped) noise
+    assert sample.denoise_frames(model, scheduler_config, frames=8, steps=3).shape[0] == 4  # only 4 states exist
+
+
+def test_bad_sampler_or_steps_are_one_line_errors(scheduler_config):
+    with pytest.raises(ValueError, match="unknown sampler"):
+        sample.make_sampler("euler", scheduler_config)
+    with pytest.raises(ValueError, match="outside 1..1000"):
+        sample.make_sampler("ddim", scheduler_config, 0)
+    assert sample.make_sampler("ddim", scheduler_config, 10).timesteps[0] == 999  # starts from pure noise
+
+
+def test_sample_cli_writes_the_course_outputs(run, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["sample", "--run", str(run), "--split", "test", "--steps", "2", "--batch-size", "1",
+                 "--out", str(out), "--seed", "1"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics == json.loads(capsys.readouterr().out)
+    assert metrics["split"] == "test" and metrics["n"] == 2 and metrics["checkpoint"] == "step-5"
+    assert (metrics["sampler"], metrics["steps"], metrics["guidance"], metrics["seed"]) == ("dpmsolver", 2, 1.0, 1)
+    assert metrics["wall_s"] > 0 and "topk" not in metrics
+    assert sorted(p.name for p in (out / "images" / "test").iterdir()) == ["0.png", "1.png"]
+    assert Image.open(out / "images" / "test" / "0.png").size == (64, 64)
+    assert Image.open(out / "grid_test.png").size == (2 * 66 + 2, 66 + 2)
+    assert Image.open(out / "denoise.png").size == (3 * 66 + 2, 66 + 2)  # 2 steps: 3 states
+    assert (out / "captions_test.png").is_file()
+    # another batch size gives the same images (up to float rounding in the last bit of a pixel)
+    again = tmp_path / "again"
+    assert main(["sample", "--run", str(run), "--split", "test", "--steps", "2", "--out", str(again),
+                 "--seed", "1"]) == 0
+    first = [np.asarray(Image.open(d / "images" / "test" / "0.png"), dtype=int) for d in (out, again)]
+    assert np.abs(first[0] - first[1]).max() <= 1
+
+
+def test_sample_cli_labels_raw_weights_and_data_override(run, tmp_path, tiny_root):
+    ema, raw = tmp_path / "ema", tmp_path / "raw"
+    common = ["sample", "--run", str(run), "--steps", "2", "--labels", "red sphere,cyan cube", "gray cylinder"]
+    assert main(common + ["--out", str(ema)]) == 0
+    assert main(common + ["--out", str(raw), "--no-ema"]) == 0
+    assert sorted(p.name for p in (ema / "images" / "labels").iterdir()) == ["0.png", "1.png"]
+    pixels = [np.asarray(Image.open(d / "images" / "labels" / "0.png"), dtype=float) for d in (ema, raw)]
+    assert np.abs(pixels[0] - pixels[1]).mean() > 1  # EMA by default, raw weights with --no-ema
+    other = tmp_path / "other"
+    (tiny_root / "new_test.json").write_text(json.dumps([["red cube"]] * 3))
+    assert main(["sample", "--run", str(run), "--split", "new_test", "--steps", "2", "--data", str(tiny_root),
+                 "--out", str(other)]) == 0
+    assert json.loads((other / "metrics.json").read_text())["n"] == 3
+
+
+@pytest.fixture(scope="module")
+def evaluators(tmp_path_factory) -> tuple[Path, Path]:
+    """Two untrained evaluator checkpoints in the course's format: one judges, the other guides."""
+    from cddpm.evaluator import Evaluator, build_network
+
+    folder = tmp_path_factory.mktemp("evaluators")
+    torch.manual_seed(0)
+    return tuple(Evaluator(build_network()).save(folder / f"{name}.pth") for name in ("judge", "guide"))
+
+
+def test_sample_cli_scores_with_the_evaluator_and_guides_with_another(run, tmp_path, evaluators):
+    judge, guide = evaluators
+    common = ["sample", "--run", str(run), "--split", "test", "--sampler", "ddim", "--steps", "2",
+              "--evaluator", str(judge)]
+    assert main(common + ["--out", str(tmp_path / "plain")]) == 0
+    plain = json.loads((tmp_path / "plain" / "metrics.json").read_text())
+    assert plain["n"] == 2 and plain["evaluator"] == str(judge) and plain["classifier_guidance"] == 0
+    for key in ("topk", "exact_set", "extra_object_rate"):
+        assert 0 <= plain[key] <= 1
+    assert main(common + ["--out", str(tmp_path / "guided"), "--classifier-guidance", "50",
+                          "--guide-evaluator", str(guide)]) == 0
+    guided = json.loads((tmp_path / "guided" / "metrics.json").read_text())
+    assert guided["classifier_guidance"] == 50 and guided["guide_evaluator"] == str(guide)
+    images = [np.asarray(Image.open(tmp_path / d / "images" / "test" / "0.png"), dtype=float)
+              for d in ("plain", "guided")]
+    assert np.abs(images[0] - images[1]).mean() > 1  # the guide changed the image
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--labels", "red spere"], "did you mean 'red sphere'"),
+    (["--labels", "red sphere,red sphere"], "duplicate"),
+    (["--split", "test", "--checkpoint", "step-99"], "step-99"),
+    (["--split", "test", "--sampler", "ddim", "--steps", "5000"], "outside 1..1000"),
+    (["--split", "test", "--classifier-guidance", "2"], "--guide-evaluator"),
+    (["--split", "test", "--evaluator", "nowhere.pth"], "nowhere.pth"),
+    (["--split", "test", "--evaluator", "JUDGE", "--classifier-guidance", "2", "--guide-evaluator", "JUDGE"],
+     "inflates the score"),
+])
+def test_sample_cli_bad_input_is_a_one_line_error(run, tmp_path, capsys, evaluators, args, message):
+    args = [str(evaluators[0]) if a == "JUDGE" else a for a in args]
+    assert main(["sample", "--run", str(run), "--out", str(tmp_path / "o")] + args) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_sample_cli_missing_run_is_a_one_line_error(tmp_path, capsys):
+    assert main(["sample", "--run", str(tmp_path / "nope"), "--split", "test", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "not a training run" in err and err.count("\n") == 1

@@ -1,0 +1,212 @@
+"""Training: the loss falls, resume is exact, runs refuse to mix, checkpoints are atomic, the CLI and accelerate launch."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import make_root
+from safetensors.torch import load_file
+
+from cddpm import labels as L
+from cddpm import runs
+from cddpm.cli import main
+from cddpm.model import preset
+from cddpm.train import TrainConfig, load_config, train
+
+MICRO = preset("tiny", sample_size=16, block_out_channels=(16, 32), attention_levels=(1,), norm_num_groups=8)
+MICRO_ARGS = ["--model", "sample_size=16", "block_out_channels=16,32", "attention_levels=1", "norm_num_groups=8"]
+
+
+def root(path: Path, n: int = 16, side: int = 16) -> Path:
+    """An i-CLEVR root of ``n`` random side x side images (read back at 16x16) with 1-3 objects each."""
+    mapping = {f"CLEVR_train_{i:06d}_0.png": [L.CLASSES[(7 * i + k) % 24] for k in range(1 + i % 3)] for i in range(n)}
+    return make_root(path, mapping, size=(side, side), mode="RGB")
+
+
+@pytest.fixture
+def data(tmp_path) -> Path:
+    return root(tmp_path / "data")
+
+
+def config(data: Path, out: Path, **overrides) -> TrainConfig:
+    settings = dict(data=str(data), out=str(out), model=MICRO, max_steps=6, batch_size=4, warmup=2, log_every=1,
+                    save_every=3, keep=5)
+    return TrainConfig(**{**settings, **overrides})
+
+
+def weights(folder: Path, name: str) -> dict[str, torch.Tensor]:
+    return load_file(folder / name)
+
+
+def test_loss_falls_when_overfitting_a_batch(tmp_path):
+    small = root(tmp_path / "data", n=4, side=4)  # 4x4 noise upsampled: smooth images a tiny net can fit
+    losses = []
+    train(config(small, tmp_path / "run", max_steps=40, lr=3e-3, warmup=5, p_uncond=0.0, save_every=100),
+          on_log=lambda r: losses.append(r["loss"]))
+    assert len(losses) == 40
+    first, last = sum(losses[:8]) / 8, sum(losses[-8:]) / 8
+    assert last < 0.5 * first, (first, last)
+
+
+def test_resume_continues_exactly(tmp_path, data):
+    one_go = config(data, tmp_path / "a", hflip=True, max_steps=8, batch_size=6)  # 2 batches per epoch: crosses epochs
+    train(one_go)
+
+    class Crash(Exception):
+        pass
+
+    def crash_after_checkpoint(record):
+        if record["step"] == 4:  # step-3 is saved; step 4 is logged, then the process "dies"
+            raise Crash
+
+    pieces = dataclasses.replace(one_go, out=str(tmp_path / "b"))
+    with pytest.raises(Crash):
+        train(pieces, on_log=crash_after_checkpoint)
+    assert [p.name for p in runs.checkpoints(pieces.out)] == ["step-3"]
+    train(dataclasses.replace(pieces, resume=True))
+
+    for name in (runs.MODEL_FILE, runs.EMA_FILE):
+        a, b = weights(tmp_path / "a/checkpoints/step-8", name), weights(tmp_path / "b/checkpoints/step-8", name)
+        assert a.keys() == b.keys()
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+    logs = [[json.loads(line)["loss"] for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+            for run in "ab"]
+    assert logs[0] == logs[1] and len(logs[0]) == 8  # the crashed run's extra record was dropped on resume
+
+
+def test_resume_refuses_a_different_model_data_or_recipe(tmp_path, data):
+    first = config(data, tmp_path / "run", max_steps=2)
+    train(first)
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(first)
+    other_model = dataclasses.replace(first, resume=True, model=dataclasses.replace(MICRO, block_out_channels=(8, 16)))
+    with pytest.raises(ValueError, match=r"model\.block_out_channels \(run \[16, 32\], now \[8, 16\]\)") as err:
+        train(other_model)
+    assert "\n" not in str(err.value)
+    other_data = dataclasses.replace(first, resume=True, data=str(root(tmp_path / "other", n=12)))
+    with pytest.raises(ValueError, match=r"dataset\.images \(run 16, now 12\).*dataset\.train_json_sha1"):
+        train(other_data)
+    with pytest.raises(ValueError, match=r"train\.lr"):
+        train(dataclasses.replace(first, resume=True, lr=0.5))
+    # a longer schedule, other logging and a moved data root are fine
+    longer = train(dataclasses.replace(first, resume=True, max_steps=3, log_every=2))
+    assert longer["step"] == 3 and load_config(first.out).max_steps == 3
+
+
+def test_checkpoints_are_complete_pruned_and_loadable(tmp_path, data):
+    run = tmp_path / "run"
+    result = train(config(data, run, max_steps=5, save_every=1, keep=2))
+    assert [p.name for p in runs.checkpoints(run)] == ["step-4", "step-5"]
+    assert not list((run / "checkpoints").glob(".tmp-*"))
+    folder = runs.resolve(run, "last")
+    assert {p.name for p in folder.iterdir()} == {"model.safetensors", "ema.safetensors", "state.json", "optimizer.bin",
+                                                  "scheduler.bin", "random_states_0.pkl"}
+    state = runs.read_state(folder)
+    assert state["step"] == 5 and state["ema"]["optimization_step"] == 5
+    assert result["checkpoint"] == str(folder) and (run / "loss.png").stat().st_size > 0
+
+    cfg = runs.read_config(run)
+    assert cfg["model"]["block_out_channels"] == [16, 32] and cfg["train"]["max_steps"] == 5
+    assert cfg["scheduler"]["beta_schedule"] == "squaredcos_cap_v2" and cfg["scheduler"]["num_train_timesteps"] == 1000
+    assert Path(cfg["data"]) == data.resolve() and cfg["dataset"]["images"] == 16
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3, 4, 5]
+    assert {"step", "loss", "lr", "images_per_s", "epoch"} <= records[0].keys()
+
+    ema, _, _ = runs.load_model(run, "last", ema=True)
+    raw, _, _ = runs.load_model(run, "step-4", ema=False)
+    assert all(torch.equal(v, weights(folder, runs.EMA_FILE)[k]) for k, v in ema.state_dict().items())
+    assert all(torch.equal(v, weights(run / "checkpoints/step-4", runs.MODEL_FILE)[k]) for k, v in raw.state_dict().items())
+
+    stale = run / "checkpoints" / ".tmp-step-9"  # a save that died half-way
+    stale.mkdir()
+    assert runs.resolve(run, "last").name == "step-5"
+    assert stale in runs.prune(run, keep=1) and not stale.exists()
+    assert [p.name for p in runs.checkpoints(run)] == ["step-5"]
+
+
+def test_epochs_options_and_time_limit(tmp_path, data):
+    out = train(config(data, tmp_path / "a", max_steps=None, epochs=2, grad_accum=2, batch_size=2, hflip=True,
+                       prediction_type="v_prediction", channels_last=True,
+                       model=dataclasses.replace(MICRO, conditioning="concat")))
+    assert out["step"] == 8 and out["epoch"] == 2.0  # 16 images / (2 x 2) per step
+    assert torch.isfinite(torch.tensor(out["loss"]))
+    stopped = train(config(data, tmp_path / "b", max_steps=1000, max_minutes=1e-9, log_every=2))
+    assert stopped["step"] == 2 and [p.name for p in runs.checkpoints(tmp_path / "b")] == ["step-2"]
+
+
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="signals need the main thread")
+def test_ctrl_c_saves_a_checkpoint(tmp_path, data):
+    def interrupt(record):
+        if record["step"] == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt, match="stopped at step"):
+        train(config(data, tmp_path / "run", max_steps=100, save_every=50), on_log=interrupt)
+    assert [p.name for p in runs.checkpoints(tmp_path / "run")] in (["step-2"], ["step-3"])
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_cli_trains_then_resumes_with_the_stored_settings(tmp_path, data, capsys):
+    run = tmp_path / "run"
+    argv = ["train", "--data", str(data), "--out", str(run), *MICRO_ARGS, "--batch-size", "4", "--max-steps", "2",
+            "--lr", "2e-3", "--log-every", "1"]
+    assert main(argv) == 0
+    assert json.loads(capsys.readouterr().out)["step"] == 2
+    assert main(["train", "--out", str(run), "--resume", "--max-steps", "3"]) == 0
+    assert json.loads(capsys.readouterr().out)["step"] == 3
+    stored = load_config(run)
+    assert stored.model == MICRO and stored.lr == 2e-3 and stored.batch_size == 4
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--max-steps", "0"], "max_steps=0 must be positive"),
+    (["--max-steps", "2", "--p-uncond", "1.5"], "p_uncond=1.5"),
+    (["--max-steps", "2", "--model", "channels=3"], "bad model override 'channels=3'"),
+    (["--max-steps", "2", "--model", "sample_size=big"], "sample_size takes a int"),
+    (["--max-steps", "2", "--preset", "huge"], "unknown preset 'huge'"),
+    (["--max-steps", "2", "--mixed-precision", "fp16"], "fp16 mixed precision needs a CUDA GPU"),
+    ([], "the run has no length"),
+    (["--max-steps", "2", "--batch-size", "64"], "exceeds the 16 training images"),
+])
+def test_cli_bad_arguments_give_one_line_errors(tmp_path, data, capsys, extra, message):
+    if "fp16" in extra and torch.cuda.is_available():
+        pytest.skip("fp16 works on this machine")
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "run"), *MICRO_ARGS, *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err and err.startswith("cddpm train: error:")
+
+
+def test_cli_missing_data_and_foreign_out(tmp_path, data, capsys):
+    assert main(["train", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "run"), "--max-steps", "1"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("mine")
+    assert main(["train", "--data", str(data), "--out", str(busy), *MICRO_ARGS, "--max-steps", "1",
+                 "--batch-size", "4"]) == 2
+    assert "holds no training run" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_accelerate_launch_two_cpu_processes(tmp_path, data):
+    run = tmp_path / "run"
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "cddpm", "train",
+           "--data", str(data), "--out", str(run), *MICRO_ARGS, "--batch-size", "2", "--max-steps", "3",
+           "--save-every", "2"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    folder = runs.resolve(run, "last")
+    assert folder.name == "step-3" and (folder / "random_states_1.pkl").is_file()
+    assert runs.read_state(folder)["num_processes"] == 2
+    assert runs.read_state(folder)["epoch"] == 0.75  # 3 steps x 2 processes x 2 images of 16
