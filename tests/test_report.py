@@ -14,6 +14,7 @@ def write_batch(root, accuracies):
         (d / "metrics.json").write_text(json.dumps(dict(
             split=split, checkpoint="last", sampler="dpmsolver", steps=20, guidance=w, seed=seed,
             topk=topk, exact_set=exact, extra_object_rate=1 - exact)))
+        (d / f"grid_{split}.png").write_bytes(f"{split} {w} {seed}".encode())
     return root
 
 
@@ -44,6 +45,9 @@ def test_build_writes_table_and_figures(tmp_path):
         assert (tmp_path / "report" / f"{'accuracy_vs_guidance' if key == 'guidance' else 'loss'}.png").stat().st_size > 1000
     assert "steps" not in out["figures"]  # a single step count gives no steps curve
     assert out["best"]["guidance"] == 3.0 and out["worst"]["guidance"] == 1.0
+    assert (tmp_path / "report" / "best_grid.png").read_bytes().startswith(b"test 3.0") or \
+        (tmp_path / "report" / "best_grid.png").read_bytes().startswith(b"new_test 3.0")
+    assert b" 1.0 " in (tmp_path / "report" / "worst_grid.png").read_bytes()
     assert json.loads((tmp_path / "report" / "table.json").read_text())[0]["seeds"] == 2
 
 
@@ -60,3 +64,8 @@ def test_batch_combinations_and_names():
     combos = b.combinations()
     assert len(combos) == 2 * 2 * 2
     assert {c["tag"] for c in combos} >= {"test__seed0__last__dpmsolver10__g1", "test__seed1__last__dpmsolver20__g2.5"}
+
+
+def test_metrics_table():
+    table = report.metrics_table({"topk": 0.91234, "sampler": "dpmsolver", "steps": 20})
+    assert table.splitlines()[2:] == ["| topk | 0.9123 |", "| sampler | dpmsolver |", "| steps | 20 |"]

@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import statistics
 from collections import defaultdict
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure
 
 KEYS = ("split", "checkpoint", "sampler", "steps", "guidance")
 METRICS = ("topk", "exact_set", "extra_object_rate")
@@ -64,12 +62,21 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def metrics_table(metrics: dict) -> str:
+    """One sampling run's ``metrics.json`` as a two-column markdown table."""
+    lines = ["| metric | value |", "| --- | --- |"]
+    for key, value in metrics.items():
+        lines.append(f"| {key} | {value:.4f} |" if isinstance(value, float) else f"| {key} | {value} |")
+    return "\n".join(lines)
+
+
 def _plot_against(rows: list[dict], x: str, path: Path, title: str) -> Path | None:
     """Top-k and exact-set accuracy against ``x`` (one line per split and metric), the other keys fixed at their mode."""
     varying = sorted({r[x] for r in rows})
     if len(varying) < 2:
         return None
-    fig, ax = plt.subplots(figsize=(5, 3.4))
+    fig = Figure(figsize=(5, 3.4))
+    ax = fig.add_subplot()
     for split in sorted({r["split"] for r in rows}):
         sel = [r for r in rows if r["split"] == split]
         # hold the other settings at the most common value so each line varies only x
@@ -85,7 +92,6 @@ def _plot_against(rows: list[dict], x: str, path: Path, title: str) -> Path | No
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path
 
 
@@ -101,14 +107,14 @@ def loss_curve(run: str | os.PathLike, path: Path) -> Path | None:
     steps, losses = [e["step"] for e in entries], [e["loss"] for e in entries]
     k = max(1, len(losses) // 50)
     smooth = [statistics.fmean(losses[max(0, i - k):i + 1]) for i in range(len(losses))]
-    fig, ax = plt.subplots(figsize=(5, 3.4))
+    fig = Figure(figsize=(5, 3.4))
+    ax = fig.add_subplot()
     ax.plot(steps, losses, alpha=0.3, label="loss")
     ax.plot(steps, smooth, label=f"mean of {k}")
     ax.set(xlabel="step", ylabel="MSE", title="training loss", yscale="log")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path
 
 
@@ -127,5 +133,9 @@ def build(batch_dir: str | os.PathLike, out_dir: str | os.PathLike, run: str | o
     }
     ranked = sorted(records, key=lambda r: (r["topk"], r["exact_set"]))
     best, worst = ranked[-1], ranked[0]
+    for which, record in (("best", best), ("worst", worst)):
+        grid = Path(record["dir"]) / f"grid_{record['split']}.png"
+        if grid.is_file():
+            figures[which] = shutil.copyfile(grid, out_dir / f"{which}_grid.png")
     return {"rows": rows, "records": len(records), "table": str(out_dir / "table.md"),
             "figures": {k: str(v) for k, v in figures.items() if v}, "best": best, "worst": worst}

@@ -1,0 +1,76 @@
+"""Notebook helpers: a live loss curve for training and a tick-the-objects sampling panel."""
+from __future__ import annotations
+
+import io
+import os
+
+import ipywidgets as W
+from IPython.display import Image as ShowImage
+from IPython.display import display
+from matplotlib.figure import Figure
+from PIL import Image
+
+from . import labels as L
+from . import runs
+from .figures import grid
+from .sample import default_device, generate
+
+
+class LiveLoss:
+    """An ``on_log`` callback for ``train``: redraws the loss curve in place at every log record."""
+
+    def __init__(self):
+        self.steps: list[int] = []
+        self.losses: list[float] = []
+        self.handle = display(ShowImage(data=self._png(), format="png"), display_id=True)
+
+    def __call__(self, record: dict) -> None:
+        self.steps.append(record["step"])
+        self.losses.append(record["loss"])
+        if self.handle is not None:  # None outside IPython
+            self.handle.update(ShowImage(data=self._png(), format="png"))
+
+    def _png(self) -> bytes:
+        fig = Figure(figsize=(5, 3))
+        ax = fig.add_subplot()
+        ax.plot(self.steps, self.losses, "-o", markersize=2)
+        ax.set(xlabel="step", ylabel="loss (MSE)", title=f"step {self.steps[-1] if self.steps else 0}")
+        if self.losses:
+            ax.set_yscale("log")
+        fig.tight_layout()
+        png = io.BytesIO()
+        fig.savefig(png, format="png", dpi=90)
+        return png.getvalue()
+
+
+def sampler_panel(run: str | os.PathLike, checkpoint: str = "last", sampler: str = "dpmsolver", steps: int = 20,
+                  guidance: float = 1.0, seed: int = 0, images: int = 8) -> W.VBox:
+    """A grid of 24 object check boxes and a Sample button that draws ``images`` samples of the ticked set."""
+    device = default_device()
+    model, config, _ = runs.load_model(run, checkpoint, device=device)
+    boxes = {name: W.Checkbox(description=name, indent=False, layout=W.Layout(width="140px")) for name in L.CLASSES}
+    boxes["red sphere"].value = True
+    seed_box = W.IntText(value=seed, description="seed", layout=W.Layout(width="160px"))
+    button = W.Button(description="Sample", button_style="primary")
+    status = W.Label()
+    picture = W.Image(format="png", layout=W.Layout(width=f"{96 * images}px"))
+
+    def on_click(_=None) -> None:
+        chosen = [name for name, box in boxes.items() if box.value]
+        try:
+            L.check(chosen)
+        except ValueError as err:
+            status.value = str(err)
+            return
+        status.value = f"sampling {images} x {', '.join(chosen)} ..."
+        samples = generate(model, config["scheduler"], [chosen] * images, sampler=sampler, steps=steps,
+                           guidance=guidance, seed=seed_box.value)
+        png = io.BytesIO()
+        Image.fromarray(grid(samples, nrow=images).permute(1, 2, 0).numpy()).save(png, format="PNG")
+        picture.value = png.getvalue()
+        status.value = f"{', '.join(chosen)} (seed {seed_box.value}, {sampler} {steps} steps, guidance {guidance})"
+
+    button.on_click(on_click)
+    rows = [W.HBox([boxes[f"{c} {s}"] for c in L.COLOURS]) for s in L.SHAPES]
+    on_click()
+    return W.VBox([*rows, W.HBox([seed_box, button]), status, picture])
