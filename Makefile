@@ -21,7 +21,7 @@ demo: $(VENV)/.installed
 	$(BIN)/cddpm demo
 
 test: $(VENV)/.installed
-	CDDPM_PROFILE=smoke $(BIN)/python -m pytest -n 2 --durations=15 tests notebooks --nbval-lax
+	CDDPM_PROFILE=smoke $(BIN)/python -m pytest -n 2 --dist loadgroup --durations=15 tests notebooks --nbval-lax
 
 clean:
 	rm -rf $(VENV) data/synthetic-iclevr outputs/runs outputs/papermill outputs/report

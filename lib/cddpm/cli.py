@@ -29,7 +29,7 @@ def _add_render(sub) -> None:
     p.add_argument("--scenes", type=int, default=6003, help="scenes of 3 images each (default 6003 = 18009 images)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=int, default=64, help="image side in pixels (64 for training, 256 for figures)")
-    p.add_argument("--force", action="store_true", help="replace a non-empty --out")
+    p.add_argument("--force", action="store_true", help="replace an earlier render in --out")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--conditions", type=Path, help="a test.json-style file: render --per-condition images of each")
     src.add_argument("--split", choices=["test", "new_test"], help="render the conditions of this split of --data")

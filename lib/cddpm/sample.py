@@ -134,7 +134,9 @@ def generate(model: torch.nn.Module, scheduler_config: dict, labels: torch.Tenso
         for start in range(0, len(cond), batch_size):
             chunk = cond[start:start + batch_size]
             gens = generators(seed, range(start, start + len(chunk)))
-            for x in denoise(model, schedule, chunk, gens, guidance, guide, guide_scale):
+            states = denoise(model, schedule, chunk, gens, guidance, guide, guide_scale)
+            x = next(states)  # the starting noise
+            for x in states:
                 bar.update(len(chunk))
             out.append(x.float().clamp(-1, 1).cpu())
     images = torch.cat(out) if out else torch.zeros(0, 3, model.config.sample_size, model.config.sample_size)

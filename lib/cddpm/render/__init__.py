@@ -64,7 +64,7 @@ def render_dataset(out: str | os.PathLike, scenes: int = 6003, seed: int = 0, si
                    command: str | None = None, workers: int | None = None) -> Path:
     """Write a synthetic i-CLEVR root of ``scenes`` x 3 images; returns ``out``."""
     _check_int("--scenes", scenes, 1, MAX_IMAGES // 3)
-    _check_common(seed, size)
+    _check_common(seed, size, out, force)
     label_lists = S.balanced_labels(scenes, np.random.default_rng([seed, LABELS]))
     jobs = [Job((SCENE, i), tuple(labels), tuple((f"CLEVR_train_{i:06d}_{k}.png", k + 1) for k in range(3)))
             for i, labels in enumerate(label_lists)]
@@ -76,7 +76,7 @@ def render_conditions(conditions: Sequence[Sequence[str]], out: str | os.PathLik
                       workers: int | None = None) -> Path:
     """Write ``per_condition`` ground-truth images of each condition as a root (train.json maps them)."""
     _check_int("--per-condition", per_condition, 1, MAX_IMAGES)
-    _check_common(seed, size)
+    _check_common(seed, size, out, force)
     conditions = [L.check(c) for c in conditions]
     if not conditions or len(conditions) * per_condition > MAX_IMAGES:
         raise ValueError(f"{len(conditions)} conditions x {per_condition} images is not between 1 and {MAX_IMAGES}")
@@ -93,7 +93,7 @@ def render_twin(mapping: Mapping[str, Sequence[str]], out: str | os.PathLike, se
     Names like ``CLEVR_train_{scene}_{k}.png`` share scene ``scene``'s generator, so the twin of a
     rendered root with the same seed has that root's images, and a course scene grows object by object.
     """
-    _check_common(seed, size)
+    _check_common(seed, size, out, force)
     if not mapping:
         raise ValueError("the train.json to twin is empty; give a root with at least one image")
     jobs = []
@@ -111,9 +111,10 @@ def _check_int(flag: str, value: int, low: int, high: int) -> None:
         raise ValueError(f"{flag} must be an integer from {low} to {high}, got {value!r}")
 
 
-def _check_common(seed: int, size: int) -> None:
+def _check_common(seed: int, size: int, out: str | os.PathLike, force: bool) -> None:
     _check_int("--seed", seed, 0, 2**63 - 1)
     _check_int("--size", size, *SIZE_RANGE)
+    _target(Path(out), force)
 
 
 def _target(out: Path, force: bool) -> None:

@@ -1,0 +1,48 @@
+"""`cddpm batch` in the smoke profile: papermill executes 03_sample per combination, then 04_report."""
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from cddpm import cli, evaluator, model, render
+from cddpm.train import TrainConfig, train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def smoke_run(tmp_path, monkeypatch):
+    """A tiny rendered root, a 1-epoch evaluator and a 4-step run, in a temporary working folder."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CDDPM_PROFILE", "smoke")
+    render.render_dataset("data", scenes=12, seed=3, command="test")
+    evaluator.train("data", "evaluator.pth", epochs=1, batch_size=16, progress=False)
+    train(TrainConfig(data="data", out="run", model=model.preset("tiny"), max_steps=4, batch_size=8, save_every=2))
+    return tmp_path
+
+
+@pytest.mark.slow
+def test_batch_two_seeds_report(smoke_run, capsys):
+    code = cli.main(["batch", "--run", "run", "--name", "b", "--seeds", "0", "1", "--splits", "test",
+                     "--steps", "3", "--guidance", "1", "2", "--evaluator", "evaluator.pth",
+                     "--notebooks", str(ROOT / "notebooks")])
+    result = json.loads(capsys.readouterr().out)
+    assert code == 0 and result["failed"] == [] and len(result["done"]) == 4
+    executed = sorted(p.name for p in (smoke_run / "outputs/papermill/b").glob("*.ipynb"))
+    assert "03_sample__test__seed1__last__dpmsolver3__g2.ipynb" in executed and "04_report.ipynb" in executed
+    report = smoke_run / "outputs/report/b"
+    rows = json.loads((report / "table.json").read_text())
+    assert len(rows) == 2 and all(r["seeds"] == 2 for r in rows)  # guidance 1 and 2, each over 2 seeds
+    assert (report / "table.md").read_text().count("\n") == 2 + 2
+    for png in ("accuracy_vs_guidance.png", "loss.png", "best_grid.png", "worst_grid.png"):
+        assert (report / png).stat().st_size > 1000, png
+    # a second call skips what is done
+    assert cli.main(["batch", "--run", "run", "--name", "b", "--seeds", "0", "1", "--splits", "test", "--steps", "3",
+                     "--guidance", "1", "2", "--evaluator", "evaluator.pth", "--notebooks", str(ROOT / "notebooks")]) == 0
+    assert len(json.loads(capsys.readouterr().out)["skipped"]) == 4
+
+
+def test_batch_missing_run(tmp_path, capsys):
+    assert cli.main(["batch", "--run", str(tmp_path / "nope"), "--name", "x"]) == 2
+    assert "not a training run" in capsys.readouterr().err
