@@ -15,6 +15,11 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 
+def tag(split: str, seed: int, checkpoint: str, sampler: str, steps: int, guidance: float) -> str:
+    """The name of one combination: its sample folder and (after ``03_sample__``) its executed notebook."""
+    return f"{split}__seed{seed}__{checkpoint}__{sampler}{steps}__g{guidance:g}"
+
+
 @dataclass
 class Batch:
     """One papermill batch over seeds x checkpoints x splits x steps x guidance scales."""
@@ -40,8 +45,7 @@ class Batch:
         combos = []
         for split, seed, ckpt, sampler, steps, w in itertools.product(
                 self.splits, self.seeds, self.checkpoints, self.samplers, self.steps, self.guidance):
-            tag = f"{split}__seed{seed}__{ckpt}__{sampler}{steps}__g{w:g}"
-            combos.append(dict(tag=tag, split=split, seed=seed, checkpoint=ckpt, sampler=sampler, steps=steps,
+            combos.append(dict(tag=tag(split, seed, ckpt, sampler, steps, w), split=split, seed=seed, checkpoint=ckpt, sampler=sampler, steps=steps,
                                guidance=float(w)))
         return combos
 

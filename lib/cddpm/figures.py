@@ -50,3 +50,29 @@ def save_captioned_grid(images: torch.Tensor, captions: Sequence[str], path: str
     fig.savefig(path, dpi=150)
     plt.close(fig)
     return path
+
+
+def save_dataset_overview(labels: torch.Tensor, path: str | os.PathLike) -> Path:
+    """Three panels of an (N, 24) multi-hot set: images per class, objects per image, class co-occurrence."""
+    from .labels import CLASSES
+
+    labels = labels.float()
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 4.2), gridspec_kw={"width_ratios": [2.2, 0.8, 1.4]})
+    ax1.bar(range(len(CLASSES)), labels.sum(0).numpy(), color="tab:blue")
+    ax1.set_xticks(range(len(CLASSES)), CLASSES, rotation=90, fontsize=7)
+    ax1.set(ylabel="images", title="images per class")
+    counts = labels.sum(1).long()
+    ax2.bar(*torch.unique(counts, return_counts=True), color="tab:orange")
+    ax2.set(xlabel="objects", ylabel="images", title="objects per image", xticks=[1, 2, 3])
+    co = (labels.T @ labels).numpy()
+    image = ax3.imshow(co, cmap="viridis")
+    ax3.set_xticks(range(len(CLASSES)), CLASSES, rotation=90, fontsize=5)
+    ax3.set_yticks(range(len(CLASSES)), CLASSES, fontsize=5)
+    ax3.set_title("co-occurrence (diagonal: class count)")
+    fig.colorbar(image, ax=ax3, fraction=0.046)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
