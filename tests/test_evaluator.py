@@ -100,6 +100,8 @@ def test_official_format_round_trip(tmp_path):
     assert torch.allclose(loaded.scores(images), expected, atol=1e-6)
     assert torch.allclose(ours.scores(images, batch_size=2), expected, atol=1e-6)
     assert not list(path.parent.glob("*.tmp"))  # the atomic write left nothing behind
+    (path.parent / "plain").write_text("")
+    assert path.stat().st_mode == (path.parent / "plain").stat().st_mode  # usual permissions, not mkstemp's 0600
 
 
 @pytest.mark.parametrize("content, match", [

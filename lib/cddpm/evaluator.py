@@ -10,7 +10,6 @@ import json
 import os
 import re
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -125,8 +124,7 @@ class Evaluator:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu() for k, v in self.network.state_dict().items()}
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
+        tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"  # not mkstemp: that would leave the file 0600
         try:
             torch.save({"model": state}, tmp)
             os.replace(tmp, path)
