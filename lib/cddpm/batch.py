@@ -95,7 +95,7 @@ def run_batch(batch: Batch) -> dict:
             continue
         try:
             _execute(sample_nb, batch.record_dir / f"03_sample__{tag}.ipynb",
-                     {**common, **combo, "out_dir": str(out_dir)})
+                     {**common, **combo, "out_dir": str(out_dir), "widget": False})
             done.append(tag)
         except Exception as err:  # one failed combination must not stop the batch
             failed.append(tag)

@@ -44,17 +44,14 @@ def _logits_view(network: nn.Module) -> nn.Sequential:
 
 def _mismatch(expected: dict[str, torch.Tensor], found: dict) -> str:
     """One-line description of how ``found`` differs from the expected state dict ('' when it matches)."""
+    def few(keys: list[str], what: str) -> list[str]:
+        return [f"{len(keys)} {what} keys ({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})"] if keys else []
+
     missing = [k for k in expected if k not in found]
     unexpected = [k for k in found if k not in expected]
-    shapes = [f"{k} has shape {tuple(found[k].shape)} not {tuple(v.shape)}" for k, v in expected.items()
-              if k in found and tuple(getattr(found[k], "shape", ())) != tuple(v.shape)]
-    parts = []
-    if missing:
-        parts.append(f"{len(missing)} missing keys ({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''})")
-    if unexpected:
-        parts.append(f"{len(unexpected)} unexpected keys "
-                     f"({', '.join(unexpected[:3])}{', ...' if len(unexpected) > 3 else ''})")
-    return "; ".join(parts + shapes[:2])
+    shapes = [f"{k} has shape {tuple(getattr(found[k], 'shape', ()))} not {tuple(v.shape)}"
+              for k, v in expected.items() if k in found and tuple(getattr(found[k], "shape", ())) != tuple(v.shape)]
+    return "; ".join(few(missing, "missing") + few(unexpected, "unexpected") + shapes[:2])
 
 
 def check_images(images: torch.Tensor) -> None:
