@@ -19,19 +19,21 @@ class Profile:
     scenes: int = 6003                      # synthetic scenes rendered when data_root is missing (3 images each)
     seed: int = 0
     evaluator: str = "outputs/evaluator/checkpoint.pth"
-    evaluator_epochs: int | None = None     # None: the train-evaluator default
+    evaluator_epochs: int | None = 3        # None: the train-evaluator default
     gt_per_condition: int = 10              # ground-truth renders per test condition
     preset: str = "tiny"
     run: str = "outputs/runs/demo"
-    max_steps: int = 3000
-    batch_size: int = 64
-    mixed_precision: str = "no"
+    max_steps: int = 1000
+    batch_size: int = 32
+    lr: float = 1e-3
+    prediction_type: str = "v_prediction"
+    mixed_precision: str = "bf16"           # CPU autocast; the GPU profiles use fp16
     seeds: tuple[int, ...] = (0, 1, 2)
     splits: tuple[str, ...] = ("test", "new_test")
     sampler: str = "dpmsolver"
     steps: int = 20
     guidance: tuple[float, ...] = (1.0, 3.0)
-    ddpm_steps: int = 100                   # the DDPM arm of the demo batch
+    ddpm_steps: int = 50                    # the DDPM arm of the demo batch
     batch: str = "demo"
 
 
@@ -40,10 +42,12 @@ PROFILES: dict[str, Profile] = {
                      evaluator_epochs=1, gt_per_condition=1, run="outputs/smoke/run", max_steps=4, batch_size=8,
                      seeds=(0, 1), steps=3, guidance=(1.0, 2.0), ddpm_steps=3, batch="smoke"),
     "demo": Profile("demo"),
-    "colab": Profile("colab", preset="colab", run="outputs/runs/colab", max_steps=40000, batch_size=64,
+    "colab": Profile("colab", preset="colab", run="outputs/runs/colab", evaluator_epochs=None, max_steps=40000,
+                     batch_size=64, lr=2e-4,
                      mixed_precision="fp16", seeds=(0, 1, 2, 3, 4), guidance=(1.0, 2.0, 3.0), ddpm_steps=1000,
                      batch="colab"),
-    "reference": Profile("reference", preset="reference", run="outputs/runs/reference", max_steps=60000, batch_size=64,
+    "reference": Profile("reference", preset="reference", run="outputs/runs/reference", evaluator_epochs=None,
+                         max_steps=60000, batch_size=64, lr=2e-4, prediction_type="epsilon",
                          mixed_precision="fp16", seeds=(0, 1, 2, 3, 4), sampler="ddpm", steps=1000, guidance=(1.0,),
                          ddpm_steps=1000, batch="reference"),
 }
