@@ -133,14 +133,15 @@ def test_checkpoints_are_complete_pruned_and_loadable(tmp_path, data):
     assert [p.name for p in runs.checkpoints(run)] == ["step-5"]
 
 
-def test_epochs_options_and_time_limit(tmp_path, data):
+def test_epochs_options_time_limit_and_tensorboard(tmp_path, data):
     out = train(config(data, tmp_path / "a", max_steps=None, epochs=2, grad_accum=2, batch_size=2, hflip=True,
                        prediction_type="v_prediction", channels_last=True,
                        model=dataclasses.replace(MICRO, conditioning="concat")))
     assert out["step"] == 8 and out["epoch"] == 2.0  # 16 images / (2 x 2) per step
     assert torch.isfinite(torch.tensor(out["loss"]))
-    stopped = train(config(data, tmp_path / "b", max_steps=1000, max_minutes=1e-9, log_every=2))
+    stopped = train(config(data, tmp_path / "b", max_steps=1000, max_minutes=1e-9, log_every=2, tensorboard=True))
     assert stopped["step"] == 2 and [p.name for p in runs.checkpoints(tmp_path / "b")] == ["step-2"]
+    assert list((tmp_path / "b" / "tensorboard").glob("events.out.tfevents.*"))
 
 
 @pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="signals need the main thread")

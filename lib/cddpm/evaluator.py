@@ -302,7 +302,7 @@ def train(root: str | os.PathLike, out: str | os.PathLike, epochs: int = 6, batc
     network = build_network().to(device, memory_format=torch.channels_last)
     evaluator = Evaluator(network, device)
     steps = max(1, len(train_idx) // batch_size)  # full batches only: BatchNorm and a steady step size
-    optimizer = torch.optim.AdamW(network.parameters(), lr=lr, weight_decay=1e-4)
+    optimizer = torch.optim.AdamW(network.parameters(), lr=lr, weight_decay=1e-4, fused=True)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=epochs * steps)
     val_images, val_labels = data.to_float(dataset.images[val_idx]), dataset.labels[val_idx]
     history = []

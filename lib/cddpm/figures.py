@@ -47,7 +47,7 @@ def save_captioned_grid(images: torch.Tensor, captions: Sequence[str], path: str
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=150)
+    fig.savefig(path, dpi=150, bbox_inches="tight")
     plt.close(fig)
     return path
 
