@@ -49,7 +49,8 @@ def check_objects(root: str | os.PathLike) -> None:
         raise ValueError(f"{path} differs from the i-CLEVR class order built into cddpm; use the course's objects.json")
 
 
-def _checked(entries: list, path: Path) -> list[list[str]]:
+def check_lists(entries: list, path: str | os.PathLike) -> list[list[str]]:
+    """Validate every object list read from ``path``; errors name the file and the entry."""
     out = []
     for i, labels in enumerate(entries):
         try:
@@ -67,7 +68,7 @@ def load_mapping(root: str | os.PathLike, split: str = "train") -> dict[str, lis
     mapping = read_json(path)
     if not isinstance(mapping, dict):
         raise ValueError(f"{path} must map image file names to object lists, got a {type(mapping).__name__}")
-    return dict(zip(mapping, _checked(list(mapping.values()), path)))
+    return dict(zip(mapping, check_lists(list(mapping.values()), path)))
 
 
 def load_condition_lists(root: str | os.PathLike, split: str = "test") -> list[list[str]]:
@@ -80,7 +81,7 @@ def load_condition_lists(root: str | os.PathLike, split: str = "test") -> list[l
     conditions = read_json(path)
     if not isinstance(conditions, list):
         raise ValueError(f"{path} must hold a list of object lists, got a {type(conditions).__name__}")
-    return _checked(conditions, path)
+    return check_lists(conditions, path)
 
 
 def load_conditions(root: str | os.PathLike, split: str = "test") -> torch.Tensor:

@@ -24,7 +24,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .. import labels as L
-from ..data import read_json
+from ..data import check_lists, read_json
 from . import raycast
 from . import scenes as S
 
@@ -51,13 +51,7 @@ def read_conditions(path: str | os.PathLike) -> list[list[str]]:
     conditions = read_json(Path(path))
     if not isinstance(conditions, list) or not conditions:
         raise ValueError(f"{path} must hold a non-empty list of object lists like test.json, e.g. [['red cube']]")
-    out = []
-    for i, labels in enumerate(conditions):
-        try:
-            out.append(L.check(labels))
-        except ValueError as err:
-            raise ValueError(f"{path} entry {i}: {err}") from None
-    return out
+    return check_lists(conditions, path)
 
 
 def render_dataset(out: str | os.PathLike, scenes: int = 6003, seed: int = 0, size: int = 64, force: bool = False,
