@@ -21,6 +21,7 @@ demo: $(VENV)/.installed
 	$(BIN)/cddpm demo
 
 test: $(VENV)/.installed
+	rm -rf outputs/smoke  # the smoke profile's notebooks start from scratch
 	CDDPM_PROFILE=smoke $(BIN)/python -m pytest -n 2 --dist loadgroup --durations=15 tests notebooks --nbval-lax
 
 clean:
