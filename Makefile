@@ -22,7 +22,8 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	rm -rf outputs/smoke  # the smoke profile's notebooks start from scratch
-	CDDPM_PROFILE=smoke $(BIN)/python -m pytest -n 2 --dist loadgroup --durations=15 tests notebooks --nbval-lax
+	CDDPM_PROFILE=smoke $(BIN)/python -m pytest -n 2 --durations=10 tests
+	CDDPM_PROFILE=smoke $(BIN)/python -m pytest --nbval-lax notebooks  # in order, one kernel each
 
 clean:
 	rm -rf $(VENV) data/synthetic-iclevr outputs/runs outputs/papermill outputs/report
