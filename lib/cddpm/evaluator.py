@@ -54,6 +54,14 @@ def _mismatch(expected: dict[str, torch.Tensor], found: dict) -> str:
     return "; ".join(few(missing, "missing") + few(unexpected, "unexpected") + shapes[:2])
 
 
+def _check_shape(images: torch.Tensor) -> None:
+    if not isinstance(images, torch.Tensor):
+        raise ValueError(f"expected a torch.Tensor of images, got a {type(images).__name__}")
+    if images.dim() != 4 or tuple(images.shape[1:]) != (3, SIZE, SIZE):
+        raise ValueError(f"expected images of shape (N, 3, {SIZE}, {SIZE}), got {tuple(images.shape)}; "
+                         f"resize to {SIZE}x{SIZE} RGB first (cddpm.sample.resize)")
+
+
 def check_images(images: torch.Tensor) -> None:
     """Refuse anything but a float (N, 3, 64, 64) batch in [-1, 1], naming the likely mistake.
 
@@ -62,11 +70,7 @@ def check_images(images: torch.Tensor) -> None:
     than mid-grey (shadows, dark objects), so only a batch without a single one is refused. Callers
     that built the batch with ``data.to_float`` themselves may skip this check.
     """
-    if not isinstance(images, torch.Tensor):
-        raise ValueError(f"expected a torch.Tensor of images, got a {type(images).__name__}")
-    if images.dim() != 4 or tuple(images.shape[1:]) != (3, SIZE, SIZE):
-        raise ValueError(f"expected images of shape (N, 3, {SIZE}, {SIZE}), got {tuple(images.shape)}; "
-                         f"resize to {SIZE}x{SIZE} RGB first (cddpm.sample.resize)")
+    _check_shape(images)
     if not images.is_floating_point():
         raise ValueError(f"images are {images.dtype}; convert [0, 255] pixels with cddpm.data.to_float")
     if images.numel() == 0:
@@ -131,7 +135,7 @@ class Evaluator:
         return path
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        """(N, 24) logits with gradients and no checks: for classifier guidance on the current mode's network."""
+        """(N, 24) pre-sigmoid logits, differentiable and unchecked: for BCE training and classifier guidance."""
         return self._logits(images)
 
     def scores(self, images: torch.Tensor, batch_size: int = 256, check_range: bool = True) -> torch.Tensor:
@@ -140,10 +144,7 @@ class Evaluator:
         ``images`` are (N, 3, 64, 64) in [-1, 1], checked by :func:`check_images` (``check_range=False``
         keeps only the shape check, for batches made with ``data.to_float``).
         """
-        if check_range:
-            check_images(images)
-        elif images.dim() != 4 or tuple(images.shape[1:]) != (3, SIZE, SIZE):
-            raise ValueError(f"expected images of shape (N, 3, {SIZE}, {SIZE}), got {tuple(images.shape)}")
+        (check_images if check_range else _check_shape)(images)
         self.network.eval()
         with torch.inference_mode():
             out = [self.network(chunk.to(self.device, torch.float32)).float().cpu() for chunk in images.split(batch_size)]
@@ -236,7 +237,7 @@ def evaluate_root(evaluator: Evaluator, root: str | os.PathLike, split: str = "t
 
 # --- training ------------------------------------------------------------------------------------
 
-def augment(images: torch.Tensor, generator: torch.Generator | None = None, max_shift: int = 4) -> torch.Tensor:
+def augment(images: torch.Tensor, generator: torch.Generator | None = None, max_shift: int = 2) -> torch.Tensor:
     """Label-safe augmentation of a float batch: random horizontal flips and integer shifts of up to
     ``max_shift`` pixels (edges repeated). No colour changes: they could move one CLEVR colour to another."""
     n, _, h, w = images.shape
@@ -275,7 +276,7 @@ def _use_bf16(precision: str, device: torch.device) -> bool:
     return device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
-def train(root: str | os.PathLike, out: str | os.PathLike, epochs: int = 6, batch_size: int = 128, lr: float = 2e-3,
+def train(root: str | os.PathLike, out: str | os.PathLike, epochs: int = 14, batch_size: int = 64, lr: float = 1e-3,
           seed: int = 0, val_fraction: float = 0.05, device: str | torch.device | None = None,
           precision: str = "auto", force: bool = False, progress: bool = True) -> dict:
     """Train the course's ResNet18 from scratch with BCE on ``root``'s train.json; save it to ``out``.
