@@ -32,3 +32,14 @@ def test_clean_and_parameterised(path):
 def test_no_training_loop_in_notebooks(path):
     source = "\n".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code")
     assert ".backward(" not in source and "optimizer" not in source.lower()
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_papermill_reads_every_parameter(path):
+    # papermill skips a line it cannot parse (e.g. a second "=" in the comment) and then warns
+    # "Passed unknown parameter" for every batch run that sets it
+    papermill = pytest.importorskip("papermill")
+    nb = json.loads(path.read_text())
+    cell = next(c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", []))
+    assigned = re.findall(r"^(\w+)\s*=", "".join(cell["source"]), re.M)
+    assert list(papermill.inspect_notebook(str(path))) == assigned

@@ -225,4 +225,4 @@ def test_pixels_match_the_reference_on_any_machine(tmp_path):
     for name in read(out, "train.json"):
         digest.update(np.asarray(Image.open(out / "iclevr" / name)).tobytes())
     digest.update((out / "scenes.json").read_bytes())
-    assert digest.hexdigest() == "3ec1a4ff83c5ed5acf74fe5b54fbe0da2f65966abb3fc378f4c85fd8bd6ed567"
+    assert digest.hexdigest() == "2eded95e47c247ebe425f651f0c99302eb669291c855939669fc0d139c271f65"

@@ -28,10 +28,10 @@ def test_summary_mean_std_and_table(tmp_path):
     assert row["seeds"] == 2
     assert row["topk"] == pytest.approx(0.6) and row["topk_std"] == pytest.approx(0.1414, abs=1e-3)
     single = next(r for r in rows if r["split"] == "new_test")
-    assert single["topk_std"] == 0.0
+    assert single["topk_std"] is None  # one seed: no spread to report, not a spread of 0
     table = report.markdown_table(rows)
     assert table.count("\n") == 2 + len(rows) - 1
-    assert "0.600 ± 0.141" in table
+    assert "| 0.600 ± 0.141 |" in table and "| 0.400 | 0.200 |" in table
 
 
 def test_build_writes_table_and_figures(tmp_path):

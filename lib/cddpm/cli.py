@@ -164,9 +164,10 @@ def _add_train_evaluator(sub) -> None:
                                    "and its validation accuracies (OUT with .json).")
     p.add_argument("--data", type=Path, default=Path(DEFAULT_DATA), help="i-CLEVR root whose train.json to learn")
     p.add_argument("--out", type=Path, default=Path(DEFAULT_EVALUATOR), help="checkpoint to write")
-    p.add_argument("--epochs", type=int, default=6)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate of the one-cycle schedule")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate of the one-cycle schedule")
+    p.add_argument("--pos-weight", type=float, default=2.0, help="BCE weight of present objects (fewer misses)")
     p.add_argument("--seed", type=int, default=0, help="initialisation, validation split, batch order, augmentation")
     p.add_argument("--device", default=None, help="cuda, cpu, ... (default: cuda when present)")
     p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
@@ -179,7 +180,8 @@ def _train_evaluator(args) -> int:
     from . import evaluator
 
     report = evaluator.train(args.data, args.out, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                             seed=args.seed, device=args.device, precision=args.precision, force=args.force)
+                             pos_weight=args.pos_weight, seed=args.seed, device=args.device,
+                             precision=args.precision, force=args.force)
     _print_json({k: v for k, v in report.items() if k != "history"})
     return 0
 

@@ -33,8 +33,9 @@ def collect(batch_dir: str | os.PathLike) -> list[dict]:
     return records
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+def _mean_std(values: list[float]) -> tuple[float, float | None]:
+    """Mean and sample standard deviation; no deviation (None) from a single seed rather than a false 0."""
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
 
 
 def summarise(records: list[dict]) -> list[dict]:
@@ -52,12 +53,12 @@ def summarise(records: list[dict]) -> list[dict]:
 
 
 def markdown_table(rows: list[dict]) -> str:
-    """The summary as a markdown table, accuracies as mean +- std."""
+    """The summary as a markdown table, accuracies as mean +- std (the mean alone from one seed)."""
     head = "| split | checkpoint | sampler | steps | guidance | seeds | top-k | exact-set | extra objects |"
     lines = [head, "|" + " --- |" * 9]
     for r in rows:
         cells = [r["split"], r["checkpoint"], r["sampler"], r["steps"], r["guidance"], r["seeds"]]
-        cells += [f"{r[m]:.3f} ± {r[m + '_std']:.3f}" for m in METRICS]
+        cells += [f"{r[m]:.3f}" + ("" if r[m + "_std"] is None else f" ± {r[m + '_std']:.3f}") for m in METRICS]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines)
 
@@ -85,7 +86,7 @@ def _plot_against(rows: list[dict], x: str, path: Path, title: str) -> Path | No
             tuple(r[k] for k in others) == c for r in sel))
         sel = sorted((r for r in sel if tuple(r[k] for k in others) == common), key=lambda r: r[x])
         for m, style in (("topk", "-o"), ("exact_set", "--s")):
-            ax.errorbar([r[x] for r in sel], [r[m] for r in sel], yerr=[r[m + "_std"] for r in sel],
+            ax.errorbar([r[x] for r in sel], [r[m] for r in sel], yerr=[r[m + "_std"] or 0.0 for r in sel],
                         fmt=style, capsize=3, label=f"{split} {m}")
     ax.set(xlabel=x, ylabel="accuracy", title=title, ylim=(0, 1.02))
     ax.grid(alpha=0.3)

@@ -28,7 +28,7 @@ from ..data import check_lists, read_json
 from . import raycast
 from . import scenes as S
 
-VERSION = 1  # bump whenever the same arguments give different files
+VERSION = 3  # bump whenever the same arguments give different files
 SIZE_RANGE = (16, 1024)
 MAX_IMAGES = 10_000_000
 CHUNK = 32  # scenes per worker task

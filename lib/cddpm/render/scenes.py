@@ -25,7 +25,7 @@ MATERIALS = ("rubber", "metal")
 KINDS = {"sphere": R.SPHERE, "cube": R.CUBE, "cylinder": R.CYLINDER}
 AREA = 3.0  # object centres lie in [-AREA, AREA]^2, like CLEVR
 GAP = 0.2  # least floor distance between two objects' bounding circles
-MIN_VISIBLE = 0.6  # least fraction of an object's footprint that no other object hides
+MIN_VISIBLE = 0.8  # least fraction of an object's footprint that no other object hides
 CHECK_SIZE = 64
 MAX_TRIES = 1000
 # official split shapes: test.json holds 6/12/14 conditions of 1/2/3 objects, new_test.json 12/20 of 2/3
