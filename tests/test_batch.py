@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from cddpm import cli, evaluator, model, render
+from cddpm import batch, cli, evaluator, model, render
 from cddpm.train import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,3 +46,10 @@ def test_batch_two_seeds_report(smoke_run, capsys):
 def test_batch_missing_run(tmp_path, capsys):
     assert cli.main(["batch", "--run", str(tmp_path / "nope"), "--name", "x"]) == 2
     assert "not a training run" in capsys.readouterr().err
+
+
+def test_unknown_notebook_parameter_is_refused(tmp_path):
+    # papermill only warns ("Passed unknown parameter") and runs on with the default; we refuse before running
+    with pytest.raises(ValueError, match=r"04_report.ipynb has no parameter\(s\) \['evaluator'\]"):
+        batch._execute(ROOT / "notebooks" / "04_report.ipynb", tmp_path / "out.ipynb", {"evaluator": "e.pth"})
+    assert not (tmp_path / "out.ipynb").exists()

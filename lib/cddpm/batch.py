@@ -70,8 +70,12 @@ def _notebook(folder: str, name: str) -> Path:
 
 
 def _execute(notebook: Path, output: Path, parameters: dict) -> None:
+    """Run ``notebook`` with papermill; a parameter its ``parameters`` cell lacks is a bug, not a warning."""
     import papermill as pm
 
+    unknown = sorted(set(parameters) - set(pm.inspect_notebook(str(notebook))))
+    if unknown:
+        raise ValueError(f"{notebook.name} has no parameter(s) {unknown}; add them to its parameters cell")
     pm.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name="python3",
                         progress_bar=False, cwd=os.getcwd())
 
@@ -103,7 +107,8 @@ def run_batch(batch: Batch) -> dict:
                   file=sys.stderr)
     if batch.report:
         _execute(report_nb, batch.record_dir / "04_report.ipynb",
-                 {**common, "batch_dir": str(batch.samples_dir), "report_dir": str(batch.report_dir)})
+                 {**{k: common[k] for k in ("run", "profile") if k in common},
+                  "batch_dir": str(batch.samples_dir), "report_dir": str(batch.report_dir)})
     return {"done": done, "skipped": skipped, "failed": failed, "report": str(batch.report_dir)}
 
 
