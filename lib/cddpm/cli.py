@@ -164,7 +164,7 @@ def _add_train_evaluator(sub) -> None:
                                    "and its validation accuracies (OUT with .json).")
     p.add_argument("--data", type=Path, default=Path(DEFAULT_DATA), help="i-CLEVR root whose train.json to learn")
     p.add_argument("--out", type=Path, default=Path(DEFAULT_EVALUATOR), help="checkpoint to write")
-    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--epochs", type=int, default=12)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate of the one-cycle schedule")
     p.add_argument("--pos-weight", type=float, default=2.0, help="BCE weight of present objects (fewer misses)")

@@ -276,7 +276,7 @@ def _use_bf16(precision: str, device: torch.device) -> bool:
     return device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
-def train(root: str | os.PathLike, out: str | os.PathLike, epochs: int = 10, batch_size: int = 64, lr: float = 1e-3,
+def train(root: str | os.PathLike, out: str | os.PathLike, epochs: int = 12, batch_size: int = 64, lr: float = 1e-3,
           seed: int = 0, val_fraction: float = 0.05, pos_weight: float = 2.0, device: str | torch.device | None = None,
           precision: str = "auto", force: bool = False, progress: bool = True) -> dict:
     """Train the course's ResNet18 from scratch with BCE on ``root``'s train.json; save it to ``out``.
