@@ -41,7 +41,8 @@ PROFILES: dict[str, Profile] = {
     "smoke": Profile("smoke", data_root="outputs/smoke/data", scenes=16, evaluator="outputs/smoke/evaluator/checkpoint.pth",
                      evaluator_epochs=1, gt_per_condition=1, run="outputs/smoke/run", max_steps=4, batch_size=8,
                      seeds=(0, 1), steps=3, guidance=(1.0, 2.0), ddpm_steps=3, batch="smoke"),
-    "demo": Profile("demo"),
+    # the demo trains a short evaluator of its own, so it never stands in for the full one at the default path
+    "demo": Profile("demo", evaluator="outputs/evaluator/demo.pth"),
     "colab": Profile("colab", preset="colab", run="outputs/runs/colab", evaluator_epochs=None, max_steps=40000,
                      batch_size=64, lr=2e-4,
                      mixed_precision="fp16", seeds=(0, 1, 2, 3, 4), guidance=(1.0, 2.0, 3.0), ddpm_steps=1000,
