@@ -49,7 +49,7 @@ def test_batch_missing_run(tmp_path, capsys):
 
 
 def test_unknown_notebook_parameter_is_refused(tmp_path):
-    # papermill only warns ("Passed unknown parameter") and runs on with the default; we refuse before running
+    # papermill only warns ("Passed unknown parameter") and injects it where nothing reads it; we refuse first
     with pytest.raises(ValueError, match=r"04_report.ipynb has no parameter\(s\) \['evaluator'\]"):
         batch._execute(ROOT / "notebooks" / "04_report.ipynb", tmp_path / "out.ipynb", {"evaluator": "e.pth"})
     assert not (tmp_path / "out.ipynb").exists()

@@ -1,3 +1,4 @@
+import inspect
 import json
 import random
 from pathlib import Path
@@ -276,3 +277,12 @@ def test_evaluate_folder_errors(trained, tmp_path, capsys):
     assert code == 2 and "does not exist" in err
     code, _, err = run_cli(capsys, "--images", folder, "--data", root, "--evaluator", tmp_path / "none.pth")
     assert code == 2 and "train-evaluator" in err
+
+
+def test_train_evaluator_cli_defaults_are_the_library_defaults(monkeypatch, tmp_path, capsys):
+    # the CLI repeats the defaults for --help; the measured README numbers are for evaluator.train's
+    library = inspect.signature(E.train).parameters
+    seen = {}
+    monkeypatch.setattr(E, "train", lambda root, out, **kw: seen.update(kw) or {"checkpoint": str(out)})
+    assert cli.main(["train-evaluator", "--data", str(tmp_path), "--out", str(tmp_path / "e.pth")]) == 0
+    assert seen and seen == {k: library[k].default for k in seen}

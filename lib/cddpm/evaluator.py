@@ -307,6 +307,7 @@ def train(root: str | os.PathLike, out: str | os.PathLike, epochs: int = 12, bat
     optimizer = torch.optim.AdamW(network.parameters(), lr=lr, weight_decay=1e-4, fused=True)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=epochs * steps)
     val_images, val_labels = data.to_float(dataset.images[val_idx]), dataset.labels[val_idx]
+    weight = torch.tensor(pos_weight, device=device)
     history = []
     for epoch in range(1, epochs + 1):
         network.train()
@@ -320,7 +321,7 @@ def train(root: str | os.PathLike, out: str | os.PathLike, epochs: int = 12, bat
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 logits = evaluator(x)
             loss = F.binary_cross_entropy_with_logits(logits.float(), dataset.labels[idx].to(device),
-                                                      pos_weight=torch.tensor(pos_weight, device=device))
+                                                      pos_weight=weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
