@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from cddpm import labels as L
-from cddpm.model import PRESETS, ConditionalUNet, ModelConfig, override, parse_overrides, preset
+from cddpm.model import PRESETS, ConditionalUNet, ModelConfig, object_indices, override, parse_overrides, preset
 
 
 def test_parse_overrides_types_each_field():
@@ -72,3 +72,32 @@ def test_both_conditionings_use_the_label_and_accept_the_null_label(conditioning
     assert cond.shape == null.shape == x.shape
     assert not torch.allclose(cond, null) and not torch.allclose(cond, other)
     assert model.unet.config.in_channels == (3 + 24 if conditioning == "concat" else 3)
+
+
+def test_object_indices_lists_requested_classes_padded_with_no_object():
+    labels = torch.cat([L.encode_batch([["red sphere"], ["cyan cube", "gray cube", "red cylinder"]]),
+                        torch.zeros(1, L.NUM_CLASSES)])
+    idx = object_indices(labels)
+    assert idx.shape == (3, 3)
+    assert set(idx[1].tolist()) == {L.CLASSES.index(n) for n in ("cyan cube", "gray cube", "red cylinder")}
+    assert idx[0].tolist().count(L.NUM_CLASSES) == 2 and idx[2].tolist() == [L.NUM_CLASSES] * 3
+    assert object_indices(torch.zeros(2, L.NUM_CLASSES)).tolist() == [[L.NUM_CLASSES], [L.NUM_CLASSES]]
+
+
+@pytest.mark.parametrize("conditioning", ["embed", "tokens"])
+def test_patched_64px_model_keeps_the_image_shape_and_reads_each_object(conditioning):
+    torch.manual_seed(0)
+    config = preset("tiny", sample_size=32, patch_size=2, scale_shift=True, block_out_channels=(16, 32),
+                    attention_levels=(1,), norm_num_groups=8, conditioning=conditioning)
+    model = ConditionalUNet(config).eval()
+    assert model.unet.config.sample_size == 16 and model.unet.config.in_channels == 12
+    x, t = torch.randn(2, 3, 32, 32), torch.tensor([500, 500])
+    with torch.no_grad():
+        one = model(x, t, L.encode_batch([["red sphere"]] * 2))
+        two = model(x, t, L.encode_batch([["red sphere", "cyan cube"]] * 2))
+    assert one.shape == x.shape and not torch.allclose(one, two)
+
+
+def test_patch_size_must_divide_the_sample_size():
+    with pytest.raises(ValueError, match="patch_size=3 must be >= 1 and divide sample_size=64"):
+        preset("tiny", sample_size=64, patch_size=3)

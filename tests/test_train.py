@@ -46,10 +46,15 @@ def weights(folder: Path, name: str) -> dict[str, torch.Tensor]:
     return load_file(folder / name)
 
 
-def test_loss_falls_when_overfitting_a_batch(tmp_path):
+TOKENS = dict(model=dataclasses.replace(MICRO, scale_shift=True, conditioning="tokens"), snr_gamma=5.0,
+              prediction_type="v_prediction")
+
+
+@pytest.mark.parametrize("recipe", [{}, TOKENS], ids=["embed", "tokens-adagn-minsnr-v"])
+def test_loss_falls_when_overfitting_a_batch(tmp_path, recipe):
     small = root(tmp_path / "data", n=4, side=4)  # 4x4 noise upsampled: smooth images a tiny net can fit
     losses = []
-    train(config(small, tmp_path / "run", max_steps=40, lr=3e-3, warmup=5, p_uncond=0.0, save_every=100),
+    train(config(small, tmp_path / "run", max_steps=40, lr=3e-3, warmup=5, p_uncond=0.0, save_every=100, **recipe),
           on_log=lambda r: losses.append(r["loss"]))
     assert len(losses) == 40
     first, last = sum(losses[:8]) / 8, sum(losses[-8:]) / 8

@@ -240,7 +240,7 @@ def _add_train(sub) -> None:
                    "(starts it when --out holds none)")
     m = p.add_argument_group("model")
     m.add_argument("--preset", help="tiny | colab | reference [tiny]")
-    m.add_argument("--conditioning", choices=["concat", "embed"], help="label conditioning [the preset's]")
+    m.add_argument("--conditioning", choices=["concat", "embed", "tokens"], help="label conditioning [the preset's]")
     m.add_argument("--model", nargs="+", action="extend", metavar="FIELD=VALUE",
                    help="override ModelConfig fields, e.g. block_out_channels=32,64,64 sample_size=32")
     t = p.add_argument_group("schedule")
@@ -255,6 +255,7 @@ def _add_train(sub) -> None:
     t.add_argument("--max-grad-norm", type=float, help="gradient clipping norm, 0 = off [1.0]")
     t.add_argument("--p-uncond", type=float, help="probability of dropping the label (classifier-free guidance) [0.1]")
     t.add_argument("--prediction-type", choices=["epsilon", "v_prediction"], help="network target [epsilon]")
+    t.add_argument("--snr-gamma", type=float, help="min-SNR-gamma loss weighting, e.g. 5 [off]")
     t.add_argument("--ema-decay", type=float, help="cap of the EMA decay, which warms up as 1-(1+step)^-0.75 [0.9999]")
     t.add_argument("--hflip", action=argparse.BooleanOptionalAction, help="random horizontal flips [no]")
     t.add_argument("--seed", type=int, help="weights, data order, noise [0]")

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
+from diffusers import DDPMScheduler
+from diffusers.training_utils import compute_snr
 
 PREDICTION_TYPES = ("epsilon", "v_prediction")
 
@@ -30,12 +31,21 @@ def drop_labels(labels: torch.Tensor, p_uncond: float, generator: torch.Generato
 
 
 def training_loss(model, scheduler: DDPMScheduler, x0: torch.Tensor, labels: torch.Tensor,
-                  p_uncond: float = 0.1, generator: torch.Generator | None = None) -> torch.Tensor:
-    """MSE between the model's prediction and its target (noise, or v) at uniformly drawn timesteps."""
+                  p_uncond: float = 0.1, snr_gamma: float | None = None,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """MSE between the model's prediction and its target (noise, or v) at uniformly drawn timesteps.
+
+    ``snr_gamma`` weights each image by min-SNR-gamma (Hang et al. 2023): the loss of an x0 prediction
+    clipped at SNR gamma, so nearly clean timesteps stop dominating the gradient.
+    """
     n = x0.shape[0]
     noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
     t = torch.randint(0, scheduler.config.num_train_timesteps, (n,), generator=generator, device=x0.device)
     xt = scheduler.add_noise(x0, noise, t)
     pred = model(xt, t, drop_labels(labels, p_uncond, generator))
     target = noise if scheduler.config.prediction_type == "epsilon" else scheduler.get_velocity(x0, noise, t)
-    return F.mse_loss(pred.float(), target.float())
+    if snr_gamma is None:
+        return F.mse_loss(pred.float(), target.float())
+    snr = compute_snr(scheduler, t).float()
+    weight = snr.clamp(max=snr_gamma) / (snr if scheduler.config.prediction_type == "epsilon" else snr + 1)
+    return (weight * (pred.float() - target.float()).square().mean((1, 2, 3))).mean()

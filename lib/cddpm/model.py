@@ -1,9 +1,15 @@
 """``ConditionalUNet``: a diffusers ``UNet2DModel`` conditioned on the 24-class multi-hot label.
 
-Two conditionings: ``concat`` (the course reference: the multi-hot broadcast to 24 extra input
-channels) and ``embed`` (a learned projection of the multi-hot added to the timestep embedding
-through the UNet's class-embedding hook). The all-zero label is the null condition used by
-classifier-free guidance, so one network gives both conditional and unconditional predictions.
+Three conditionings: ``concat`` (the course reference: the multi-hot broadcast to 24 extra input
+channels), ``embed`` (a learned projection of the multi-hot added to the timestep embedding through
+the UNet's class-embedding hook) and ``tokens`` (``embed`` plus one learned token per requested
+object, read by cross-attention at the attention levels of a ``UNet2DConditionModel``, so each place
+in the image can pick its object). The all-zero label is the null condition used by classifier-free
+guidance, so one network gives both conditional and unconditional predictions.
+
+``patch_size`` p > 1 folds p x p pixels into channels before the UNet and unfolds them after it
+(``pixel_unshuffle`` / ``pixel_shuffle``, as in Simple Diffusion): a 64x64 model then costs about
+what a 64/p one does.
 """
 from __future__ import annotations
 
@@ -11,12 +17,13 @@ import dataclasses
 from dataclasses import dataclass, field
 
 import torch
-from diffusers import UNet2DModel
+import torch.nn.functional as F
+from diffusers import UNet2DConditionModel, UNet2DModel
 from torch import nn
 
 from .labels import NUM_CLASSES
 
-CONDITIONINGS = ("concat", "embed")
+CONDITIONINGS = ("concat", "embed", "tokens")
 
 
 @dataclass
@@ -24,6 +31,7 @@ class ModelConfig:
     """Architecture of a ``ConditionalUNet``; saved in every run's ``config.json``."""
 
     sample_size: int = 64  # the training resolution; sampling resizes its images to 64x64 for the course outputs
+    patch_size: int = 1    # p x p pixels folded into channels around the UNet, which runs at sample_size / p
     block_out_channels: tuple[int, ...] = (64, 128, 128, 256)
     attention_levels: tuple[int, ...] = (2, 3)  # indices into block_out_channels that get self-attention
     layers_per_block: int = 2
@@ -31,6 +39,7 @@ class ModelConfig:
     attention_head_dim: int = 8
     norm_num_groups: int = 32
     dropout: float = 0.0
+    scale_shift: bool = False  # AdaGN: the time/label embedding scales and shifts each block's features
 
     def __post_init__(self):
         self.block_out_channels = tuple(int(c) for c in self.block_out_channels)
@@ -41,6 +50,8 @@ class ModelConfig:
         if bad:
             raise ValueError(f"attention_levels {bad} outside 0..{len(self.block_out_channels) - 1}; "
                              "index the levels of block_out_channels")
+        if self.patch_size < 1 or self.sample_size % self.patch_size:
+            raise ValueError(f"patch_size={self.patch_size} must be >= 1 and divide sample_size={self.sample_size}")
         odd = [c for c in self.block_out_channels if c % self.norm_num_groups]
         if odd:
             raise ValueError(f"block_out_channels {odd} not divisible by norm_num_groups={self.norm_num_groups}; "
@@ -98,6 +109,15 @@ def parse_overrides(pairs: list[str]) -> dict:
     return out
 
 
+def object_indices(labels: torch.Tensor) -> torch.Tensor:
+    """(N, K) class indices of each row's requested objects in class order, padded with ``NUM_CLASSES`` (no object);
+    K is the most objects any row requests (at least 1), so the null label is one padding token."""
+    present = labels > 0.5
+    k = max(1, int(present.sum(1).max())) if len(labels) else 1
+    index = torch.arange(NUM_CLASSES, device=labels.device).expand_as(present)
+    return torch.where(present, index, NUM_CLASSES).sort(1).values[:, :k]
+
+
 class ConditionalUNet(nn.Module):
     """Predicts the noise (or v) of ``x_t`` given timestep ``t`` and multi-hot ``labels`` (zeros = null)."""
 
@@ -106,29 +126,49 @@ class ConditionalUNet(nn.Module):
         self.config = config
         levels = range(len(config.block_out_channels))
         attn = set(config.attention_levels)
-        concat = config.conditioning == "concat"
-        self.unet = UNet2DModel(
-            sample_size=config.sample_size,
-            in_channels=3 + (NUM_CLASSES if concat else 0),
-            out_channels=3,
+        channels = 3 * config.patch_size ** 2
+        common = dict(
+            sample_size=config.sample_size // config.patch_size,
+            in_channels=channels + (NUM_CLASSES if config.conditioning == "concat" else 0),
+            out_channels=channels,
             block_out_channels=config.block_out_channels,
             layers_per_block=config.layers_per_block,
-            down_block_types=tuple("AttnDownBlock2D" if i in attn else "DownBlock2D" for i in levels),
-            up_block_types=tuple("AttnUpBlock2D" if i in attn else "UpBlock2D" for i in reversed(levels)),
-            attention_head_dim=config.attention_head_dim,
             norm_num_groups=config.norm_num_groups,
             dropout=config.dropout,
-            class_embed_type=None if concat else "identity",
+            resnet_time_scale_shift="scale_shift" if config.scale_shift else "default",
+            class_embed_type=None if config.conditioning == "concat" else "identity",
         )
+        if config.conditioning == "tokens":
+            width = config.block_out_channels[-1]
+            self.unet = UNet2DConditionModel(
+                down_block_types=tuple("CrossAttnDownBlock2D" if i in attn else "DownBlock2D" for i in levels),
+                up_block_types=tuple("CrossAttnUpBlock2D" if i in attn else "UpBlock2D" for i in reversed(levels)),
+                mid_block_type="UNetMidBlock2DCrossAttn", cross_attention_dim=width,
+                attention_head_dim=config.attention_head_dim, **common)
+            self.tokens = nn.Embedding(NUM_CLASSES + 1, width)  # the last row: "no object" (padding, null label)
+        else:
+            self.unet = UNet2DModel(
+                down_block_types=tuple("AttnDownBlock2D" if i in attn else "DownBlock2D" for i in levels),
+                up_block_types=tuple("AttnUpBlock2D" if i in attn else "UpBlock2D" for i in reversed(levels)),
+                attention_head_dim=config.attention_head_dim, **common)
+            self.tokens = None
         time_dim = config.block_out_channels[0] * 4
-        self.label_proj = None if concat else nn.Linear(NUM_CLASSES, time_dim)
+        self.label_proj = None if config.conditioning == "concat" else nn.Linear(NUM_CLASSES, time_dim)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        p = self.config.patch_size
         labels = labels.to(x.dtype)
+        if p > 1:
+            x = F.pixel_unshuffle(x, p)
         if self.label_proj is None:
             x = torch.cat([x, labels[:, :, None, None].expand(-1, -1, *x.shape[-2:])], dim=1)
-            return self.unet(x, t).sample
-        return self.unet(x, t, class_labels=self.label_proj(labels)).sample
+            out = self.unet(x, t).sample
+        elif self.tokens is None:
+            out = self.unet(x, t, class_labels=self.label_proj(labels)).sample
+        else:
+            out = self.unet(x, t, encoder_hidden_states=self.tokens(object_indices(labels)),
+                            class_labels=self.label_proj(labels)).sample
+        return F.pixel_shuffle(out, p) if p > 1 else out
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

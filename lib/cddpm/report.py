@@ -14,6 +14,8 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
+from . import runs
+
 KEYS = ("split", "checkpoint", "sampler", "steps", "guidance")
 METRICS = ("topk", "exact_set", "extra_object_rate")
 
@@ -98,11 +100,7 @@ def _plot_against(rows: list[dict], x: str, path: Path, title: str) -> Path | No
 
 def loss_curve(run: str | os.PathLike, path: Path) -> Path | None:
     """The training loss of ``RUN/metrics.jsonl`` against steps (raw and smoothed)."""
-    log = Path(run) / "metrics.jsonl"
-    if not log.is_file():
-        return None
-    entries = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-    entries = [e for e in entries if "loss" in e]
+    entries = [e for e in runs.read_metrics(run) if "loss" in e]
     if not entries:
         return None
     steps, losses = [e["step"] for e in entries], [e["loss"] for e in entries]

@@ -46,6 +46,22 @@ def read_config(run: str | os.PathLike) -> dict:
     return json.loads(path.read_text())
 
 
+def read_metrics(run: str | os.PathLike) -> list[dict]:
+    """The records of ``RUN/metrics.jsonl`` ([] when absent). A partial last line (a run killed while writing)
+    is dropped; a malformed line elsewhere is a one-line error naming the file."""
+    path = Path(run) / METRICS_FILE
+    lines = [line for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+    records = []
+    for i, line in enumerate(lines):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i == len(lines) - 1:
+                break
+            raise ValueError(f"{path} line {i + 1} is not json; delete that line or the file to go on") from None
+    return records
+
+
 def write_json(path: Path, obj) -> None:
     """Write ``obj`` as json atomically (temporary file, then rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)

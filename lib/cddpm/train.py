@@ -60,6 +60,7 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     p_uncond: float = 0.1              # label dropout for classifier-free guidance
     prediction_type: str = "epsilon"
+    snr_gamma: float | None = None     # min-SNR-gamma loss weighting (5 is usual); None: plain MSE
     ema_decay: float = 0.9999         # the cap of the EMA decay, which warms up as 1 - (1 + step)^-3/4
     hflip: bool = False                # random horizontal flips: labels allow it, but they mirror the key light
     mixed_precision: str = "no"
@@ -80,7 +81,8 @@ class TrainConfig:
         positive = {"batch_size": self.batch_size, "grad_accum": self.grad_accum, "save_every": self.save_every,
                     "keep": self.keep, "log_every": self.log_every, "lr": self.lr}
         positive.update({k: v for k, v in (("max_steps", self.max_steps), ("epochs", self.epochs),
-                                           ("max_minutes", self.max_minutes)) if v is not None})
+                                           ("max_minutes", self.max_minutes),
+                                           ("snr_gamma", self.snr_gamma)) if v is not None})
         bad = [f"{k}={v}" for k, v in positive.items() if not v > 0]
         if bad:
             raise ValueError(f"{', '.join(bad)} must be positive")
@@ -184,7 +186,7 @@ class Trainer:
         for a in range(cfg.grad_accum):
             x0, labels = self.batch(self.step * cfg.grad_accum + a)
             with acc.accumulate(self.model):
-                loss = training_loss(self.model, self.noise_scheduler, x0, labels, cfg.p_uncond)
+                loss = training_loss(self.model, self.noise_scheduler, x0, labels, cfg.p_uncond, cfg.snr_gamma)
                 acc.backward(loss)
                 if acc.sync_gradients and cfg.max_grad_norm:
                     acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
@@ -312,7 +314,7 @@ def _anywhere(acc: Accelerator, flag: bool) -> bool:
 
 def _plot_loss(run: Path) -> Path | None:
     """``RUN/loss.png`` from ``RUN/metrics.jsonl``."""
-    records = [json.loads(line) for line in (run / runs.METRICS_FILE).read_text().splitlines() if line.strip()]
+    records = runs.read_metrics(run)
     if not records:
         return None
     fig = Figure(figsize=(6, 3.5))
@@ -351,9 +353,8 @@ def train(config: TrainConfig, on_log: Callable[[dict], None] | None = None,
             "model": config.model.to_dict(), "train": config.train_dict(),
             "scheduler": dict(trainer.noise_scheduler.config), "data": str(Path(config.data).resolve()),
             "dataset": dataset, "processes": acc.num_processes, "device": str(acc.device)})
-        kept = [line for line in (metrics.read_text().splitlines() if metrics.is_file() else [])
-                if line.strip() and json.loads(line)["step"] <= trainer.step]
-        metrics.write_text("".join(line + "\n" for line in kept))
+        kept = [r for r in runs.read_metrics(run) if r["step"] <= trainer.step]
+        metrics.write_text("".join(json.dumps(r) + "\n" for r in kept))
     if config.tensorboard:
         acc.init_trackers("tensorboard")
 

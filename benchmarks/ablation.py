@@ -1,0 +1,182 @@
+"""Equal-wall-clock ablations: train an arm for N minutes with `cddpm train`, then score its checkpoints.
+
+Each arm is a list of `cddpm train` flags (ARMS below). A run is calibrated first (images/s of that arm
+on this machine, measured by `cddpm.train.Trainer` on random data), so that its cosine LR schedule
+ends at the time budget; `--max-minutes` stops it there in any case. Every checkpoint is then sampled
+on test and new_test (DPM-Solver++, one image per condition, the run's seed) and scored by the judging
+evaluator; one JSON line per (checkpoint, guidance) goes to OUT/results.jsonl. `--report` turns that
+file into the markdown table and the accuracy-versus-minutes plot of docs/ablations.md.
+
+    python benchmarks/ablation.py --arms tiny p2-embed --seeds 0 1 2 --minutes 10
+    python benchmarks/ablation.py --report --out outputs/ablation --plot docs/ablation_curves.png
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+
+from cddpm import runs
+from cddpm.data import load_condition_lists
+from cddpm.evaluator import Evaluator, evaluate_images
+from cddpm.labels import encode_batch
+from cddpm.sample import generate
+
+COMMON = ["--prediction-type", "v_prediction", "--mixed-precision", "bf16", "--batch-size", "32", "--lr", "1e-3"]
+P2 = ["--model", "sample_size=64", "patch_size=2", "scale_shift=true"]
+ARMS: dict[str, list[str]] = {
+    "reference": ["--preset", "reference", "--prediction-type", "epsilon", "--mixed-precision", "bf16",
+                  "--batch-size", "32", "--lr", "2e-4"],
+    "tiny": ["--preset", "tiny", *COMMON],
+    "p2-embed": ["--preset", "tiny", *COMMON, *P2],
+    "p2-embed-snr5": ["--preset", "tiny", *COMMON, *P2, "--snr-gamma", "5"],
+    "p2-tokens": ["--preset", "tiny", *COMMON, *P2, "attention_levels=2,3", "--conditioning", "tokens"],
+    "p2-tokens-snr5": ["--preset", "tiny", *COMMON, *P2, "attention_levels=2,3", "--conditioning", "tokens",
+                       "--snr-gamma", "5"],
+}
+
+
+def calibrate(arm: str, data: str, out: Path) -> float:
+    """Training images/s of an arm on this machine: a 60-step `cddpm train`, its second logged window (cached)."""
+    cache = out / "rates.json"
+    rates = json.loads(cache.read_text()) if cache.is_file() else {}
+    if arm not in rates:
+        with tempfile.TemporaryDirectory() as tmp:
+            subprocess.run([sys.executable, "-m", "cddpm", "train", "--out", f"{tmp}/run", "--data", data,
+                            "--max-steps", "60", "--log-every", "30", *ARMS[arm]], check=True, capture_output=True)
+            rates[arm] = runs.read_metrics(f"{tmp}/run")[-1]["images_per_s"]
+        cache.write_text(json.dumps(rates, indent=2))
+    return rates[arm]
+
+
+def train_arm(arm: str, seed: int, minutes: float, data: str, out: Path, saves: int) -> Path:
+    """Train one arm for ``minutes`` (calibrated max-steps, checkpoints ``saves`` times); return the run folder."""
+    run = out / "runs" / f"{arm}-s{seed}"
+    if (run / "config.json").is_file():
+        return run
+    flags = ARMS[arm]
+    rate = calibrate(arm, data, out)
+    batch = int(flags[flags.index("--batch-size") + 1])
+    steps = max(saves, int(rate * minutes * 60 / batch))
+    print(f"{arm} seed {seed}: {rate:.1f} images/s -> {steps} steps in {minutes} min", file=sys.stderr, flush=True)
+    subprocess.run([sys.executable, "-m", "cddpm", "train", "--out", str(run), "--data", data, "--seed", str(seed),
+                    "--max-steps", str(steps), "--max-minutes", str(minutes), "--save-every",
+                    str(max(1, steps // saves)), "--keep", str(saves + 1), "--warmup", str(min(200, steps // 10)),
+                    *flags], check=True, stdout=subprocess.DEVNULL)
+    return run
+
+
+def score_run(arm: str, seed: int, run: Path, data: str, evaluator: Evaluator, guidances: list[float],
+              steps: int, results: Path) -> None:
+    """Score every checkpoint of ``run`` at guidance 3 (the curve) and the last one at every guidance."""
+    done = {(r["checkpoint"], r["guidance"]) for r in read(results) if r["run"] == str(run)}
+    found = runs.checkpoints(run)
+    for folder in found:
+        state = runs.read_state(folder)
+        for g in (guidances if folder == found[-1] else [3.0]):
+            if (folder.name, g) in done:
+                continue
+            model, config, _ = runs.load_model(run, folder.name, True)
+            row = {"arm": arm, "seed": seed, "run": str(run), "checkpoint": folder.name, "step": state["step"],
+                   "minutes": round(state["train_seconds"] / 60, 2), "guidance": g, "steps": steps,
+                   "last": folder == found[-1]}
+            for split in ("test", "new_test"):
+                conditions = load_condition_lists(data, split)
+                start = time.perf_counter()
+                images = generate(model, config["scheduler"], conditions, "dpmsolver", steps, g, seed=seed)
+                scores = evaluate_images(evaluator, images, encode_batch(conditions))
+                row[split] = {k: scores[k] for k in ("topk", "exact_set", "extra_object_rate")}
+                row[f"{split}_sample_s"] = round(time.perf_counter() - start, 2)
+            with results.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+            print(json.dumps(row), flush=True)
+
+
+def read(results: Path) -> list[dict]:
+    return [json.loads(line) for line in results.read_text().splitlines() if line.strip()] if results.is_file() else []
+
+
+def mean_std(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+
+
+def report(results: Path, plot: Path | None) -> str:
+    """Markdown table (last checkpoint, best guidance by mean top-k) and the accuracy-vs-minutes plot."""
+    rows = read(results)
+    last = defaultdict(list)
+    for r in rows:
+        if r["last"]:
+            last[(r["arm"], r["guidance"])].append(r)
+    lines = ["| arm | guidance | seeds | minutes | top-k test | top-k new_test | exact-set test | exact-set new_test |",
+             "|---|---|---|---|---|---|---|---|"]
+    for arm in dict.fromkeys(r["arm"] for r in rows):
+        options = {g: rs for (a, g), rs in last.items() if a == arm}
+        if not options:
+            continue
+        g, rs = max(options.items(), key=lambda kv: statistics.mean(
+            (r["test"]["topk"] + r["new_test"]["topk"]) / 2 for r in kv[1]))
+        cells = [mean_std([r[s][m] for r in rs]) for m in ("topk", "exact_set") for s in ("test", "new_test")]
+        lines.append(f"| {arm} | {g:g} | {len(rs)} | {statistics.mean(r['minutes'] for r in rs):.1f} | "
+                     + " | ".join(cells) + " |")
+    if plot is not None:
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(6.5, 4))
+        ax = fig.add_subplot()
+        curves = defaultdict(lambda: defaultdict(list))
+        for r in rows:
+            if r["guidance"] == 3.0:
+                curves[r["arm"]][r["checkpoint"]].append(r)
+        for arm, points in curves.items():
+            xs = sorted(points.values(), key=lambda rs: rs[0]["step"])
+            ax.plot([statistics.mean(r["minutes"] for r in rs) for rs in xs],
+                    [statistics.mean((r["test"]["topk"] + r["new_test"]["topk"]) / 2 for r in rs) for rs in xs],
+                    marker="o", label=arm)
+        ax.set(xlabel="training minutes (2 CPU cores)", ylabel="top-k, mean of test and new_test (guidance 3)",
+               ylim=(0, 1), title="Accuracy versus training time")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(plot, dpi=100)
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--arms", nargs="+", choices=list(ARMS), default=[])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--minutes", type=float, default=10.0, help="training wall-clock per run")
+    p.add_argument("--saves", type=int, default=4, help="checkpoints per run (points of the curve)")
+    p.add_argument("--data", default="data/synthetic-iclevr")
+    p.add_argument("--evaluator", default="outputs/evaluator/checkpoint.pth")
+    p.add_argument("--guidance", type=float, nargs="+", default=[1.0, 3.0, 5.0])
+    p.add_argument("--steps", type=int, default=20, help="DPM-Solver++ steps")
+    p.add_argument("--out", type=Path, default=Path("outputs/ablation"))
+    p.add_argument("--report", action="store_true", help="print the table of OUT/results.jsonl")
+    p.add_argument("--plot", type=Path, default=None, help="with --report: write the curves PNG here")
+    args = p.parse_args()
+    torch.manual_seed(0)
+    results = args.out / "results.jsonl"
+    if args.report:
+        print(report(results, args.plot))
+        return
+    args.out.mkdir(parents=True, exist_ok=True)
+    evaluator = Evaluator.load(args.evaluator)
+    for arm in args.arms:
+        for seed in args.seeds:
+            run = train_arm(arm, seed, args.minutes, args.data, args.out, args.saves)
+            score_run(arm, seed, run, args.data, evaluator, args.guidance, args.steps, results)
+
+
+if __name__ == "__main__":
+    main()
