@@ -1,4 +1,7 @@
 import hashlib
+import os
+import subprocess
+import sys
 import json
 from pathlib import Path
 
@@ -175,7 +178,7 @@ def test_failed_render_leaves_nothing(tmp_path, monkeypatch):
     (["--split", "test", "--data", "{missing}"], "does not exist"),
     (["--labels-from", "{missing}"], "does not exist"),
     (["--out", "{full}"], "is not empty; pass --force"),
-    (["--out", "{full}", "--force"], "no meta.json of a cddpm render"),
+    (["--out", "{full}", "--force"], "is not a cddpm render"),
     (["--out", "{good}"], "is a file; choose a folder path"),
 ])
 def test_bad_arguments_give_one_line_errors(argv, message, tmp_path, capsys):
@@ -226,3 +229,40 @@ def test_pixels_match_the_reference_on_any_machine(tmp_path):
         digest.update(np.asarray(Image.open(out / "iclevr" / name)).tobytes())
     digest.update((out / "scenes.json").read_bytes())
     assert digest.hexdigest() == "2eded95e47c247ebe425f651f0c99302eb669291c855939669fc0d139c271f65"
+
+
+def test_force_never_deletes_what_a_render_did_not_write(tmp_path, capsys):
+    foreign = tmp_path / "x"
+    (foreign / "results").mkdir(parents=True)
+    (foreign / "meta.json").write_text('{"tool": "other"}')
+    (foreign / "thesis.tex").write_text("precious")
+    (foreign / "results" / "t.csv").write_text("r")
+    assert cli.main(["render", "--out", str(foreign), "--scenes", "2", "--size", str(SIZE), "--force"]) == 2
+    assert "is not a cddpm render" in capsys.readouterr().err
+    assert (foreign / "thesis.tex").read_text() == "precious" and (foreign / "results" / "t.csv").read_text() == "r"
+
+    ours = tmp_path / "ours"
+    render.render_dataset(ours, scenes=2, size=SIZE)
+    (ours / "notes.txt").write_text("mine")
+    (ours / "iclevr" / "extra.png").write_bytes(b"mine")
+    assert cli.main(["render", "--out", str(ours), "--scenes", "2", "--size", str(SIZE), "--force"]) == 2
+    err = capsys.readouterr().err
+    assert "did not write (iclevr/extra.png, notes.txt)" in err and err.count("\n") == 1
+    assert (ours / "notes.txt").read_text() == "mine" and (ours / "iclevr" / "extra.png").read_bytes() == b"mine"
+    (ours / "notes.txt").unlink()
+    (ours / "iclevr" / "extra.png").unlink()
+    (ours / ".cache").mkdir()  # the training loader's cache is ours too
+    assert cli.main(["render", "--out", str(ours), "--scenes", "2", "--size", str(SIZE), "--seed", "1", "--force"]) == 0
+    assert read(ours, "meta.json")["seed"] == 1
+
+
+def test_a_killed_render_leaves_nothing_behind_the_next_one(tmp_path):
+    out = tmp_path / "root"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f".root.partial-{dead.pid}"
+    (stale / "iclevr").mkdir(parents=True)
+    live = tmp_path / f".root.partial-{os.getpid()}-other"  # not a name a render writes: left alone
+    live.mkdir()
+    render.render_dataset(out, scenes=1, size=SIZE)
+    assert not stale.exists() and live.is_dir()

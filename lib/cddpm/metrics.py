@@ -1,7 +1,8 @@
 """Accuracy metrics on evaluator scores: pure, vectorised functions of (N, 24) tensors.
 
 ``scores`` are per-class probabilities (any monotone score works for the top-k rules), ``labels`` the
-requested multi-hot sets. Every image must request at least one object.
+requested multi-hot sets. Every image must request at least one object, except for top-k, which
+skips an image requesting none as the course's ``compute_acc`` does.
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import torch
 from .labels import NUM_CLASSES
 
 
-def _check(scores: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _check(scores: torch.Tensor, labels: torch.Tensor, allow_empty: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     scores, labels = torch.as_tensor(scores), torch.as_tensor(labels)
     if scores.dim() != 2 or scores.shape[1] != NUM_CLASSES or scores.shape != labels.shape:
         raise ValueError(f"expected scores and labels of the same shape (N, {NUM_CLASSES}), "
@@ -19,32 +20,33 @@ def _check(scores: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, to
     if not torch.all((labels == 0) | (labels == 1)):
         raise ValueError("labels must be multi-hot (0 or 1 per class); encode them with cddpm.labels.encode_batch")
     empty = torch.nonzero(requested.sum(1) == 0).flatten().tolist()
-    if empty:
+    if empty and not allow_empty:
         raise ValueError(f"images {empty[:5]} request no object; every condition needs 1 to 3 objects")
     return scores.float(), requested
 
 
 def topk_credit(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """(N, 24) credit of each requested object under the top-k rule, k = objects requested by the image.
-
-    A requested class scores 1 when its score is strictly above the image's k-th largest score. Classes
-    tied at the k-th score share the remaining top-k places equally (the expected hits of a random
-    tie-break), so the result never depends on class order. Unrequested classes get 0.
-    """
-    scores, requested = _check(scores, labels)
-    k = requested.sum(1, keepdim=True)
-    kth = scores.sort(1, descending=True).values.gather(1, k - 1)
-    above, tied = scores > kth, scores == kth
-    free_places = (k - above.sum(1, keepdim=True)).float()
-    share = free_places / tied.sum(1, keepdim=True)
-    credit = above.float() + tied.float() * share
+    """(N, 24) hits of the course's rule: 1 for each requested class among ``torch.topk(scores[i], k)``, k = objects
+    requested by image i (0 requested: no hits). Row by row with ``torch.topk`` exactly as the course's
+    ``compute_acc`` does, so scores tied at the k-th place are broken by torch's order, as there."""
+    scores, requested = _check(scores, labels, allow_empty=True)
+    credit = torch.zeros_like(scores)
+    for i, k in enumerate(requested.sum(1).tolist()):
+        credit[i, scores[i].topk(k).indices] = 1.0
     return credit * requested
 
 
 def topk_accuracy(scores: torch.Tensor, labels: torch.Tensor) -> float:
-    """The course's rule, pooled: requested objects found in each image's top-k scores / all requested objects."""
+    """The course's ``compute_acc``: requested objects found in each image's top-k scores / all requested objects.
+
+    Images requesting no object count for nothing, as in the course; with no requested object at all there
+    is no accuracy to give.
+    """
     credit = topk_credit(scores, labels)
-    return (credit.sum(dtype=torch.float64) / (labels > 0.5).sum()).item()
+    total = (torch.as_tensor(labels) > 0.5).sum().item()
+    if total == 0:
+        raise ValueError("no image requests an object; top-k accuracy needs at least one requested object")
+    return credit.sum(dtype=torch.float64).item() / total
 
 
 def exact_set_accuracy(scores: torch.Tensor, labels: torch.Tensor, threshold: float = 0.5) -> float:

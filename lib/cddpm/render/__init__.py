@@ -111,16 +111,58 @@ def _check_common(seed: int, size: int, out: str | os.PathLike, force: bool) -> 
     _target(Path(out), force)
 
 
+RENDER_FILES = ("objects.json", "train.json", "test.json", "new_test.json", "scenes.json", "meta.json")
+OURS = (*RENDER_FILES, "iclevr", ".cache")  # .cache: the training loader's image cache (cddpm.data)
+
+
+def _foreign(out: Path) -> list[str]:
+    """What in ``out`` a cddpm render did not write: '' for none; a render is recognised by its content."""
+    try:
+        meta = json.loads((out / "meta.json").read_text())
+        mapping = json.loads((out / "train.json").read_text())
+        assert isinstance(meta, dict) and isinstance(meta.get("renderer"), int) and isinstance(mapping, dict)
+    except (OSError, ValueError, AssertionError):
+        return ["meta.json and train.json of a cddpm render"]
+    foreign = [p.name for p in out.iterdir() if p.name not in OURS]
+    images = out / "iclevr"
+    if images.is_dir():
+        foreign += [f"iclevr/{p.name}" for p in images.iterdir() if p.name not in mapping]
+    return sorted(foreign)
+
+
 def _target(out: Path, force: bool) -> None:
-    """Refuse to overwrite anything but an empty folder, or with ``force`` an earlier render."""
+    """Refuse to overwrite anything but an empty folder, or with ``force`` an earlier render holding nothing else."""
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"--out {out} is a file; choose a folder path")
     if out.is_dir() and any(out.iterdir()):
         if not force:
             raise FileExistsError(f"--out {out} is not empty; pass --force to replace it or choose another folder")
-        if not (out / "meta.json").is_file():
-            raise FileExistsError(f"--out {out} holds files but no meta.json of a cddpm render; "
+        foreign = _foreign(out)
+        if foreign == ["meta.json and train.json of a cddpm render"]:
+            raise FileExistsError(f"--out {out} is not a cddpm render (no readable meta.json and train.json of one); "
                                   "--force only replaces earlier renders, so choose another folder")
+        if foreign:
+            shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+            raise FileExistsError(f"--out {out} holds files a render did not write ({shown}); move them out "
+                                  "or choose another folder: --force never deletes them")
+
+
+def _clean_stale(out: Path) -> None:
+    """Remove temporary siblings of ``out`` left by renders that were killed (their process is gone)."""
+    for path in out.parent.glob(f".{out.name}.*-*"):
+        kind, _, pid = path.name[len(out.name) + 2:].rpartition("-")
+        if kind in ("partial", "old") and pid.isdigit() and path.is_dir() and not _alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _write(out: str | os.PathLike, jobs: list[Job], seed: int, size: int, force: bool, meta: dict,
@@ -129,6 +171,7 @@ def _write(out: str | os.PathLike, jobs: list[Job], seed: int, size: int, force:
     out = Path(out)
     _target(out, force)
     out.parent.mkdir(parents=True, exist_ok=True)
+    _clean_stale(out)
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
     old = out.parent / f".{out.name}.old-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
