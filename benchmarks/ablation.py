@@ -32,6 +32,7 @@ from cddpm.sample import generate
 
 COMMON = ["--prediction-type", "v_prediction", "--mixed-precision", "bf16", "--batch-size", "32", "--lr", "1e-3"]
 P2 = ["--model", "sample_size=64", "patch_size=2", "scale_shift=true"]
+# later flags override earlier ones (argparse), so an arm is COMMON plus what it changes
 ARMS: dict[str, list[str]] = {
     "reference": ["--preset", "reference", "--prediction-type", "epsilon", "--mixed-precision", "bf16",
                   "--batch-size", "32", "--lr", "2e-4"],
@@ -41,6 +42,14 @@ ARMS: dict[str, list[str]] = {
     "p2-tokens": ["--preset", "tiny", *COMMON, *P2, "attention_levels=2,3", "--conditioning", "tokens"],
     "p2-tokens-snr5": ["--preset", "tiny", *COMMON, *P2, "attention_levels=2,3", "--conditioning", "tokens",
                        "--snr-gamma", "5"],
+    "p2-embed-lr2e-3": ["--preset", "tiny", *COMMON, *P2, "--lr", "2e-3"],
+    "p2-embed-shift2": ["--preset", "tiny", *COMMON, *P2, "--timestep-shift", "2"],
+    "p2-tokens-lr2e-3": ["--preset", "tiny", *COMMON, *P2, "attention_levels=2,3", "--conditioning", "tokens",
+                         "--lr", "2e-3"],
+    "p2-tokens-b16": ["--preset", "tiny", *COMMON, *P2, "attention_levels=2,3", "--conditioning", "tokens",
+                      "--batch-size", "16"],
+    "p2w-tokens": ["--preset", "tiny", *COMMON, *P2, "attention_levels=2,3", "block_out_channels=64,64,128,128",
+                   "--conditioning", "tokens"],
 }
 
 
@@ -64,7 +73,7 @@ def train_arm(arm: str, seed: int, minutes: float, data: str, out: Path, saves: 
         return run
     flags = ARMS[arm]
     rate = calibrate(arm, data, out)
-    batch = int(flags[flags.index("--batch-size") + 1])
+    batch = int(flags[len(flags) - 1 - flags[::-1].index("--batch-size") + 1])  # the last one given wins
     steps = max(saves, int(rate * minutes * 60 / batch))
     print(f"{arm} seed {seed}: {rate:.1f} images/s -> {steps} steps in {minutes} min", file=sys.stderr, flush=True)
     subprocess.run([sys.executable, "-m", "cddpm", "train", "--out", str(run), "--data", data, "--seed", str(seed),

@@ -16,6 +16,7 @@ import time
 import torch
 
 from cddpm import runs, sample
+from cddpm.device import resolve as resolve_device
 from cddpm.diffusion import train_scheduler
 from cddpm.model import ConditionalUNet, preset
 
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--json", default=None, help="also write the rows to this file")
     args = p.parse_args(argv)
 
-    device = torch.device(args.device) if args.device else sample.default_device()
+    device = resolve_device(args.device)
     if args.run:
         model, config, _ = runs.load_model(args.run, device=device)
         scheduler_config, name = config["scheduler"], args.run

@@ -37,6 +37,9 @@ def test_parse():
     (["red cube", "red cube"], "duplicate objects ['red cube']"),
     ([3], "not a string"),
     ("red cube", "got the string"),
+    (5, "expected a list of objects such as ['red sphere', 'cyan cube'], got 5 (a int)"),
+    (None, "got None (a NoneType)"),
+    ({"red cube": 1}, "(a dict)"),  # a dict would iterate over its keys
 ])
 def test_errors_are_one_line(bad, message):
     with pytest.raises(ValueError) as err:

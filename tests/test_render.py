@@ -1,8 +1,8 @@
 import hashlib
+import json
 import os
 import subprocess
 import sys
-import json
 from pathlib import Path
 
 import numpy as np

@@ -303,9 +303,18 @@ def test_sample_cli_scores_with_the_evaluator_and_guides_with_another(run, tmp_p
     (["--split", "test", "--evaluator", "nowhere.pth"], "nowhere.pth"),
     (["--split", "test", "--evaluator", "JUDGE", "--classifier-guidance", "2", "--guide-evaluator", "JUDGE"],
      "inflates the score"),
+    (["--split", "test", "--evaluator", "JUDGE", "--classifier-guidance", "2", "--guide-evaluator", "COPY"],
+     "holds the same weights as the judging"),
+    (["--split", "test", "--guide-evaluator", "JUDGE"], "only acts with --classifier-guidance"),
+    (["--split", "test", "--guidance", "nan"], "--guidance nan must be a finite number >= 0"),
+    (["--split", "test", "--guidance", "-2"], "--guidance -2.0 must be a finite number >= 0"),
+    (["--split", "test", "--classifier-guidance", "nan", "--guide-evaluator", "JUDGE"], "--classifier-guidance nan"),
+    (["--split", "test", "--device", "banana"], "unknown device 'banana'"),
 ])
 def test_sample_cli_bad_input_is_a_one_line_error(run, tmp_path, capsys, evaluators, args, message):
-    args = [str(evaluators[0]) if a == "JUDGE" else a for a in args]
+    copy = tmp_path / "copy-of-judge.pth"
+    copy.write_bytes(evaluators[0].read_bytes())
+    args = [str(evaluators[0]) if a == "JUDGE" else str(copy) if a == "COPY" else a for a in args]
     assert main(["sample", "--run", str(run), "--out", str(tmp_path / "o")] + args) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
@@ -316,3 +325,51 @@ def test_sample_cli_missing_run_is_a_one_line_error(tmp_path, capsys):
     assert main(["sample", "--run", str(tmp_path / "nope"), "--split", "test", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "not a training run" in err and err.count("\n") == 1
+
+
+def test_sample_cli_without_a_gpu_says_so(run, tmp_path, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    assert main(["sample", "--run", str(run), "--split", "test", "--device", "cuda", "--out", str(tmp_path / "o")]) == 2
+    assert "no CUDA GPU is visible on this machine; use --device cpu" in capsys.readouterr().err
+
+
+def test_sampling_again_into_the_same_folder_leaves_no_stale_image(run, tmp_path, tiny_root):
+    out = tmp_path / "o"
+    common = ["sample", "--run", str(run), "--sampler", "ddim", "--steps", "2", "--out", str(out)]
+    assert main(common + ["--split", "test"]) == 0
+    assert sorted(p.name for p in (out / "images" / "test").iterdir()) == ["0.png", "1.png"]
+    (tiny_root / "test.json").write_text(json.dumps([["red cube"]]))
+    assert main(common + ["--split", "test"]) == 0
+    assert [p.name for p in (out / "images" / "test").iterdir()] == ["0.png"]
+    assert json.loads((out / "metrics.json").read_text())["n"] == 1
+
+
+@pytest.mark.parametrize("what", ["file", "foreign", "unrelated image"])
+def test_sample_refuses_an_out_it_did_not_write_before_sampling(run, tmp_path, capsys, what):
+    out = tmp_path / "o"
+    if what == "file":
+        out.write_text("mine")
+        message = "is a file"
+    else:
+        (out / "images" / "test").mkdir(parents=True)
+        (out / "metrics.json").write_text("{}")
+        mine = out / ("notes.txt" if what == "foreign" else "images/test/holiday.png")
+        mine.write_text("mine")
+        message = "holds files a sampling run did not write"
+    assert main(["sample", "--run", str(run), "--split", "test", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert out.is_file() or not (out / "images" / "test" / "0.png").exists()
+
+
+def test_a_damaged_checkpoint_names_the_file_and_the_previous_one(run, tmp_path, capsys):
+    newer = run / "checkpoints" / "step-9"
+    newer.mkdir()
+    for name in ("model.safetensors", "ema.safetensors", "state.json"):
+        (newer / name).write_bytes((run / "checkpoints" / "step-5" / name).read_bytes())
+    ema = newer / "ema.safetensors"
+    ema.write_bytes(ema.read_bytes()[:100])  # truncated
+    assert main(["sample", "--run", str(run), "--split", "test", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert f"{ema} is unreadable" in err and "pick --checkpoint step-5" in err and err.count("\n") == 1

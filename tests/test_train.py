@@ -87,6 +87,55 @@ def test_resume_continues_exactly(tmp_path, data):
     assert logs[0] == logs[1] and len(logs[0]) == 8  # the crashed run's extra record was dropped on resume
 
 
+@pytest.mark.parametrize("damage, message", [
+    ("random_states_0.pkl:missing", "cannot resume exactly: {ckpt}/random_states_0.pkl is missing"),
+    ("random_states_0.pkl:garbage", "cannot resume exactly: {ckpt}/random_states_0.pkl is unreadable"),
+    ("model.safetensors:truncated", "{ckpt}/model.safetensors is unreadable"),
+    ("ema.safetensors:truncated", "{ckpt}/ema.safetensors is unreadable"),
+    ("optimizer.bin:empty", "{ckpt}/optimizer.bin is unreadable"),
+])
+def test_a_resume_is_exact_or_refuses_in_one_line(tmp_path, data, damage, message):
+    first = config(data, tmp_path / "run", max_steps=6, save_every=3)
+    train(first)
+    ckpt = tmp_path / "run" / "checkpoints" / "step-6"
+    name, how = damage.split(":")
+    path = ckpt / name
+    if how == "missing":
+        path.unlink()
+    elif how == "garbage":
+        path.write_bytes(b"not a pickle")
+    else:
+        path.write_bytes(path.read_bytes()[:50] if how == "truncated" else b"")
+    longer = dataclasses.replace(first, resume=True, max_steps=8)
+    with pytest.raises(ValueError) as err:
+        train(longer)
+    text = str(err.value)
+    assert message.format(ckpt=ckpt) in text and "\n" not in text
+    assert f"move {ckpt} aside and --resume again to continue from step-3" in text
+    if name.startswith("random_states"):  # the user may go on anyway, knowingly
+        assert "--inexact-resume" in text
+        assert train(dataclasses.replace(longer, inexact_resume=True))["step"] == 8
+
+
+def test_a_partial_last_metrics_line_is_tolerated(tmp_path, data):
+    first = config(data, tmp_path / "run", max_steps=3)
+    train(first)
+    with (tmp_path / "run" / "metrics.jsonl").open("a") as f:
+        f.write('{"step": 4, "lo')  # killed while writing
+    assert len(runs.read_metrics(tmp_path / "run")) == 3
+    assert train(dataclasses.replace(first, resume=True, max_steps=4))["step"] == 4
+    (tmp_path / "run" / "metrics.jsonl").write_text('{"step": 1}\ngarbage\n{"step": 2}\n')
+    with pytest.raises(ValueError, match="metrics.jsonl line 2 is not json"):
+        runs.read_metrics(tmp_path / "run")
+
+
+def test_a_malformed_config_names_the_file(tmp_path, data):
+    train(config(data, tmp_path / "run", max_steps=1))
+    (tmp_path / "run" / "config.json").write_text("{broken")
+    with pytest.raises(ValueError, match=r"config.json is not valid json .*restore it from a copy"):
+        runs.read_config(tmp_path / "run")
+
+
 def test_resume_refuses_a_different_model_data_or_recipe(tmp_path, data):
     first = config(data, tmp_path / "run", max_steps=2)
     train(first)

@@ -40,6 +40,20 @@ class Batch:
     force: bool = False
     report: bool = True
 
+    def __post_init__(self):
+        from .sample import SAMPLERS
+
+        lists = dict(seeds=self.seeds, checkpoints=self.checkpoints, splits=self.splits, samplers=self.samplers,
+                     steps=self.steps, guidance=self.guidance)
+        empty = [k for k, v in lists.items() if not v]
+        if empty:
+            raise ValueError(f"batch {', '.join(empty)} must not be empty; give at least one value each")
+        bad = [f"steps {s}" for s in self.steps if s < 1] + [f"guidance {w}" for w in self.guidance if not w >= 0]
+        bad += [f"sampler {s!r}" for s in self.samplers if s not in SAMPLERS]
+        if bad:
+            raise ValueError(f"batch values out of range: {', '.join(bad)}; steps >= 1, guidance >= 0, "
+                             f"samplers {', '.join(SAMPLERS)}")
+
     def combinations(self) -> list[dict]:
         """Every combination as the parameters 03_sample.ipynb takes, plus its ``tag``."""
         combos = []
@@ -105,16 +119,24 @@ def run_batch(batch: Batch) -> dict:
             failed.append(tag)
             print(f"batch {batch.name}: {tag} failed: {type(err).__name__}: {str(err).strip().splitlines()[-1:]}",
                   file=sys.stderr)
-    if batch.report:
-        _execute(report_nb, batch.record_dir / "04_report.ipynb",
-                 {**{k: common[k] for k in ("run", "profile") if k in common},
-                  "batch_dir": str(batch.samples_dir), "report_dir": str(batch.report_dir)})
-    return {"done": done, "skipped": skipped, "failed": failed, "report": str(batch.report_dir)}
+    report = None
+    if batch.report and (done or skipped):  # with nothing sampled there is nothing to report
+        try:
+            _execute(report_nb, batch.record_dir / "04_report.ipynb",
+                     {**{k: common[k] for k in ("run", "profile") if k in common},
+                      "batch_dir": str(batch.samples_dir), "report_dir": str(batch.report_dir)})
+            report = str(batch.report_dir)
+        except Exception as err:
+            failed.append("report")
+            print(f"batch {batch.name}: the report failed: {type(err).__name__}: "
+                  f"{str(err).strip().splitlines()[-1:]}; see {batch.record_dir / '04_report.ipynb'}", file=sys.stderr)
+    return {"done": done, "skipped": skipped, "failed": failed, "report": report}
 
 
 def run_demo(profile: str | None = None, notebooks: str = "notebooks", outputs: str = "outputs") -> int:
-    """The README's main job: 01_data and 02_train, then a sampling batch (DPM-Solver++ and DDPM) and its report."""
-    from . import profiles
+    """The README's main job: 01_data and 02_train, a sampling batch at the profile's setting (plus a DDPM arm
+    where the profile names one), its report, and the judge's own accuracy on ground-truth renders."""
+    from . import evaluator, profiles, workflow
 
     start = time.perf_counter()
     p = profiles.get(profile)
@@ -123,15 +145,19 @@ def run_demo(profile: str | None = None, notebooks: str = "notebooks", outputs: 
     for name in ("01_data", "02_train"):
         print(f"demo [{p.name}]: executing {name}.ipynb -> {record_dir / name}.ipynb", flush=True)
         _execute(_notebook(notebooks, f"{name}.ipynb"), record_dir / f"{name}.ipynb", {"profile": p.name})
-    arms = [([p.sampler], [p.steps]), (["ddpm"], [p.ddpm_steps])]
+    arms = [([p.sampler], [p.steps])] + ([(["ddpm"], [p.ddpm_steps])] if p.ddpm_steps else [])
     failed = []
     for i, (samplers, steps) in enumerate(arms):
         result = run_batch(Batch(run=p.run, name=p.batch, seeds=list(p.seeds), splits=list(p.splits),
                                  samplers=samplers, steps=steps, guidance=list(p.guidance), evaluator=p.evaluator,
                                  profile=p.name, outputs=outputs, notebooks=notebooks, report=i == len(arms) - 1))
         failed += result["failed"]
-    table = Path(result["report"]) / "table.md"
-    print(table.read_text() if table.is_file() else "no table was written")
+    table = Path(result["report"]) / "table.md" if result["report"] else None
+    print(table.read_text() if table and table.is_file() else "no table was written")
+    judge = evaluator.Evaluator.load(p.evaluator)
+    for split, scores in workflow.judge_on_ground_truth(p, judge).items():
+        print(f"the judge on ground-truth renders of {split}: top-k {scores['topk']:.3f}, "
+              f"exact-set {scores['exact_set']:.3f} ({scores['n']} images)")
     print(f"demo [{p.name}]: report in {result['report']}, executed notebooks in {record_dir}, "
           f"{time.perf_counter() - start:.0f} s" + (f", {len(failed)} failed: {failed}" if failed else ""))
     return 1 if failed else 0

@@ -207,12 +207,9 @@ def _add_evaluate(sub) -> None:
 
 
 def _evaluate(args) -> int:
-    import torch
+    from . import device, evaluator
 
-    from . import evaluator
-
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    judge = evaluator.Evaluator.load(args.evaluator, device)
+    judge = evaluator.Evaluator.load(args.evaluator, device.resolve(args.device))
     if args.images:
         result = evaluator.evaluate_folder(judge, args.images, args.data, args.split, with_per_image=args.per_image)
         if result["resized"]:
@@ -238,6 +235,8 @@ def _add_train(sub) -> None:
     p.add_argument("--data", help=f"i-CLEVR root [{DEFAULT_DATA}]")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint "
                    "(starts it when --out holds none)")
+    p.add_argument("--inexact-resume", action="store_true", help="with --resume: go on even when the checkpoint's "
+                   "random states cannot be restored (other noise and data order; refused otherwise)")
     m = p.add_argument_group("model")
     m.add_argument("--preset", help="tiny | colab | reference [tiny]")
     m.add_argument("--conditioning", choices=["concat", "embed", "tokens"], help="label conditioning [the preset's]")
@@ -256,6 +255,7 @@ def _add_train(sub) -> None:
     t.add_argument("--p-uncond", type=float, help="probability of dropping the label (classifier-free guidance) [0.1]")
     t.add_argument("--prediction-type", choices=["epsilon", "v_prediction"], help="network target [epsilon]")
     t.add_argument("--snr-gamma", type=float, help="min-SNR-gamma loss weighting, e.g. 5 [off]")
+    t.add_argument("--timestep-shift", type=float, help="draw noisier training timesteps: log-SNR - 2 log S [1: uniform]")
     t.add_argument("--ema-decay", type=float, help="cap of the EMA decay, which warms up as 1-(1+step)^-0.75 [0.9999]")
     t.add_argument("--hflip", action=argparse.BooleanOptionalAction, help="random horizontal flips [no]")
     t.add_argument("--seed", type=int, help="weights, data order, noise [0]")
@@ -281,7 +281,8 @@ def _train(args) -> int:
 
     stored = train.load_config(args.out) if args.resume and (args.out / "config.json").is_file() else None
     base = stored or train.TrainConfig(data=DEFAULT_DATA)
-    settable = {f.name for f in dataclasses.fields(train.TrainConfig)} - {"model", "preset", "out", "resume"}
+    settable = {f.name for f in dataclasses.fields(train.TrainConfig)} - {"model", "preset", "out", "resume",
+                                                                          "inexact_resume"}
     given = {k: v for k, v in vars(args).items() if k in settable and v is not None}
     if "max_steps" in given or "epochs" in given:  # one length replaces the other
         given = {"max_steps": None, "epochs": None, **given}
@@ -293,7 +294,8 @@ def _train(args) -> int:
         net = model.preset(name, **overrides)
     else:
         name, net = stored.preset, model.override(stored.model, **overrides)
-    config = dataclasses.replace(base, **given, model=net, preset=name, out=str(args.out), resume=args.resume)
+    config = dataclasses.replace(base, **given, model=net, preset=name, out=str(args.out), resume=args.resume,
+                                 inexact_resume=args.inexact_resume)
     try:
         result = train.train(config)
     except KeyboardInterrupt as stop:

@@ -89,13 +89,24 @@ def load_conditions(root: str | os.PathLike, split: str = "test") -> torch.Tenso
     return L.encode_batch(load_condition_lists(root, split))
 
 
+def _to_rgb(im: Image.Image) -> Image.Image:
+    """RGB with 8 bits a channel; 16- and 32-bit integer grey images are scaled down (PIL's convert would clip
+    them to white)."""
+    if im.mode.startswith("I"):
+        values = np.asarray(im).astype(np.float64)
+        bits = 16 if im.mode.startswith("I;16") or values.max(initial=0) <= 65535 else 32
+        grey = np.clip(values / (2 ** bits - 1) * 255, 0, 255).round().astype(np.uint8)
+        return Image.fromarray(grey, "L").convert("RGB")
+    return im.convert("RGB")
+
+
 def read_image(path: Path, size: int) -> np.ndarray:
     """One image as uint8 (3, size, size) RGB, resized directly (bilinear, no crop)."""
     if not path.is_file():
         raise FileNotFoundError(f"image {path} is listed but missing; restore it or render the root again")
     try:
         with Image.open(path) as im:
-            rgb = im.convert("RGB")
+            rgb = _to_rgb(im)
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
         raise ValueError(f"corrupt image {path} ({err}); replace the file or render the root again") from None
     if rgb.size != (size, size):

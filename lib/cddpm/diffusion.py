@@ -5,6 +5,8 @@ training scheduler's config so that they share one noise schedule.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler
@@ -30,17 +32,30 @@ def drop_labels(labels: torch.Tensor, p_uncond: float, generator: torch.Generato
     return labels * keep[:, None].to(labels.dtype)
 
 
+def draw_timesteps(scheduler: DDPMScheduler, n: int, shift: float = 1.0, generator: torch.Generator | None = None,
+                   device: torch.device | str = "cpu") -> torch.Tensor:
+    """``n`` training timesteps: uniform, or with ``shift`` s > 1 those whose log-SNR is the uniform one's minus
+    2 log s (the resolution shift of Simple Diffusion / SD3: noisier steps, where layout and objects form)."""
+    t = torch.randint(0, scheduler.config.num_train_timesteps, (n,), generator=generator, device=device)
+    if shift == 1.0:
+        return t
+    ab = scheduler.alphas_cumprod.to(device=device, dtype=torch.float64)
+    neg_log_snr = torch.log1p(-ab) - torch.log(ab)  # increasing in t
+    target = neg_log_snr[t] + 2 * math.log(shift)
+    return torch.searchsorted(neg_log_snr, target).clamp(max=len(ab) - 1)
+
+
 def training_loss(model, scheduler: DDPMScheduler, x0: torch.Tensor, labels: torch.Tensor,
-                  p_uncond: float = 0.1, snr_gamma: float | None = None,
+                  p_uncond: float = 0.1, snr_gamma: float | None = None, timestep_shift: float = 1.0,
                   generator: torch.Generator | None = None) -> torch.Tensor:
-    """MSE between the model's prediction and its target (noise, or v) at uniformly drawn timesteps.
+    """MSE between the model's prediction and its target (noise, or v) at timesteps from :func:`draw_timesteps`.
 
     ``snr_gamma`` weights each image by min-SNR-gamma (Hang et al. 2023): the loss of an x0 prediction
     clipped at SNR gamma, so nearly clean timesteps stop dominating the gradient.
     """
     n = x0.shape[0]
     noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
-    t = torch.randint(0, scheduler.config.num_train_timesteps, (n,), generator=generator, device=x0.device)
+    t = draw_timesteps(scheduler, n, timestep_shift, generator, x0.device)
     xt = scheduler.add_noise(x0, noise, t)
     pred = model(xt, t, drop_labels(labels, p_uncond, generator))
     target = noise if scheduler.config.prediction_type == "epsilon" else scheduler.get_velocity(x0, noise, t)

@@ -6,6 +6,7 @@ Format (the course's ``evaluator.py``): ``torch.load(path)["model"]`` is the sta
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -22,6 +23,7 @@ from torchvision.models import resnet18
 from tqdm.auto import tqdm
 
 from . import data, metrics
+from .device import resolve as resolve_device
 from . import labels as L
 
 SIZE = 64
@@ -117,8 +119,20 @@ class Evaluator:
         problem = _mismatch(network.state_dict(), state) if isinstance(state, dict) else "not a state dict"
         if problem:
             raise ValueError(f"{path} holds another architecture: {problem}; expected {EXPECTED}")
+        bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+        if bad:
+            raise ValueError(f"{path} has NaN or infinite weights ({', '.join(bad[:3])}); retrain it with "
+                             "`cddpm train-evaluator` or restore the file")
         network.load_state_dict(state)
         return cls(network.eval(), device, path)
+
+    def digest(self) -> str:
+        """SHA-256 of the weights (names, shapes, values): equal for two files holding the same evaluator."""
+        h = hashlib.sha256()
+        for name, tensor in sorted(self.network.state_dict().items()):
+            h.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype};".encode())
+            h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write ``{'model': state_dict}`` atomically (a temporary file renamed into place)."""
@@ -291,7 +305,7 @@ def train(root: str | os.PathLike, out: str | os.PathLike, epochs: int = 12, bat
         raise FileExistsError(f"{out} exists; pass --force to replace it or choose another --out")
     if epochs < 1 or batch_size < 2 or not 0 <= val_fraction < 1 or pos_weight <= 0:
         raise ValueError("need epochs >= 1, batch size >= 2, 0 <= val_fraction < 1 and pos_weight > 0")
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(device)
     bf16 = _use_bf16(precision, device)
     start = time.perf_counter()
     dataset = data.ICLEVRDataset(root, "train", size=SIZE, preload=True)

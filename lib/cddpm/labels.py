@@ -38,6 +38,9 @@ def check(labels: Sequence[str], max_objects: int = MAX_OBJECTS) -> list[str]:
     """Validate one label list and return it as a list; raise a one-line ``ValueError`` otherwise."""
     if isinstance(labels, str):
         raise ValueError(f"expected a list of objects, got the string {labels!r}; wrap it: [{labels!r}]")
+    if not isinstance(labels, (list, tuple)):
+        raise ValueError(f"expected a list of objects such as ['red sphere', 'cyan cube'], got {labels!r} "
+                         f"(a {type(labels).__name__})")
     labels = list(labels)
     if not labels:
         raise ValueError("empty object list; give 1 to %d objects such as ['red sphere']" % max_objects)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -27,13 +28,16 @@ class Profile:
     batch_size: int = 32
     lr: float = 1e-3
     prediction_type: str = "v_prediction"
+    snr_gamma: float | None = None          # min-SNR-gamma loss weighting; None: plain MSE
+    warmup: int = 200                       # LR warm-up steps
+    max_minutes: float | None = None        # training time limit (a checkpoint is saved when it stops)
     mixed_precision: str = "bf16"           # CPU autocast; the GPU profiles use fp16
     seeds: tuple[int, ...] = (0, 1, 2)
     splits: tuple[str, ...] = ("test", "new_test")
     sampler: str = "dpmsolver"
     steps: int = 20
     guidance: tuple[float, ...] = (1.0, 3.0)
-    ddpm_steps: int = 50                    # the DDPM arm of the demo batch
+    ddpm_steps: int | None = None           # steps of a DDPM arm beside the profile's sampler in `cddpm demo`
     batch: str = "demo"
 
 
@@ -52,6 +56,23 @@ PROFILES: dict[str, Profile] = {
                          mixed_precision="fp16", seeds=(0, 1, 2, 3, 4), sampler="ddpm", steps=1000, guidance=(1.0,),
                          ddpm_steps=1000, batch="reference"),
 }
+
+
+def train_config(p: Profile, resume: bool | None = None, **model_overrides):
+    """The ``cddpm.train.TrainConfig`` of a profile: the one place a profile becomes a training run.
+
+    ``resume=None`` continues the profile's run when it already has checkpoints and starts it otherwise;
+    ``model_overrides`` replace fields of the profile's preset (e.g. ``conditioning="concat"``).
+    """
+    from . import model, runs
+    from .train import TrainConfig
+
+    if resume is None:
+        resume = bool(runs.checkpoints(p.run)) if (Path(p.run) / "config.json").is_file() else False
+    return TrainConfig(data=p.data_root, out=p.run, model=model.preset(p.preset, **model_overrides), preset=p.preset,
+                       max_steps=p.max_steps, batch_size=p.batch_size, lr=p.lr, warmup=min(p.warmup, p.max_steps),
+                       prediction_type=p.prediction_type, snr_gamma=p.snr_gamma, mixed_precision=p.mixed_precision,
+                       max_minutes=p.max_minutes, save_every=max(1, p.max_steps // 4), resume=resume)
 
 
 def default_name() -> str:

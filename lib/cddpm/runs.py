@@ -43,7 +43,14 @@ def read_config(run: str | os.PathLike) -> dict:
     path = run / "config.json"
     if not path.is_file():
         raise FileNotFoundError(f"{run} is not a training run (no config.json); train one with `cddpm train --out {run}`")
-    return json.loads(path.read_text())
+    try:
+        config = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is not valid json ({err}); restore it from a copy, or train a new --out") from None
+    if not isinstance(config, dict) or not {"model", "train", "scheduler"} <= set(config):
+        raise ValueError(f"{path} is not a cddpm run config (needs model, train and scheduler); "
+                         "restore it from a copy, or train a new --out")
+    return config
 
 
 def read_metrics(run: str | os.PathLike) -> list[dict]:
@@ -103,8 +110,11 @@ def read_state(folder: Path) -> dict:
     """A checkpoint's ``state.json``."""
     path = folder / STATE_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing; the checkpoint is incomplete, delete {folder} or pick another")
-    return json.loads(path.read_text())
+        raise FileNotFoundError(f"{path} is missing; the checkpoint is incomplete, move {folder} aside or pick another")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise unreadable(path, err, f"move {folder} aside or pick another checkpoint") from None
 
 
 def checkpoints(run: str | os.PathLike) -> list[Path]:
@@ -129,14 +139,40 @@ def resolve(run: str | os.PathLike, checkpoint: str = "last") -> Path:
     raise FileNotFoundError(f"checkpoint {checkpoint!r} not in {run}; choose last or one of: {names}")
 
 
+def previous(folder: Path) -> Path | None:
+    """The newest complete checkpoint of the same run older than ``folder`` (None when there is none)."""
+    older = [p for p in checkpoints(folder.parent.parent) if _step(p) < _step(folder)]
+    return older[-1] if older else None
+
+
+def _step(folder: Path) -> int:
+    return int(_STEP.match(folder.name).group(1))
+
+
+def unreadable(path: Path, err: Exception, fix: str) -> ValueError:
+    """The one-line error for a checkpoint file that cannot be read, naming it, the reason and ``fix``."""
+    reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return ValueError(f"{path} is unreadable ({reason}); {fix}")
+
+
+def load_weights(path: Path, fix: str) -> dict[str, torch.Tensor]:
+    """A safetensors file as CPU tensors; a missing, truncated or corrupt file is a one-line error ending in ``fix``."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing; {fix}")
+    try:
+        return load_file(path, device="cpu")
+    except Exception as err:  # safetensors raises SafetensorError (and OSError) for truncated or foreign files
+        raise unreadable(path, err, fix) from None
+
+
 def load_model(run: str | os.PathLike, checkpoint: str = "last", ema: bool = True,
                device: str | torch.device = "cpu") -> tuple[ConditionalUNet, dict, Path]:
     """The run's model with its EMA (or raw) weights, in eval mode, plus its config and checkpoint folder."""
     config = read_config(run)
     folder = resolve(run, checkpoint)
     model = ConditionalUNet(ModelConfig(**config["model"]))
-    weights = folder / ("ema.safetensors" if ema else "model.safetensors")
-    if not weights.is_file():
-        raise FileNotFoundError(f"{weights} is missing; the checkpoint is incomplete, pick another with --checkpoint")
-    model.load_state_dict(load_file(weights, device="cpu"))
+    before = previous(folder)
+    fix = (f"the checkpoint is damaged; pick --checkpoint {before.name}" if before else
+           "the checkpoint is damaged and the run keeps no earlier one; train it again")
+    model.load_state_dict(load_weights(folder / (EMA_FILE if ema else MODEL_FILE), fix))
     return model.to(device).eval(), config, folder

@@ -9,7 +9,9 @@ size and the same starting noise on any device.
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -26,7 +28,9 @@ from tqdm.auto import tqdm
 from . import figures, runs
 from . import labels as L
 from .data import load_condition_lists, to_uint8
+from .device import resolve as resolve_device
 
+_NUMBERED = re.compile(r"^(0|[1-9]\d*)\.png$")
 # DDPM/DDIM use "trailing" timesteps so that few-step sampling starts at t = T-1 (pure noise), not at
 # T - T/K as "leading" does; at 1000 steps both are identical. DPM-Solver keeps its "linspace" default.
 # DPM-Solver++ clips its x0 prediction to [-1, 1] ("thresholding" with sample_max_value 1, like the clip_sample
@@ -170,12 +174,9 @@ def save_images(images: torch.Tensor, folder: str | os.PathLike) -> list[Path]:
     return paths
 
 
-def classifier_guide(evaluator_path: str | os.PathLike, device: str | torch.device) -> Guide:
+def classifier_guide(evaluator) -> Guide:
     """The guide evaluator's log p(requested set | image): the Bernoulli log-likelihood summed over all 24 classes,
     so missing objects and extra ones both lower it."""
-    from .evaluator import Evaluator
-
-    evaluator = Evaluator.load(evaluator_path, device)
     evaluator.network.requires_grad_(False)  # gradients flow to the image only
 
     def log_p(images: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
@@ -185,9 +186,36 @@ def classifier_guide(evaluator_path: str | os.PathLike, device: str | torch.devi
     return log_p
 
 
-def default_device() -> torch.device:
-    """CUDA when present, else the CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+_OUTPUTS = re.compile(r"^(grid_|captions_)[\w-]+\.png$|^denoise\.png$|^metrics\.json$|^images$")
+
+
+def prepare_out(out: str | os.PathLike, name: str) -> Path:
+    """Check ``out`` before sampling: a new or empty folder, or an earlier sample output whose ``images/{name}``
+    is cleared of its numbered PNGs (so no stale image stays beside the new ones); anything else is refused."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"--out {out} is a file; choose a folder")
+    if out.is_dir() and any(out.iterdir()):
+        foreign = sorted(p.name for p in out.iterdir() if not _OUTPUTS.match(p.name))
+        images = out / "images"
+        if images.is_dir():
+            foreign += [f"images/{p.name}" for p in images.iterdir() if not p.is_dir()]
+        if (images / name).is_dir():
+            foreign += [f"images/{name}/{p.name}" for p in (images / name).iterdir() if not _NUMBERED.match(p.name)]
+        if foreign or not (out / "metrics.json").is_file():
+            shown = ", ".join(foreign[:3]) or "no metrics.json"
+            raise FileExistsError(f"--out {out} holds files a sampling run did not write ({shown}); "
+                                  "choose a new or empty folder")
+        for png in (images / name).glob("*.png"):
+            png.unlink()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as err:
+        raise ValueError(f"cannot write to --out {out} ({err.strerror}); choose a writable folder") from None
+    return out
 
 
 def sample_split(run: str | os.PathLike, out: str | os.PathLike, split: str | None = None,
@@ -205,17 +233,21 @@ def sample_split(run: str | os.PathLike, out: str | os.PathLike, split: str | No
     ``out/metrics.json`` (with top-k, exact-set and extra-object rate when ``evaluator`` is given);
     label lists are written under the name ``labels``. Returns the metrics.
     """
+    from .evaluator import Evaluator
+
     if (split is None) == (labels is None):
         raise ValueError("give exactly one of a split (test or new_test) or label lists to sample")
+    for value, flag in ((guidance, "--guidance"), (classifier_guidance, "--classifier-guidance")):
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"{flag} {value} must be a finite number >= 0 (--guidance 1 is plain conditional)")
     if classifier_guidance and guide_evaluator is None:
         raise ValueError("classifier guidance needs --guide-evaluator PATH (an evaluator other than the judging one)")
+    if guide_evaluator is not None and not classifier_guidance:
+        raise ValueError("--guide-evaluator only acts with --classifier-guidance S > 0; give both or neither")
     for path, flag in ((evaluator, "--evaluator"), (guide_evaluator, "--guide-evaluator")):
         if path is not None and not Path(path).is_file():
             raise FileNotFoundError(f"{flag} {path} does not exist; train one with `cddpm train-evaluator` or fix it")
-    if classifier_guidance and evaluator is not None and Path(evaluator).resolve() == Path(guide_evaluator).resolve():
-        raise ValueError("the guide evaluator is the judging one, which inflates the score; "
-                         "guide with an evaluator trained independently (another seed)")
-    device = torch.device(device) if device is not None else default_device()
+    device = resolve_device(device)
     model, config, folder = runs.load_model(run, checkpoint, ema, device)
     scheduler_config = config["scheduler"]
     if labels is None:
@@ -225,14 +257,21 @@ def sample_split(run: str | os.PathLike, out: str | os.PathLike, split: str | No
         conditions, name = [L.check(c) for c in labels], "labels"
     make_sampler(sampler, scheduler_config, steps)  # bad sampler/steps fail before any work
     steps = DEFAULT_STEPS[sampler] if steps is None else steps
-    guide = classifier_guide(guide_evaluator, device) if classifier_guidance else None
+    judge = Evaluator.load(evaluator, device) if evaluator is not None else None
+    guide = None
+    if classifier_guidance:
+        guiding = Evaluator.load(guide_evaluator, device)
+        if judge is not None and guiding.digest() == judge.digest():
+            raise ValueError(f"--guide-evaluator {guide_evaluator} holds the same weights as the judging --evaluator "
+                             f"{evaluator}, which inflates the score; guide with one trained independently (another seed)")
+        guide = classifier_guide(guiding)
+    out = prepare_out(out, name)
     common = dict(sampler=sampler, steps=steps, guidance=guidance, seed=seed, guide=guide,
                   guide_scale=classifier_guidance)
 
     start = time.perf_counter()
     images = generate(model, scheduler_config, conditions, batch_size=batch_size, progress=progress, **common)
     wall = time.perf_counter() - start
-    out = Path(out)
     save_images(images, out / "images" / name)
     figures.save_grid(images, out / f"grid_{name}.png")
     figures.save_captioned_grid(images, [", ".join(c) for c in conditions], out / f"captions_{name}.png")
@@ -244,10 +283,10 @@ def sample_split(run: str | os.PathLike, out: str | os.PathLike, split: str | No
                    guide_evaluator=str(guide_evaluator) if guide_evaluator else None,
                    sample_size=model.config.sample_size, device=str(device), batch_size=batch_size,
                    wall_s=round(wall, 3), images_per_s=round(len(images) / wall, 3) if wall > 0 else None)
-    if evaluator is not None:
-        from .evaluator import Evaluator, evaluate_images
+    if judge is not None:
+        from .evaluator import evaluate_images
 
-        scores = evaluate_images(Evaluator.load(evaluator, device), images, L.encode_batch(conditions))
+        scores = evaluate_images(judge, images, L.encode_batch(conditions))
         metrics.update(scores, evaluator=str(evaluator))
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics

@@ -28,7 +28,8 @@ from accelerate.utils import is_compiled_module, set_seed
 from diffusers.optimization import get_cosine_schedule_with_warmup
 from diffusers.training_utils import EMAModel
 from matplotlib.figure import Figure
-from safetensors.torch import load_file, save_file
+from accelerate.utils.other import load as accelerate_load
+from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from . import runs
@@ -39,7 +40,7 @@ from .model import ConditionalUNet, ModelConfig, preset
 MIXED_PRECISIONS = ("no", "fp16", "bf16")
 # settings that may differ when a run is resumed; every other one must match the run's config.json
 RESUMABLE = ("data", "out", "preset", "max_steps", "epochs", "save_every", "keep", "log_every", "max_minutes",
-             "mixed_precision", "channels_last", "compile", "tensorboard", "resume")
+             "mixed_precision", "channels_last", "compile", "tensorboard", "resume", "inexact_resume")
 
 
 @dataclass
@@ -61,6 +62,7 @@ class TrainConfig:
     p_uncond: float = 0.1              # label dropout for classifier-free guidance
     prediction_type: str = "epsilon"
     snr_gamma: float | None = None     # min-SNR-gamma loss weighting (5 is usual); None: plain MSE
+    timestep_shift: float = 1.0        # > 1 draws noisier training timesteps (log-SNR shifted by -2 log s)
     ema_decay: float = 0.9999         # the cap of the EMA decay, which warms up as 1 - (1 + step)^-3/4
     hflip: bool = False                # random horizontal flips: labels allow it, but they mirror the key light
     mixed_precision: str = "no"
@@ -73,6 +75,7 @@ class TrainConfig:
     max_minutes: float | None = None   # stop (with a checkpoint) after this much training time
     tensorboard: bool = False
     resume: bool = False
+    inexact_resume: bool = False       # resume although the checkpoint's random states cannot be restored
 
     def __post_init__(self):
         if isinstance(self.model, dict):
@@ -82,7 +85,8 @@ class TrainConfig:
                     "keep": self.keep, "log_every": self.log_every, "lr": self.lr}
         positive.update({k: v for k, v in (("max_steps", self.max_steps), ("epochs", self.epochs),
                                            ("max_minutes", self.max_minutes),
-                                           ("snr_gamma", self.snr_gamma)) if v is not None})
+                                           ("snr_gamma", self.snr_gamma),
+                                           ("timestep_shift", self.timestep_shift)) if v is not None})
         bad = [f"{k}={v}" for k, v in positive.items() if not v > 0]
         if bad:
             raise ValueError(f"{', '.join(bad)} must be positive")
@@ -186,7 +190,8 @@ class Trainer:
         for a in range(cfg.grad_accum):
             x0, labels = self.batch(self.step * cfg.grad_accum + a)
             with acc.accumulate(self.model):
-                loss = training_loss(self.model, self.noise_scheduler, x0, labels, cfg.p_uncond, cfg.snr_gamma)
+                loss = training_loss(self.model, self.noise_scheduler, x0, labels, cfg.p_uncond, cfg.snr_gamma,
+                                     cfg.timestep_shift)
                 acc.backward(loss)
                 if acc.sync_gradients and cfg.max_grad_norm:
                     acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
@@ -218,8 +223,30 @@ class Trainer:
         return final
 
     def load(self, folder: Path) -> None:
-        """Continue from a checkpoint folder written by ``save``."""
-        self.accelerator.load_state(str(folder))
+        """Continue from a checkpoint folder written by ``save``: exactly, or a one-line refusal naming the broken file.
+
+        accelerate only logs (at INFO) when it cannot restore the random states, and goes on with other
+        noise and another data order; that is refused unless ``inexact_resume`` says to go on anyway.
+        """
+        acc = self.accelerator
+        before = runs.previous(folder)
+        self._fix = (f"move {folder} aside and --resume again to continue from {before.name}" if before else
+                     "the run keeps no earlier checkpoint; train a new --out")
+        for name in ("optimizer.bin", "scheduler.bin", f"random_states_{acc.process_index}.pkl"):
+            path = folder / name
+            try:
+                states = accelerate_load(path, map_location="cpu")
+                if name.startswith("random_states") and "torch_manual_seed" not in states:
+                    raise ValueError("no torch random state in it")
+            except Exception as err:  # missing, truncated or foreign: torch raises many types
+                problem = runs.unreadable(path, err, self._fix)
+                if not name.startswith("random_states"):
+                    raise problem from None
+                if not self.config.inexact_resume:
+                    raise ValueError(f"cannot resume exactly: {problem}; or pass --inexact-resume to go on with "
+                                     "other noise and data order") from None
+                _say(acc, f"warning: {path} cannot be read; resuming inexactly (--inexact-resume)")
+        acc.load_state(str(folder))
 
     def _save_weights(self, models: list, weights: list, folder: str) -> None:
         """accelerate hook: the plain ConditionalUNet's weights (no DDP/compile prefixes), the EMA and the step."""
@@ -242,8 +269,8 @@ class Trainer:
         models.clear()
         folder = Path(folder)
         state = runs.read_state(folder)
-        self.net.load_state_dict(load_file(folder / runs.MODEL_FILE))
-        ema = load_file(folder / runs.EMA_FILE)
+        self.net.load_state_dict(runs.load_weights(folder / runs.MODEL_FILE, self._fix))
+        ema = runs.load_weights(folder / runs.EMA_FILE, self._fix)
         shadow = [ema[name].to(param.device) for name, param in self.net.named_parameters()]
         self.ema.load_state_dict({**state["ema"], "shadow_params": shadow})
         self.step, self.train_seconds = state["step"], state["train_seconds"]

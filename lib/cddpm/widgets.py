@@ -13,7 +13,8 @@ from PIL import Image
 from . import labels as L
 from . import runs
 from .figures import grid
-from .sample import default_device, generate
+from .device import resolve as resolve_device
+from .sample import generate
 
 
 class LiveLoss:
@@ -46,7 +47,7 @@ class LiveLoss:
 def sampler_panel(run: str | os.PathLike, checkpoint: str = "last", sampler: str = "dpmsolver", steps: int = 20,
                   guidance: float = 1.0, seed: int = 0, images: int = 8) -> W.VBox:
     """A grid of 24 object check boxes and a Sample button that draws ``images`` samples of the ticked set."""
-    device = default_device()
+    device = resolve_device()
     model, config, _ = runs.load_model(run, checkpoint, device=device)
     boxes = {name: W.Checkbox(description=name, indent=False, layout=W.Layout(width="140px")) for name in L.CLASSES}
     boxes["red sphere"].value = True

@@ -1,0 +1,41 @@
+"""The steps of a profile's workflow that the notebooks and ``cddpm demo`` share: data, evaluator, its ground truth.
+
+Each step does its work only when its output is missing, so a notebook re-run or a resumed demo
+costs nothing for what is already there.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import data, profiles, render
+from . import evaluator as ev
+
+
+def ensure_data(p: profiles.Profile, command: str = "cddpm demo") -> Path:
+    """The profile's i-CLEVR root, rendered first when it is the default synthetic set and missing."""
+    root = Path(p.data_root)
+    if p.data_root == profiles.PROFILES[p.name].data_root and not (root / "train.json").is_file():
+        render.render_dataset(root, scenes=p.scenes, seed=p.seed, command=command)
+    return root
+
+
+def ensure_evaluator(p: profiles.Profile) -> ev.Evaluator:
+    """The profile's judge, trained on its data first (with the profile's epochs) when the file is missing."""
+    if not Path(p.evaluator).is_file():
+        kwargs = {"epochs": p.evaluator_epochs} if p.evaluator_epochs else {}
+        ev.train(p.data_root, p.evaluator, seed=p.seed, **kwargs)
+    return ev.Evaluator.load(p.evaluator)
+
+
+def ground_truth(p: profiles.Profile, split: str, command: str = "cddpm demo") -> Path:
+    """Ground-truth renders of a split's conditions (``gt_per_condition`` each) under ``outputs/gt/PROFILE/SPLIT``."""
+    out = Path("outputs/gt") / p.name / split
+    if not (out / "train.json").is_file():
+        render.render_conditions(data.load_condition_lists(p.data_root, split), out, per_condition=p.gt_per_condition,
+                                 seed=p.seed + 1001, force=True, command=command)
+    return out
+
+
+def judge_on_ground_truth(p: profiles.Profile, judge: ev.Evaluator) -> dict[str, dict]:
+    """The judge's metrics on ground-truth renders of each of the profile's splits: how far to trust its numbers."""
+    return {split: ev.evaluate_root(judge, ground_truth(p, split)) for split in p.splits}
