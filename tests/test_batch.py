@@ -53,3 +53,24 @@ def test_unknown_notebook_parameter_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"04_report.ipynb has no parameter\(s\) \['evaluator'\]"):
         batch._execute(ROOT / "notebooks" / "04_report.ipynb", tmp_path / "out.ipynb", {"evaluator": "e.pth"})
     assert not (tmp_path / "out.ipynb").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--steps", "0"], "steps 0"),
+    (["--guidance", "nan"], "guidance nan"),
+    (["--guidance", "-2"], "guidance -2.0"),
+])
+def test_batch_refuses_values_it_cannot_run(tmp_path, capsys, args, message):
+    assert cli.main(["batch", "--run", str(tmp_path / "run"), "--name", "x", *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_a_batch_whose_every_combination_fails_ends_in_its_summary(smoke_run, capsys):
+    code = cli.main(["batch", "--run", "run", "--name", "f", "--seeds", "0", "--splits", "test", "--steps", "3",
+                     "--checkpoints", "step-99", "--evaluator", "evaluator.pth",
+                     "--notebooks", str(ROOT / "notebooks")])
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)
+    assert code == 1 and result["done"] == [] and result["failed"] == ["test__seed0__step-99__dpmsolver3__g1"]
+    assert result["report"] is None and "Traceback" not in captured.err

@@ -3,6 +3,7 @@ import json
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageDraw
@@ -286,3 +287,36 @@ def test_train_evaluator_cli_defaults_are_the_library_defaults(monkeypatch, tmp_
     monkeypatch.setattr(E, "train", lambda root, out, **kw: seen.update(kw) or {"checkpoint": str(out)})
     assert cli.main(["train-evaluator", "--data", str(tmp_path), "--out", str(tmp_path / "e.pth")]) == 0
     assert seen and seen == {k: library[k].default for k in seen}
+
+
+def test_nan_weights_are_refused_and_digest_follows_the_weights(tmp_path):
+    torch.manual_seed(0)
+    net = E.build_network()
+    path = E.Evaluator(net).save(tmp_path / "a.pth")
+    copy = tmp_path / "copy.pth"
+    copy.write_bytes(path.read_bytes())
+    assert E.Evaluator.load(path).digest() == E.Evaluator.load(copy).digest()
+    torch.manual_seed(1)
+    assert E.Evaluator(E.build_network()).digest() != E.Evaluator.load(path).digest()
+    with torch.no_grad():
+        net.fc[0].weight[0, 0] = float("nan")
+    bad = E.Evaluator(net).save(tmp_path / "nan.pth")
+    one_line(ValueError, E.Evaluator.load, bad, match="NaN or infinite weights (fc.0.weight)")
+
+
+def test_a_16_bit_png_is_read_at_its_brightness_not_white(tmp_path):
+    grey = (np.arange(64 * 64).reshape(64, 64) * 16).astype(np.uint16)  # 0 .. 65520
+    Image.fromarray(grey).save(tmp_path / "g16.png")
+    assert Image.open(tmp_path / "g16.png").mode == "I;16"
+    pixels = data.read_image(tmp_path / "g16.png", 64)
+    assert pixels.min() == 0 and pixels.max() == 255 and 120 < pixels.mean() < 135
+
+
+def test_output_paths_are_checked_before_the_work(tmp_path, capsys):
+    (tmp_path / "folder").mkdir()
+    assert cli.main(["train-evaluator", "--data", str(tmp_path / "nodata"), "--out", str(tmp_path / "folder"),
+                     "--force"]) == 2
+    assert "is a folder; give the checkpoint's file path" in capsys.readouterr().err
+    (tmp_path / "file").write_text("x")
+    assert cli.main(["evaluate", "--images", str(tmp_path), "--json", str(tmp_path / "file" / "x.json")]) == 2
+    assert "--json" in capsys.readouterr().err

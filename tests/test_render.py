@@ -1,8 +1,10 @@
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -266,3 +268,17 @@ def test_a_killed_render_leaves_nothing_behind_the_next_one(tmp_path):
     live.mkdir()
     render.render_dataset(out, scenes=1, size=SIZE)
     assert not stale.exists() and live.is_dir()
+
+
+def test_ctrl_c_during_a_render_is_one_line_and_leaves_nothing(tmp_path):
+    out = tmp_path / "root"
+    proc = subprocess.Popen([sys.executable, "-m", "cddpm", "render", "--out", str(out), "--scenes", "3000"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for _ in range(600):  # wait until the render is under way
+        if list(tmp_path.glob(".root.partial-*/iclevr/*.png")):
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err and "interrupted" in err, err
+    assert not out.exists() and not list(tmp_path.glob(".root.*"))

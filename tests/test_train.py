@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import signal
 import subprocess
@@ -265,3 +266,101 @@ def test_accelerate_launch_two_cpu_processes(tmp_path, data):
     assert folder.name == "step-3" and (folder / "random_states_1.pkl").is_file()
     assert runs.read_state(folder)["num_processes"] == 2
     assert runs.read_state(folder)["epoch"] == 0.75  # 3 steps x 2 processes x 2 images of 16
+
+
+def test_timestep_shift_draws_noisier_steps_and_one_is_uniform():
+    from cddpm.diffusion import draw_timesteps, train_scheduler
+
+    scheduler = train_scheduler()
+    uniform = draw_timesteps(scheduler, 20000, 1.0, torch.Generator().manual_seed(0))
+    assert torch.equal(uniform, torch.randint(0, 1000, (20000,), generator=torch.Generator().manual_seed(0)))
+    shifted = draw_timesteps(scheduler, 20000, 2.0, torch.Generator().manual_seed(0))
+    assert shifted.min() >= 0 and shifted.max() <= 999 and (shifted >= uniform).all()
+    assert shifted.float().mean() > uniform.float().mean() + 100
+    snr = scheduler.alphas_cumprod / (1 - scheduler.alphas_cumprod)
+    middle = (uniform > 100) & (uniform < 800)  # away from the clamped ends, log-SNR falls by 2 log 2
+    ratio = (snr[uniform[middle]] / snr[shifted[middle]]).log()
+    assert (ratio - 2 * math.log(2)).abs().median() < 0.05
+
+
+def test_a_profile_becomes_a_train_config_in_one_place(tmp_path, data):
+    from cddpm import profiles
+
+    p = profiles.get("smoke", data_root=str(data), run=str(tmp_path / "run"), max_steps=8)
+    config = profiles.train_config(p, conditioning="concat")
+    assert (config.max_steps, config.batch_size, config.save_every, config.resume) == (8, p.batch_size, 2, False)
+    assert config.model.conditioning == "concat" and config.preset == p.preset and config.warmup == 8
+    train(dataclasses.replace(config, max_steps=2, mixed_precision="no"))  # one precision per test process
+    assert profiles.train_config(p).resume  # the run has checkpoints now: continued, not refused
+    assert not profiles.train_config(p, resume=False).resume
+
+
+def test_ordinary_mistakes_are_one_line_errors(tmp_path, data, capsys):
+    (tmp_path / "file").write_text("mine")
+    assert main(["train", "--out", str(tmp_path / "file"), "--data", str(data), "--max-steps", "1", *MICRO_ARGS]) == 2
+    assert "is a file; a run is a folder" in capsys.readouterr().err
+    empty = root(tmp_path / "empty", n=2)
+    (empty / "train.json").write_text("{}")
+    assert main(["train", "--out", str(tmp_path / "r1"), "--data", str(empty), "--max-steps", "1", *MICRO_ARGS]) == 2
+    assert "train.json lists no images" in capsys.readouterr().err
+    escape = root(tmp_path / "escape", n=2)
+    (escape / "train.json").write_text(json.dumps({"../../secret.png": ["red cube"]}))
+    assert main(["train", "--out", str(tmp_path / "r2"), "--data", str(escape), "--max-steps", "1", *MICRO_ARGS]) == 2
+    err = capsys.readouterr().err
+    assert "'../../secret.png', which is not a plain file name" in err and err.count("\n") == 1
+
+
+def test_a_full_disk_while_saving_leaves_no_half_checkpoint(tmp_path, data, monkeypatch, capsys):
+    import errno
+
+    from accelerate import Accelerator
+
+    def full(self, output_dir=None, **kwargs):
+        os.makedirs(output_dir, exist_ok=True)
+        (Path(output_dir) / "optimizer.bin").write_bytes(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device", output_dir)
+
+    monkeypatch.setattr(Accelerator, "save_state", full)
+    code = main(["train", "--out", str(tmp_path / "run"), "--data", str(data), "--max-steps", "2", "--batch-size", "4",
+                 *MICRO_ARGS])
+    err = capsys.readouterr().err
+    assert code == 1 and "No space left on device" in err and "Traceback" not in err
+    assert not list((tmp_path / "run" / "checkpoints").glob(".tmp-*"))
+
+
+def test_feature_alignment_learns_and_its_head_is_saved_with_the_model(tmp_path):
+    from cddpm import align
+    from cddpm.evaluator import Evaluator, build_network
+
+    torch.manual_seed(0)
+    teacher = Evaluator(build_network()).save(tmp_path / "teacher.pth")
+    small = root(tmp_path / "data", n=4, side=4)
+    losses = []
+    result = train(config(small, tmp_path / "run", max_steps=40, lr=3e-3, warmup=5, p_uncond=0.0, save_every=100,
+                          align_evaluator=str(teacher)), on_log=lambda r: losses.append(r["loss"]))
+    assert sum(losses[-8:]) / 8 < 0.5 * sum(losses[:8]) / 8
+    model, stored, _ = runs.load_model(tmp_path / "run")
+    assert stored["model"]["align_channels"] == align.CHANNELS and stored["train"]["align_evaluator"] == str(teacher)
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    with torch.no_grad():
+        model(x, torch.tensor([10, 10]), L.encode_batch([["red cube"]] * 2))
+        student = model.aligned_features()
+    target = align.EvaluatorFeatures(teacher)(x)
+    assert student.shape == (2, align.CHANNELS, 8, 8) and target.shape == (2, align.CHANNELS, 8, 8)
+    assert 0 <= align.alignment_loss(student, target).item() <= 2
+    assert result["step"] == 40
+
+
+def test_workflow_steps_do_their_work_once(tmp_path, monkeypatch):
+    from cddpm import profiles, workflow
+
+    monkeypatch.chdir(tmp_path)
+    p = profiles.get("smoke", scenes=4, evaluator_epochs=1)
+    root = workflow.ensure_data(p, command="test")
+    assert (root / "train.json").is_file() and len(json.loads((root / "train.json").read_text())) == 12
+    stamp = (root / "train.json").stat().st_mtime_ns
+    assert workflow.ensure_data(p) == root and (root / "train.json").stat().st_mtime_ns == stamp  # not rendered again
+    judge = workflow.ensure_evaluator(p)
+    scores = workflow.judge_on_ground_truth(p, judge)
+    assert set(scores) == set(p.splits) and all(0 <= s["topk"] <= 1 for s in scores.values())
+    assert (tmp_path / "outputs/gt/smoke/test/train.json").is_file()

@@ -209,6 +209,8 @@ def _add_evaluate(sub) -> None:
 def _evaluate(args) -> int:
     from . import device, evaluator
 
+    if args.json is not None and (args.json.is_dir() or any(p.is_file() for p in args.json.parents)):
+        raise ValueError(f"--json {args.json} is a folder or lies under a file; give a new file path")
     judge = evaluator.Evaluator.load(args.evaluator, device.resolve(args.device))
     if args.images:
         result = evaluator.evaluate_folder(judge, args.images, args.data, args.split, with_per_image=args.per_image)
@@ -256,6 +258,8 @@ def _add_train(sub) -> None:
     t.add_argument("--prediction-type", choices=["epsilon", "v_prediction"], help="network target [epsilon]")
     t.add_argument("--snr-gamma", type=float, help="min-SNR-gamma loss weighting, e.g. 5 [off]")
     t.add_argument("--timestep-shift", type=float, help="draw noisier training timesteps: log-SNR - 2 log S [1: uniform]")
+    t.add_argument("--align-evaluator", help="align the denoiser's features to this evaluator's (REPA) [off]")
+    t.add_argument("--align-weight", type=float, help="weight of the feature-alignment loss [0.5]")
     t.add_argument("--ema-decay", type=float, help="cap of the EMA decay, which warms up as 1-(1+step)^-0.75 [0.9999]")
     t.add_argument("--hflip", action=argparse.BooleanOptionalAction, help="random horizontal flips [no]")
     t.add_argument("--seed", type=int, help="weights, data order, noise [0]")
@@ -319,9 +323,22 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         return args.func(args) or 0
-    except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError) as err:
+    except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError) as err:
         print(f"cddpm {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except PermissionError as err:
+        where = f" {err.filename}" if err.filename else ""
+        print(f"cddpm {args.command}: error: permission denied{where}; choose a path you can read and write "
+              f"({err.strerror or err})", file=sys.stderr)
+        return 2
+    except OSError as err:  # a full disk, a vanished mount: say what and where, without a traceback
+        where = f" at {err.filename}" if err.filename else ""
+        print(f"cddpm {args.command}: error: {err.strerror or err}{where}; free space or fix the path, then run "
+              "again (a training run resumes from its last checkpoint)", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"cddpm {args.command}: interrupted; nothing half-written was kept", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

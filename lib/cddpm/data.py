@@ -68,6 +68,10 @@ def load_mapping(root: str | os.PathLike, split: str = "train") -> dict[str, lis
     mapping = read_json(path)
     if not isinstance(mapping, dict):
         raise ValueError(f"{path} must map image file names to object lists, got a {type(mapping).__name__}")
+    outside = [name for name in mapping if Path(name).name != name or name in ("", ".", "..")]
+    if outside:
+        raise ValueError(f"{path} names {outside[0]!r}, which is not a plain file name in iclevr/; "
+                         "list images by file name only")
     return dict(zip(mapping, check_lists(list(mapping.values()), path)))
 
 

@@ -14,6 +14,7 @@ what a 64/p one does.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -40,6 +41,7 @@ class ModelConfig:
     norm_num_groups: int = 32
     dropout: float = 0.0
     scale_shift: bool = False  # AdaGN: the time/label embedding scales and shifts each block's features
+    align_channels: int = 0    # > 0: a head maps the 8x8 encoder features to this width for feature alignment
 
     def __post_init__(self):
         self.block_out_channels = tuple(int(c) for c in self.block_out_channels)
@@ -65,6 +67,9 @@ PRESETS: dict[str, ModelConfig] = {
     # trains on 2 CPU cores in minutes (the demo): at 32x32, 4x fewer pixels than 64x64, sampled then upsampled
     "tiny": ModelConfig(sample_size=32, block_out_channels=(32, 64, 64, 128), attention_levels=(3,),
                         layers_per_block=1, norm_num_groups=16),
+    # tiny's widths at 64x64: a 2x2 pixel-unshuffle stem keeps the cost of a 32x32 model, AdaGN scale-shift
+    "tiny64": ModelConfig(sample_size=64, patch_size=2, scale_shift=True, block_out_channels=(32, 64, 64, 128),
+                          attention_levels=(3,), layers_per_block=1, norm_num_groups=16),
     # fits a 16 GB T4 at batch 64 in fp16
     "colab": ModelConfig(block_out_channels=(64, 128, 256, 256), attention_levels=(2, 3), layers_per_block=2),
     # the course reference: 6 levels, attention at the fifth, 24 concatenated label channels
@@ -154,6 +159,21 @@ class ConditionalUNet(nn.Module):
             self.tokens = None
         time_dim = config.block_out_channels[0] * 4
         self.label_proj = None if config.conditioning == "concat" else nn.Linear(NUM_CLASSES, time_dim)
+        self.align_head, self._features = None, None
+        if config.align_channels:
+            grid = config.sample_size // config.patch_size
+            level = min(max(int(math.log2(grid)) - 4, 0), len(config.block_out_channels) - 1)  # output 8x8
+            width = config.block_out_channels[level]
+            self.align_head = nn.Sequential(nn.Conv2d(width, 2 * width, 1), nn.SiLU(),
+                                            nn.Conv2d(2 * width, config.align_channels, 1))
+            self.unet.down_blocks[level].register_forward_hook(self._keep_features)
+
+    def _keep_features(self, module, inputs, output) -> None:
+        self._features = output[0]
+
+    def aligned_features(self) -> torch.Tensor:
+        """The encoder features of the last forward pass through the alignment head: (N, align_channels, h, w)."""
+        return self.align_head(self._features)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         p = self.config.patch_size

@@ -1,4 +1,5 @@
-"""Named settings for the notebooks and the demo: ``smoke`` (CI, seconds), ``demo`` (CPU), ``colab``, ``reference``.
+"""Named settings for the notebooks and the demo: ``smoke`` (CI), ``demo`` (CPU minutes), ``cpu`` (a CPU hour),
+``colab``, ``reference``.
 
 A notebook's ``parameters`` cell names a profile (``CDDPM_PROFILE`` or papermill's injection) and may
 override any field; ``None`` means "the profile's value".
@@ -31,6 +32,9 @@ class Profile:
     snr_gamma: float | None = None          # min-SNR-gamma loss weighting; None: plain MSE
     warmup: int = 200                       # LR warm-up steps
     max_minutes: float | None = None        # training time limit (a checkpoint is saved when it stops)
+    timestep_shift: float = 1.0             # > 1: noisier training timesteps
+    align_evaluator: str | None = None      # evaluator whose features the denoiser aligns to (REPA); None: off
+    align_epochs: int = 3                   # epochs of that evaluator when it is missing (trained with seed + 1)
     mixed_precision: str = "bf16"           # CPU autocast; the GPU profiles use fp16
     seeds: tuple[int, ...] = (0, 1, 2)
     splits: tuple[str, ...] = ("test", "new_test")
@@ -45,8 +49,14 @@ PROFILES: dict[str, Profile] = {
     "smoke": Profile("smoke", data_root="outputs/smoke/data", scenes=16, evaluator="outputs/smoke/evaluator/checkpoint.pth",
                      evaluator_epochs=1, gt_per_condition=1, run="outputs/smoke/run", max_steps=4, batch_size=8,
                      seeds=(0, 1), steps=3, guidance=(1.0, 2.0), ddpm_steps=3, batch="smoke"),
-    # the demo trains a short evaluator of its own, so it never stands in for the full one at the default path
-    "demo": Profile("demo", evaluator="outputs/evaluator/demo.pth"),
+    # the demo trains a short evaluator of its own, so it never stands in for the full one at the default path;
+    # its model aligns its features to that evaluator's (measured in docs/ablations.md)
+    "demo": Profile("demo", evaluator="outputs/evaluator/demo.pth", preset="tiny64", max_steps=2400,
+                    align_evaluator="outputs/evaluator/demo.pth", guidance=(5.0,)),
+    # one CPU hour: the full evaluator judges; an independent 3-epoch one (seed 1) is the alignment teacher
+    "cpu": Profile("cpu", evaluator_epochs=None, preset="tiny64", run="outputs/runs/cpu", max_steps=17000,
+                   align_evaluator="outputs/evaluator/teacher.pth", seeds=(0, 1, 2, 3, 4), guidance=(5.0,),
+                   ddpm_steps=1000, batch="cpu"),
     "colab": Profile("colab", preset="colab", run="outputs/runs/colab", evaluator_epochs=None, max_steps=40000,
                      batch_size=64, lr=2e-4,
                      mixed_precision="fp16", seeds=(0, 1, 2, 3, 4), guidance=(1.0, 2.0, 3.0), ddpm_steps=1000,
@@ -71,7 +81,8 @@ def train_config(p: Profile, resume: bool | None = None, **model_overrides):
         resume = bool(runs.checkpoints(p.run)) if (Path(p.run) / "config.json").is_file() else False
     return TrainConfig(data=p.data_root, out=p.run, model=model.preset(p.preset, **model_overrides), preset=p.preset,
                        max_steps=p.max_steps, batch_size=p.batch_size, lr=p.lr, warmup=min(p.warmup, p.max_steps),
-                       prediction_type=p.prediction_type, snr_gamma=p.snr_gamma, mixed_precision=p.mixed_precision,
+                       prediction_type=p.prediction_type, snr_gamma=p.snr_gamma, timestep_shift=p.timestep_shift,
+                       align_evaluator=p.align_evaluator, mixed_precision=p.mixed_precision,
                        max_minutes=p.max_minutes, save_every=max(1, p.max_steps // 4), resume=resume)
 
 

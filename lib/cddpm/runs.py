@@ -151,6 +151,8 @@ def _step(folder: Path) -> int:
 
 def unreadable(path: Path, err: Exception, fix: str) -> ValueError:
     """The one-line error for a checkpoint file that cannot be read, naming it, the reason and ``fix``."""
+    if isinstance(err, FileNotFoundError):
+        return ValueError(f"{path} is missing; {fix}")
     reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     return ValueError(f"{path} is unreadable ({reason}); {fix}")
 

@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import shutil
 import signal
 import sys
 import threading
@@ -32,7 +33,7 @@ from accelerate.utils.other import load as accelerate_load
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
-from . import runs
+from . import align, runs
 from .data import ICLEVRDataset, to_float
 from .diffusion import PREDICTION_TYPES, train_scheduler, training_loss
 from .model import ConditionalUNet, ModelConfig, preset
@@ -40,7 +41,8 @@ from .model import ConditionalUNet, ModelConfig, preset
 MIXED_PRECISIONS = ("no", "fp16", "bf16")
 # settings that may differ when a run is resumed; every other one must match the run's config.json
 RESUMABLE = ("data", "out", "preset", "max_steps", "epochs", "save_every", "keep", "log_every", "max_minutes",
-             "mixed_precision", "channels_last", "compile", "tensorboard", "resume", "inexact_resume")
+             "mixed_precision", "channels_last", "compile", "tensorboard", "resume", "inexact_resume",
+             "align_evaluator")
 
 
 @dataclass
@@ -63,6 +65,8 @@ class TrainConfig:
     prediction_type: str = "epsilon"
     snr_gamma: float | None = None     # min-SNR-gamma loss weighting (5 is usual); None: plain MSE
     timestep_shift: float = 1.0        # > 1 draws noisier training timesteps (log-SNR shifted by -2 log s)
+    align_evaluator: str | None = None  # an evaluator checkpoint whose features the denoiser aligns to (REPA)
+    align_weight: float = 0.5          # weight of that alignment loss
     ema_decay: float = 0.9999         # the cap of the EMA decay, which warms up as 1 - (1 + step)^-3/4
     hflip: bool = False                # random horizontal flips: labels allow it, but they mirror the key light
     mixed_precision: str = "no"
@@ -80,6 +84,8 @@ class TrainConfig:
     def __post_init__(self):
         if isinstance(self.model, dict):
             self.model = ModelConfig(**self.model)
+        if self.align_evaluator is not None:  # the head that feature alignment trains is part of the model
+            self.model = dataclasses.replace(self.model, align_channels=align.CHANNELS)
         self.data, self.out = str(self.data), str(self.out)
         positive = {"batch_size": self.batch_size, "grad_accum": self.grad_accum, "save_every": self.save_every,
                     "keep": self.keep, "log_every": self.log_every, "lr": self.lr}
@@ -138,6 +144,9 @@ class Trainer:
         self.config = config
         self.accelerator = acc = accelerator or make_accelerator(config)
         n, self.per_epoch = len(images), len(images) // (config.batch_size * acc.num_processes)
+        if n == 0:
+            raise ValueError(f"{config.data}/train.json lists no images; render the root again or point --data at "
+                             "one with training images")
         if self.per_epoch == 0:
             raise ValueError(f"batch size {config.batch_size} x {acc.num_processes} process(es) exceeds the {n} "
                              "training images; lower --batch-size")
@@ -159,6 +168,8 @@ class Trainer:
         self.ema = EMAModel(self.net.parameters(), decay=config.ema_decay, use_ema_warmup=True, power=0.75,
                             foreach=True)
         self.noise_scheduler = train_scheduler(prediction_type=config.prediction_type)
+        self.teacher = (align.EvaluatorFeatures(config.align_evaluator, acc.device)
+                        if config.align_evaluator is not None else None)
         self.images, self.labels = images.to(acc.device), labels.to(acc.device)
         self.step, self.train_seconds = 0, 0.0
         self._epoch, self._order = -1, None
@@ -192,6 +203,10 @@ class Trainer:
             with acc.accumulate(self.model):
                 loss = training_loss(self.model, self.noise_scheduler, x0, labels, cfg.p_uncond, cfg.snr_gamma,
                                      cfg.timestep_shift)
+                if self.teacher is not None:
+                    with acc.autocast():
+                        student, teacher = self.net.aligned_features(), self.teacher(x0)
+                    loss = loss + cfg.align_weight * align.alignment_loss(student, teacher)
                 acc.backward(loss)
                 if acc.sync_gradients and cfg.max_grad_norm:
                     acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
@@ -214,7 +229,11 @@ class Trainer:
         final = runs.checkpoint_dir(run, self.step)
         tmp = runs.temporary_dir(final)
         acc.wait_for_everyone()
-        acc.save_state(str(tmp))  # optimiser, LR scheduler, RNG states (+ weights, EMA, state via _save_weights)
+        try:
+            acc.save_state(str(tmp))  # optimiser, LR scheduler, RNG states (+ weights, EMA, state via _save_weights)
+        except BaseException:  # a full disk or an interrupt: no half-written folder is left behind
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         acc.wait_for_everyone()
         if acc.is_main_process:
             runs.publish(tmp, final)
@@ -313,6 +332,8 @@ def _mismatches(run: Path, stored: dict, config: TrainConfig, dataset: dict) -> 
 def _starting_point(config: TrainConfig, dataset: dict) -> Path | None:
     """The checkpoint to resume from (None: a fresh run); refuses to overwrite or to resume a different run."""
     run = Path(config.out)
+    if run.exists() and not run.is_dir():
+        raise FileExistsError(f"--out {run} is a file; a run is a folder, choose a new or empty one")
     if not (run / "config.json").is_file():
         if run.is_dir() and any(run.iterdir()):
             raise FileExistsError(f"{run} is not empty and holds no training run; choose a new or empty --out")

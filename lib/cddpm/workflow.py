@@ -27,6 +27,12 @@ def ensure_evaluator(p: profiles.Profile) -> ev.Evaluator:
     return ev.Evaluator.load(p.evaluator)
 
 
+def ensure_teacher(p: profiles.Profile) -> None:
+    """The evaluator the profile's model aligns its features to, trained first (``align_epochs``, seed + 1) when missing."""
+    if p.align_evaluator and not Path(p.align_evaluator).is_file():
+        ev.train(p.data_root, p.align_evaluator, epochs=p.align_epochs, seed=p.seed + 1)
+
+
 def ground_truth(p: profiles.Profile, split: str, command: str = "cddpm demo") -> Path:
     """Ground-truth renders of a split's conditions (``gt_per_condition`` each) under ``outputs/gt/PROFILE/SPLIT``."""
     out = Path("outputs/gt") / p.name / split

@@ -13,9 +13,9 @@ import json
 import os
 import re
 import shutil
+import signal
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -207,11 +207,17 @@ def _render_all(jobs: list[Job], seed: int, size: int, folder: Path, workers: in
     truth: dict[str, list[dict]] = {}
     args = [(chunk, seed, size, folder) for chunk in chunks]
     images = sum(len(job.images) for job in jobs)
-    with (ProcessPoolExecutor(workers) if workers > 1 else nullcontext()) as pool, \
-            tqdm(total=images, unit="img", desc="render", disable=None) as bar:
-        for result in (pool.map if pool else map)(_render_chunk, args):
-            truth.update(result)
-            bar.update(len(result))
+    # workers ignore Ctrl-C; the parent cancels what is queued, removes its temporary folder and says so in one line
+    pool = (ProcessPoolExecutor(workers, initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN))
+            if workers > 1 else None)
+    try:
+        with tqdm(total=images, unit="img", desc="render", disable=None) as bar:
+            for result in (pool.map if pool else map)(_render_chunk, args):
+                truth.update(result)
+                bar.update(len(result))
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
     return truth
 
 
