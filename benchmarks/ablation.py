@@ -121,9 +121,9 @@ def mean_std(values: list[float]) -> str:
     return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
 
 
-def report(results: Path, plot: Path | None) -> str:
+def report(results: Path, plot: Path | None, arms: list[str] | None = None, seeds: list[int] | None = None) -> str:
     """Markdown table (last checkpoint, best guidance by mean top-k) and the accuracy-vs-minutes plot."""
-    rows = read(results)
+    rows = [r for r in read(results) if (not arms or r["arm"] in arms) and (seeds is None or r["seed"] in seeds)]
     last = defaultdict(list)
     for r in rows:
         if r["last"]:
@@ -175,11 +175,12 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=Path("outputs/ablation"))
     p.add_argument("--report", action="store_true", help="print the table of OUT/results.jsonl")
     p.add_argument("--plot", type=Path, default=None, help="with --report: write the curves PNG here")
+    p.add_argument("--only-seeds", action="store_true", help="with --report: only the runs of --seeds (and --arms)")
     args = p.parse_args()
     torch.manual_seed(0)
     results = args.out / "results.jsonl"
     if args.report:
-        print(report(results, args.plot))
+        print(report(results, args.plot, args.arms, args.seeds if args.only_seeds else None))
         return
     args.out.mkdir(parents=True, exist_ok=True)
     evaluator = Evaluator.load(args.evaluator)

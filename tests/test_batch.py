@@ -1,6 +1,5 @@
 """`cddpm batch` in the smoke profile: papermill executes 03_sample per combination, then 04_report."""
 import json
-import os
 from pathlib import Path
 
 import pytest

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,6 +21,7 @@ from torch.utils.data import Dataset
 from . import labels as L
 
 CONDITION_SPLITS = ("test", "new_test")
+NUMBERED_PNG = re.compile(r"^(0|[1-9]\d*)\.png$")  # generated images: 0.png .. N-1.png in condition order
 
 
 def _root(root: str | os.PathLike) -> Path:

@@ -191,7 +191,6 @@ def per_image(scores: torch.Tensor, labels: torch.Tensor, names: Sequence[str], 
     return rows
 
 
-_NUMBERED = re.compile(r"^(0|[1-9]\d*)\.png$")
 
 
 def read_folder(folder: str | os.PathLike, count: int) -> tuple[torch.Tensor, int]:
@@ -202,7 +201,7 @@ def read_folder(folder: str | os.PathLike, count: int) -> tuple[torch.Tensor, in
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"image folder {folder} does not exist; sample into it with `cddpm sample`")
-    numbers = {int(m.group(1)) for p in folder.iterdir() if (m := _NUMBERED.match(p.name))}
+    numbers = {int(m.group(1)) for p in folder.iterdir() if (m := data.NUMBERED_PNG.match(p.name))}
     missing = sorted(set(range(count)) - numbers)
     extra = sorted(n for n in numbers if n >= count)
     if missing:

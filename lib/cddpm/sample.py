@@ -27,10 +27,9 @@ from tqdm.auto import tqdm
 
 from . import figures, runs
 from . import labels as L
-from .data import load_condition_lists, to_uint8
+from .data import NUMBERED_PNG, load_condition_lists, to_uint8
 from .device import resolve as resolve_device
 
-_NUMBERED = re.compile(r"^(0|[1-9]\d*)\.png$")
 # DDPM/DDIM use "trailing" timesteps so that few-step sampling starts at t = T-1 (pure noise), not at
 # T - T/K as "leading" does; at 1000 steps both are identical. DPM-Solver keeps its "linspace" default.
 # DPM-Solver++ clips its x0 prediction to [-1, 1] ("thresholding" with sample_max_value 1, like the clip_sample
@@ -201,7 +200,7 @@ def prepare_out(out: str | os.PathLike, name: str) -> Path:
         if images.is_dir():
             foreign += [f"images/{p.name}" for p in images.iterdir() if not p.is_dir()]
         if (images / name).is_dir():
-            foreign += [f"images/{name}/{p.name}" for p in (images / name).iterdir() if not _NUMBERED.match(p.name)]
+            foreign += [f"images/{name}/{p.name}" for p in (images / name).iterdir() if not NUMBERED_PNG.match(p.name)]
         if foreign or not (out / "metrics.json").is_file():
             shown = ", ".join(foreign[:3]) or "no metrics.json"
             raise FileExistsError(f"--out {out} holds files a sampling run did not write ({shown}); "
