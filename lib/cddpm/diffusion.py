@@ -47,17 +47,19 @@ def draw_timesteps(scheduler: DDPMScheduler, n: int, shift: float = 1.0, generat
 
 def training_loss(model, scheduler: DDPMScheduler, x0: torch.Tensor, labels: torch.Tensor,
                   p_uncond: float = 0.1, snr_gamma: float | None = None, timestep_shift: float = 1.0,
-                  generator: torch.Generator | None = None) -> torch.Tensor:
+                  generator: torch.Generator | None = None, canvas: torch.Tensor | None = None) -> torch.Tensor:
     """MSE between the model's prediction and its target (noise, or v) at timesteps from :func:`draw_timesteps`.
 
     ``snr_gamma`` weights each image by min-SNR-gamma (Hang et al. 2023): the loss of an x0 prediction
-    clipped at SNR gamma, so nearly clean timesteps stop dominating the gradient.
+    clipped at SNR gamma, so nearly clean timesteps stop dominating the gradient. ``canvas``: the images that a
+    canvas model's ``x0`` adds one object to (kept when the label is dropped).
     """
     n = x0.shape[0]
     noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
     t = draw_timesteps(scheduler, n, timestep_shift, generator, x0.device)
     xt = scheduler.add_noise(x0, noise, t)
-    pred = model(xt, t, drop_labels(labels, p_uncond, generator))
+    labels = drop_labels(labels, p_uncond, generator)
+    pred = model(xt, t, labels) if canvas is None else model(xt, t, labels, canvas)
     target = noise if scheduler.config.prediction_type == "epsilon" else scheduler.get_velocity(x0, noise, t)
     if snr_gamma is None:
         return F.mse_loss(pred.float(), target.float())

@@ -7,6 +7,10 @@ object, read by cross-attention at the attention levels of a ``UNet2DConditionMo
 in the image can pick its object). The all-zero label is the null condition used by classifier-free
 guidance, so one network gives both conditional and unconditional predictions.
 
+``canvas=True`` makes the model add one object to a given image (the canvas, concatenated to its input as 3
+more channels): ``labels`` is then the one-hot of the added object, and sampling draws a condition's objects one
+after the other onto the empty floor, which the model keeps as the buffer ``background`` (see ``cddpm.canvas``).
+
 ``patch_size`` p > 1 folds p x p pixels into channels before the UNet and unfolds them after it
 (``pixel_unshuffle`` / ``pixel_shuffle``, as in Simple Diffusion): a 64x64 model then costs about
 what a 64/p one does.
@@ -42,6 +46,7 @@ class ModelConfig:
     dropout: float = 0.0
     scale_shift: bool = False  # AdaGN: the time/label embedding scales and shifts each block's features
     align_channels: int = 0    # > 0: a head maps the 8x8 encoder features to this width for feature alignment
+    canvas: bool = False       # add one object to a canvas image (i-CLEVR's one-object-at-a-time structure)
 
     def __post_init__(self):
         self.block_out_channels = tuple(int(c) for c in self.block_out_channels)
@@ -70,6 +75,10 @@ PRESETS: dict[str, ModelConfig] = {
     # tiny's widths at 64x64: a 2x2 pixel-unshuffle stem keeps the cost of a 32x32 model, AdaGN scale-shift
     "tiny64": ModelConfig(sample_size=64, patch_size=2, scale_shift=True, block_out_channels=(32, 64, 64, 128),
                           attention_levels=(3,), layers_per_block=1, norm_num_groups=16),
+    # tiny64 drawing one object at a time onto a canvas (the demo's and the cpu profile's)
+    "canvas64": ModelConfig(sample_size=64, patch_size=2, scale_shift=True, canvas=True,
+                            block_out_channels=(32, 64, 64, 128), attention_levels=(3,), layers_per_block=1,
+                            norm_num_groups=16),
     # fits a 16 GB T4 at batch 64 in fp16
     "colab": ModelConfig(block_out_channels=(64, 128, 256, 256), attention_levels=(2, 3), layers_per_block=2),
     # the course reference: 6 levels, attention at the fifth, 24 concatenated label channels
@@ -124,7 +133,8 @@ def object_indices(labels: torch.Tensor) -> torch.Tensor:
 
 
 class ConditionalUNet(nn.Module):
-    """Predicts the noise (or v) of ``x_t`` given timestep ``t`` and multi-hot ``labels`` (zeros = null)."""
+    """Predicts the noise (or v) of ``x_t`` given timestep ``t`` and multi-hot ``labels`` (zeros = null), and for a
+    canvas model the image ``canvas`` that ``x_0`` adds the labelled object to."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -134,7 +144,7 @@ class ConditionalUNet(nn.Module):
         channels = 3 * config.patch_size ** 2
         common = dict(
             sample_size=config.sample_size // config.patch_size,
-            in_channels=channels + (NUM_CLASSES if config.conditioning == "concat" else 0),
+            in_channels=channels * (2 if config.canvas else 1) + (NUM_CLASSES if config.conditioning == "concat" else 0),
             out_channels=channels,
             block_out_channels=config.block_out_channels,
             layers_per_block=config.layers_per_block,
@@ -159,6 +169,8 @@ class ConditionalUNet(nn.Module):
             self.tokens = None
         time_dim = config.block_out_channels[0] * 4
         self.label_proj = None if config.conditioning == "concat" else nn.Linear(NUM_CLASSES, time_dim)
+        if config.canvas:  # the empty floor, in [-1, 1]; training sets it from the data (cddpm.canvas.background)
+            self.register_buffer("background", torch.zeros(3, config.sample_size, config.sample_size))
         self.align_head, self._features = None, None
         if config.align_channels:
             grid = config.sample_size // config.patch_size
@@ -175,9 +187,14 @@ class ConditionalUNet(nn.Module):
         """The encoder features of the last forward pass through the alignment head: (N, align_channels, h, w)."""
         return self.align_head(self._features)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor,
+                canvas: torch.Tensor | None = None) -> torch.Tensor:
         p = self.config.patch_size
         labels = labels.to(x.dtype)
+        if self.config.canvas:
+            if canvas is None:
+                raise ValueError("a canvas model needs the image to add the object to (canvas=...)")
+            x = torch.cat([x, canvas.to(x.dtype)], dim=1)
         if p > 1:
             x = F.pixel_unshuffle(x, p)
         if self.label_proj is None:

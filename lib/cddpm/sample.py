@@ -25,9 +25,10 @@ from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 from tqdm.auto import tqdm
 
+from . import canvas as C
 from . import figures, runs
 from . import labels as L
-from .data import NUMBERED_PNG, load_condition_lists, to_uint8
+from .data import NUMBERED_PNG, load_condition_lists, to_float, to_uint8
 from .device import resolve as resolve_device
 
 # DDPM/DDIM use "trailing" timesteps so that few-step sampling starts at t = T-1 (pure noise), not at
@@ -81,11 +82,14 @@ def resize(images: torch.Tensor, size: int | None) -> torch.Tensor:
 
 
 def _predict(model: torch.nn.Module, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor,
-             guidance: float) -> torch.Tensor:
-    """Classifier-free guidance: conditional and null rows in one batched forward; w = 1 skips the null half."""
+             guidance: float, canvas: torch.Tensor | None = None) -> torch.Tensor:
+    """Classifier-free guidance: conditional and null rows in one batched forward; w = 1 skips the null half.
+    A canvas model's null rows keep their canvas: guidance acts on the added object only."""
     if guidance == 1.0:
-        return model(x, t, cond)
-    pred_cond, pred_null = model(torch.cat([x, x]), t, torch.cat([cond, torch.zeros_like(cond)])).chunk(2)
+        return model(x, t, cond) if canvas is None else model(x, t, cond, canvas)
+    x, null = torch.cat([x, x]), torch.cat([cond, torch.zeros_like(cond)])
+    both = model(x, t, null) if canvas is None else model(x, t, null, torch.cat([canvas, canvas]))
+    pred_cond, pred_null = both.chunk(2)
     return pred_null + guidance * (pred_cond - pred_null)
 
 
@@ -107,44 +111,81 @@ def _apply_guide(sampler: SchedulerMixin, pred: torch.Tensor, x: torch.Tensor, t
 
 @torch.no_grad()
 def denoise(model: torch.nn.Module, sampler: SchedulerMixin, cond: torch.Tensor, gens: list[torch.Generator],
-            guidance: float = 1.0, guide: Guide | None = None, guide_scale: float = 0.0) -> Iterator[torch.Tensor]:
-    """Yield x_T (the starting noise) and then x_t after every sampler step, for one batch of conditions."""
+            guidance: float = 1.0, guide: Guide | None = None, guide_scale: float = 0.0,
+            canvas: torch.Tensor | None = None, target: torch.Tensor | None = None) -> Iterator[torch.Tensor]:
+    """Yield x_T (the starting noise) and then x_t after every sampler step, for one batch of conditions.
+
+    ``canvas``: the images a canvas model adds ``cond``'s object to; ``target``: the multi-hot the guide should
+    find (default ``cond``).
+    """
     device = next(model.parameters()).device
     size = model.config.sample_size
     sampler.set_timesteps(sampler.num_inference_steps)  # resets multistep state; CPU timesteps like diffusers pipelines
     cond = cond.to(device)
+    target = cond if target is None else target.to(device)
+    canvas = None if canvas is None else canvas.to(device)
     x = randn_tensor((len(gens), 3, size, size), generator=gens, device=device) * sampler.init_noise_sigma
     yield x
     for t in sampler.timesteps:
-        pred = _predict(model, sampler.scale_model_input(x, t), t, cond, guidance)
+        pred = _predict(model, sampler.scale_model_input(x, t), t, cond, guidance, canvas)
         if guide is not None and guide_scale:
             with torch.enable_grad():
-                pred = _apply_guide(sampler, pred, x, t, cond, guide, guide_scale)
+                pred = _apply_guide(sampler, pred, x, t, target, guide, guide_scale)
         x = sampler.step(pred, t, x, generator=gens).prev_sample
         yield x
 
 
-def _multi_hot(labels: torch.Tensor | Sequence[Sequence[str]]) -> torch.Tensor:
-    return labels.float() if isinstance(labels, torch.Tensor) else L.encode_batch(labels)
+def draw(model: torch.nn.Module, sampler: SchedulerMixin, conditions: Sequence[Sequence[str]],
+         gens: list[torch.Generator], guidance: float = 1.0, guide: Guide | None = None,
+         guide_scale: float = 0.0, on_step: Callable[[int], object] | None = None) -> Iterator[torch.Tensor]:
+    """Yield every state from the starting noise to the final images (N, 3, S, S) of N label lists; ``on_step(n)``
+    after each sampler step that moved n images (a progress bar's ``update``).
+
+    A canvas model draws one object per pass (the lists' order), each pass starting from fresh noise of the same
+    per-image generators onto the last pass's images (quantised to 8 bits like its training images), beginning
+    with the empty floor; rows with fewer objects keep their finished image.
+    """
+    tick = on_step or (lambda n: None)
+    if not model.config.canvas:
+        for k, x in enumerate(denoise(model, sampler, L.encode_batch(conditions), gens, guidance, guide, guide_scale)):
+            tick(len(x) if k else 0)
+            yield x
+        return
+    current = model.background.expand(len(conditions), -1, -1, -1).clone()
+    for rows, added, so_far in C.stages(conditions):
+        index = torch.tensor(rows, device=current.device)
+        for k, x in enumerate(denoise(model, sampler, added, [gens[i] for i in rows], guidance, guide, guide_scale,
+                                      canvas=current[index], target=so_far)):
+            tick(len(rows) if k else 0)
+            yield current.index_copy(0, index, x.to(current.dtype))
+        current = current.index_copy(0, index, to_float(to_uint8(x.float())).to(current.dtype))
+
+
+def passes(model: torch.nn.Module, conditions: Sequence[Sequence[str]]) -> int:
+    """Image-passes :func:`draw` makes: one per image, or one per object for a canvas model."""
+    return sum(len(c) for c in conditions) if model.config.canvas else len(conditions)
+
+
+def _lists(labels: torch.Tensor | Sequence[Sequence[str]]) -> list[list[str]]:
+    return L.decode(labels) if isinstance(labels, torch.Tensor) else [L.check(c) for c in labels]
 
 
 def generate(model: torch.nn.Module, scheduler_config: dict, labels: torch.Tensor | Sequence[Sequence[str]],
              sampler: str = "dpmsolver", steps: int | None = None, guidance: float = 1.0, seed: int = 0,
              batch_size: int = 64, size: int | None = COURSE_SIZE, guide: Guide | None = None,
              guide_scale: float = 0.0, progress: bool = False) -> torch.Tensor:
-    """Images in [-1, 1] (N, 3, size, size) on the CPU for N label lists (or an (N, 24) multi-hot), in order."""
-    cond = _multi_hot(labels)
+    """Images in [-1, 1] (N, 3, size, size) on the CPU for N label lists (or an (N, 24) multi-hot, objects then in
+    class order), in order."""
+    conditions = _lists(labels)
     schedule = make_sampler(sampler, scheduler_config, steps)
     out = []
-    with tqdm(total=len(cond) * len(schedule.timesteps), disable=not progress, unit="img-step",
+    with tqdm(total=passes(model, conditions) * len(schedule.timesteps), disable=not progress, unit="img-step",
               desc=f"{sampler} {len(schedule.timesteps)} steps") as bar:
-        for start in range(0, len(cond), batch_size):
-            chunk = cond[start:start + batch_size]
+        for start in range(0, len(conditions), batch_size):
+            chunk = conditions[start:start + batch_size]
             gens = generators(seed, range(start, start + len(chunk)))
-            states = denoise(model, schedule, chunk, gens, guidance, guide, guide_scale)
-            x = next(states)  # the starting noise
-            for x in states:
-                bar.update(len(chunk))
+            for x in draw(model, schedule, chunk, gens, guidance, guide, guide_scale, on_step=bar.update):
+                pass
             out.append(x.float().clamp(-1, 1).cpu())
     images = torch.cat(out) if out else torch.zeros(0, 3, model.config.sample_size, model.config.sample_size)
     return resize(images, size).clamp(-1, 1)
@@ -156,8 +197,7 @@ def denoise_frames(model: torch.nn.Module, scheduler_config: dict, labels: Seque
                    guide_scale: float = 0.0) -> torch.Tensor:
     """``frames`` evenly spaced states (F, 3, size, size) from pure noise to the final image for one label list."""
     schedule = make_sampler(sampler, scheduler_config, steps)
-    states = list(denoise(model, schedule, L.encode(labels)[None], generators(seed, [0]), guidance, guide,
-                          guide_scale))
+    states = list(draw(model, schedule, [L.check(labels)], generators(seed, [0]), guidance, guide, guide_scale))
     keep = np.unique(np.linspace(0, len(states) - 1, frames).round().astype(int))
     return resize(torch.cat([states[i] for i in keep]).float().clamp(-1, 1).cpu(), size).clamp(-1, 1)
 

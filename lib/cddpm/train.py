@@ -33,7 +33,7 @@ from accelerate.utils.other import load as accelerate_load
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
-from . import align, runs
+from . import align, canvas, runs
 from .data import ICLEVRDataset, to_float
 from .diffusion import PREDICTION_TYPES, train_scheduler, training_loss
 from .model import ConditionalUNet, ModelConfig, preset
@@ -135,24 +135,38 @@ def make_accelerator(config: TrainConfig) -> Accelerator:
 
 
 class Trainer:
-    """The model, optimiser, LR schedule, EMA and on-device data of one run, one optimiser step at a time."""
+    """The model, optimiser, LR schedule, EMA and on-device data of one run, one optimiser step at a time.
+
+    A canvas model trains on the images that extend another (``parents`` from :func:`cddpm.canvas.pairs`, with
+    ``labels`` the added objects): its input is the parent image, or the empty floor for a one-object image.
+    """
 
     def __init__(self, config: TrainConfig, images: torch.Tensor, labels: torch.Tensor,
-                 accelerator: Accelerator | None = None):
+                 accelerator: Accelerator | None = None, parents: torch.Tensor | None = None):
         if config.max_steps is None and config.epochs is None:
             raise ValueError("the run has no length; give max_steps or epochs (--max-steps N or --epochs E)")
+        if config.model.canvas != (parents is not None):
+            raise ValueError("a canvas model trains on (image, parent) pairs and only a canvas model does; "
+                             "pass parents from cddpm.canvas.pairs exactly when config.model.canvas is set")
         self.config = config
         self.accelerator = acc = accelerator or make_accelerator(config)
-        n, self.per_epoch = len(images), len(images) // (config.batch_size * acc.num_processes)
+        examples = torch.arange(len(images)) if parents is None else torch.nonzero(parents != canvas.NONE).flatten()
+        n, self.per_epoch = len(examples), len(examples) // (config.batch_size * acc.num_processes)
         if n == 0:
-            raise ValueError(f"{config.data}/train.json lists no images; render the root again or point --data at "
-                             "one with training images")
+            raise ValueError(f"{config.data}/train.json lists no images"
+                             f"{' that extend another by one object' if parents is not None else ''}; render the "
+                             "root again or point --data at one with training images")
         if self.per_epoch == 0:
             raise ValueError(f"batch size {config.batch_size} x {acc.num_processes} process(es) exceeds the {n} "
                              "training images; lower --batch-size")
         self.total_steps = config.max_steps or max(1, math.ceil(config.epochs * self.per_epoch / config.grad_accum))
         torch.manual_seed(config.seed)  # the same initial weights on every process
         self.net = ConditionalUNet(config.model)
+        self.parents, self.floor = None, None
+        if parents is not None:
+            self.floor = canvas.background(images[parents == canvas.EMPTY]).to(acc.device)
+            self.net.background.copy_(to_float(self.floor))
+            self.parents = parents.to(acc.device)
         if config.channels_last:
             self.net.to(memory_format=torch.channels_last)
         optimizer = torch.optim.AdamW(self.net.parameters(), lr=config.lr, weight_decay=config.weight_decay,
@@ -170,39 +184,47 @@ class Trainer:
         self.noise_scheduler = train_scheduler(prediction_type=config.prediction_type)
         self.teacher = (align.EvaluatorFeatures(config.align_evaluator, acc.device)
                         if config.align_evaluator is not None else None)
-        self.images, self.labels = images.to(acc.device), labels.to(acc.device)
+        self.images, self.labels, self.examples = images.to(acc.device), labels.to(acc.device), examples.to(acc.device)
         self.step, self.train_seconds = 0, 0.0
         self._epoch, self._order = -1, None
         acc.register_save_state_pre_hook(self._save_weights)
         acc.register_load_state_pre_hook(self._load_weights)
         set_seed(config.seed, device_specific=True)  # noise, timesteps, label dropout, flips
 
-    def batch(self, micro: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Micro-batch number ``micro``: this process's slice of a (seed, epoch) permutation, as floats on the device."""
+    def batch(self, micro: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Micro-batch number ``micro``: this process's slice of a (seed, epoch) permutation, as floats on the device:
+        images, labels and (canvas models) the images they extend."""
         cfg, acc = self.config, self.accelerator
         epoch, i = divmod(micro, self.per_epoch)
         if epoch != self._epoch:
-            order = np.random.default_rng([cfg.seed, epoch]).permutation(len(self.images))
-            self._epoch, self._order = epoch, torch.from_numpy(order).to(acc.device)
+            order = np.random.default_rng([cfg.seed, epoch]).permutation(len(self.examples))
+            self._epoch, self._order = epoch, self.examples[torch.from_numpy(order).to(acc.device)]
         start = (i * acc.num_processes + acc.process_index) * cfg.batch_size
         index = self._order[start:start + cfg.batch_size]
-        x = to_float(self.images[index])
+        x, base = to_float(self.images[index]), None
+        if self.parents is not None:
+            parent = self.parents[index]
+            base = torch.where((parent == canvas.EMPTY)[:, None, None, None], self.floor,
+                               self.images[parent.clamp(min=0)])
+            base = to_float(base)
         if cfg.hflip:
-            flip = torch.rand(len(x), device=x.device) < 0.5
-            x = torch.where(flip[:, None, None, None], x.flip(3), x)
+            flip = (torch.rand(len(x), device=x.device) < 0.5)[:, None, None, None]
+            x = torch.where(flip, x.flip(3), x)
+            base = None if base is None else torch.where(flip, base.flip(3), base)
         if cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        return x, self.labels[index]
+            base = None if base is None else base.contiguous(memory_format=torch.channels_last)
+        return x, self.labels[index], base
 
     def train_step(self) -> torch.Tensor:
         """One optimiser step over ``grad_accum`` micro-batches; returns the mean loss (a device tensor)."""
         cfg, acc = self.config, self.accelerator
         total = torch.zeros((), device=acc.device)
         for a in range(cfg.grad_accum):
-            x0, labels = self.batch(self.step * cfg.grad_accum + a)
+            x0, labels, base = self.batch(self.step * cfg.grad_accum + a)
             with acc.accumulate(self.model):
                 loss = training_loss(self.model, self.noise_scheduler, x0, labels, cfg.p_uncond, cfg.snr_gamma,
-                                     cfg.timestep_shift)
+                                     cfg.timestep_shift, canvas=base)
                 if self.teacher is not None:
                     with acc.autocast():
                         student, teacher = self.net.aligned_features(), self.teacher(x0)
@@ -391,7 +413,10 @@ def train(config: TrainConfig, on_log: Callable[[dict], None] | None = None,
     dataset = describe_dataset(ds)
     start = _starting_point(config, dataset)
     acc.wait_for_everyone()  # every process has looked at the run before the main one writes to it
-    trainer = Trainer(config, ds.images, ds.labels, acc)
+    labels, parents = ds.labels, None
+    if config.model.canvas:
+        parents, labels = canvas.pairs(list(ds.mapping), list(ds.mapping.values()))
+    trainer = Trainer(config, ds.images, labels, acc, parents)
     if start is not None:
         trainer.load(start)
         _say(acc, f"resuming {run} from {start.name}")
