@@ -320,3 +320,25 @@ def test_output_paths_are_checked_before_the_work(tmp_path, capsys):
     (tmp_path / "file").write_text("x")
     assert cli.main(["evaluate", "--images", str(tmp_path), "--json", str(tmp_path / "file" / "x.json")]) == 2
     assert "--json" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("where, message", [
+    ("file/x.pth", "lies under the file"),
+    ("json-folder/x.pth", "x.json is a folder"),
+])
+def test_every_output_path_of_train_evaluator_is_checked_before_training(tmp_path, capsys, where, message):
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "json-folder" / "x.json").mkdir(parents=True)
+    assert cli.main(["train-evaluator", "--data", str(tmp_path / "nodata"), "--out", str(tmp_path / where)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_an_unreadable_image_says_permission_denied(tmp_path, monkeypatch):
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(data.Image, "open", denied)
+    one_line(PermissionError, data.read_image, tmp_path / "a.png", 64, match="permission denied")

@@ -282,3 +282,13 @@ def test_ctrl_c_during_a_render_is_one_line_and_leaves_nothing(tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "Traceback" not in err and "interrupted" in err, err
     assert not out.exists() and not list(tmp_path.glob(".root.*"))
+
+
+def test_force_treats_only_the_loaders_cache_files_as_ours(tmp_path, capsys):
+    ours = render.render_dataset(tmp_path / "ours", scenes=2, size=SIZE)
+    (ours / ".cache").mkdir()
+    (ours / ".cache" / "train_64.pt").write_bytes(b"cache")
+    (ours / ".cache" / "my-notes.txt").write_text("mine")
+    assert cli.main(["render", "--out", str(ours), "--scenes", "2", "--size", str(SIZE), "--force"]) == 2
+    assert ".cache/my-notes.txt" in capsys.readouterr().err
+    assert (ours / ".cache" / "my-notes.txt").read_text() == "mine"

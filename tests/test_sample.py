@@ -373,3 +373,19 @@ def test_a_damaged_checkpoint_names_the_file_and_the_previous_one(run, tmp_path,
     assert main(["sample", "--run", str(run), "--split", "test", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert f"{ema} is unreadable" in err and "pick --checkpoint step-5" in err and err.count("\n") == 1
+
+
+def test_an_interrupted_sampling_leaves_no_stale_metrics_and_can_be_redone(run, tmp_path, monkeypatch):
+    out = tmp_path / "o"
+    common = ["sample", "--run", str(run), "--sampler", "ddim", "--steps", "2", "--out", str(out), "--split", "test"]
+    assert main(common) == 0
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sample, "generate", interrupted)
+    assert main(common) == 130
+    assert not (out / "metrics.json").exists() and not list((out / "images" / "test").glob("*.png"))
+    monkeypatch.undo()
+    assert main(common) == 0  # the interrupted folder is still recognised as a sample output
+    assert json.loads((out / "metrics.json").read_text())["n"] == 2

@@ -364,3 +364,20 @@ def test_workflow_steps_do_their_work_once(tmp_path, monkeypatch):
     scores = workflow.judge_on_ground_truth(p, judge)
     assert set(scores) == set(p.splits) and all(0 <= s["topk"] <= 1 for s in scores.values())
     assert (tmp_path / "outputs/gt/smoke/test/train.json").is_file()
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda c: c.pop("data"), "needs model, train and scheduler objects and a data path"),
+    (lambda c: c["train"].update(colour="red"), "unknown training settings ['colour']"),
+    (lambda c: c["model"].update(wings=2), "unknown model fields ['wings']"),
+])
+def test_a_config_json_of_the_wrong_shape_is_one_line(tmp_path, data, capsys, damage, message):
+    run = tmp_path / "run"
+    train(config(data, run, max_steps=1, save_every=1))
+    capsys.readouterr()  # the training's progress bar
+    stored = json.loads((run / "config.json").read_text())
+    damage(stored)
+    (run / "config.json").write_text(json.dumps(stored))
+    assert main(["train", "--out", str(run), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err

@@ -208,9 +208,10 @@ def _add_evaluate(sub) -> None:
 
 def _evaluate(args) -> int:
     from . import device, evaluator
+    from .paths import check_file_target
 
-    if args.json is not None and (args.json.is_dir() or any(p.is_file() for p in args.json.parents)):
-        raise ValueError(f"--json {args.json} is a folder or lies under a file; give a new file path")
+    if args.json is not None:
+        check_file_target(args.json, "--json")
     judge = evaluator.Evaluator.load(args.evaluator, device.resolve(args.device))
     if args.images:
         result = evaluator.evaluate_folder(judge, args.images, args.data, args.split, with_per_image=args.per_image)

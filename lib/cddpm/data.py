@@ -113,6 +113,8 @@ def read_image(path: Path, size: int) -> np.ndarray:
     try:
         with Image.open(path) as im:
             rgb = _to_rgb(im)
+    except PermissionError:
+        raise PermissionError(f"cannot read {path} (permission denied); make it readable (chmod a+r)") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
         raise ValueError(f"corrupt image {path} ({err}); replace the file or render the root again") from None
     if rgb.size != (size, size):

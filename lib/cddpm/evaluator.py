@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from . import data, metrics
 from .device import resolve as resolve_device
+from .paths import check_file_target
 from . import labels as L
 
 SIZE = 64
@@ -299,13 +300,10 @@ def train(root: str | os.PathLike, out: str | os.PathLike, epochs: int = 12, bat
     ``pos_weight`` weights the BCE of present objects: a class is present in ~8% of images, and unweighted
     training missed present objects four times as often as it invented absent ones. Returns that report.
     """
-    out = Path(out)
-    if out.is_dir():
-        raise IsADirectoryError(f"--out {out} is a folder; give the checkpoint's file path, e.g. {out / 'checkpoint.pth'}")
+    out = check_file_target(out, "--out")
+    check_file_target(out.with_suffix(".json"), "--out (its .json report)")
     if out.exists() and not force:
         raise FileExistsError(f"{out} exists; pass --force to replace it or choose another --out")
-    if out.parent.exists() and not os.access(out.parent, os.W_OK):
-        raise PermissionError(f"cannot write to {out.parent}; choose a writable --out")
     if epochs < 1 or batch_size < 2 or not 0 <= val_fraction < 1 or pos_weight <= 0:
         raise ValueError("need epochs >= 1, batch size >= 2, 0 <= val_fraction < 1 and pos_weight > 0")
     device = resolve_device(device)

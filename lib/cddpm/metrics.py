@@ -1,6 +1,7 @@
 """Accuracy metrics on evaluator scores: pure, vectorised functions of (N, 24) tensors.
 
-``scores`` are per-class probabilities (any monotone score works for the top-k rules), ``labels`` the
+``scores`` are per-class probabilities (top-k follows ``torch.topk``'s order among tied scores, as the course
+does, so pass the sigmoid scores it sees, not logits, which tie less often), ``labels`` the
 requested multi-hot sets. Every image must request at least one object, except for top-k, which
 skips an image requesting none as the course's ``compute_acc`` does.
 """

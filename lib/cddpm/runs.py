@@ -18,6 +18,7 @@ renamed, so a ``step-N`` folder is always complete.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -47,8 +48,14 @@ def read_config(run: str | os.PathLike) -> dict:
         config = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{path} is not valid json ({err}); restore it from a copy, or train a new --out") from None
-    if not isinstance(config, dict) or not {"model", "train", "scheduler"} <= set(config):
-        raise ValueError(f"{path} is not a cddpm run config (needs model, train and scheduler); "
+    needed = {"model": dict, "train": dict, "scheduler": dict, "data": str}
+    if not isinstance(config, dict) or any(not isinstance(config.get(k), t) for k, t in needed.items()):
+        raise ValueError(f"{path} is not a cddpm run config (needs model, train and scheduler objects and a data "
+                         "path); restore it from a copy, or train a new --out")
+    fields = {f.name for f in dataclasses.fields(ModelConfig)}
+    unknown = sorted(set(config["model"]) - fields)
+    if unknown:
+        raise ValueError(f"{path} has unknown model fields {unknown} (written by another cddpm version?); "
                          "restore it from a copy, or train a new --out")
     return config
 

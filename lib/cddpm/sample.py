@@ -225,12 +225,14 @@ def classifier_guide(evaluator) -> Guide:
     return log_p
 
 
-_OUTPUTS = re.compile(r"^(grid_|captions_)[\w-]+\.png$|^denoise\.png$|^metrics\.json$|^images$")
+MARKER = ".cddpm-sample"  # written before sampling starts: an interrupted output is still recognised as ours
+_OUTPUTS = re.compile(r"^(grid_|captions_)[\w-]+\.png$|^denoise\.png$|^metrics\.json$|^images$|^\.cddpm-sample$")
 
 
 def prepare_out(out: str | os.PathLike, name: str) -> Path:
     """Check ``out`` before sampling: a new or empty folder, or an earlier sample output whose ``images/{name}``
-    is cleared of its numbered PNGs (so no stale image stays beside the new ones); anything else is refused."""
+    is cleared of its numbered PNGs and whose ``metrics.json`` is removed (so nothing stale stays beside the new
+    images, even if this run is interrupted); anything else is refused."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"--out {out} is a file; choose a folder")
@@ -241,17 +243,16 @@ def prepare_out(out: str | os.PathLike, name: str) -> Path:
             foreign += [f"images/{p.name}" for p in images.iterdir() if not p.is_dir()]
         if (images / name).is_dir():
             foreign += [f"images/{name}/{p.name}" for p in (images / name).iterdir() if not NUMBERED_PNG.match(p.name)]
-        if foreign or not (out / "metrics.json").is_file():
+        if foreign or not ((out / "metrics.json").is_file() or (out / MARKER).is_file()):
             shown = ", ".join(foreign[:3]) or "no metrics.json"
             raise FileExistsError(f"--out {out} holds files a sampling run did not write ({shown}); "
                                   "choose a new or empty folder")
         for png in (images / name).glob("*.png"):
             png.unlink()
+        (out / "metrics.json").unlink(missing_ok=True)  # written again when this run finishes
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-test-{os.getpid()}"
-        probe.touch()
-        probe.unlink()
+        (out / MARKER).touch()  # also the write test
     except OSError as err:
         raise ValueError(f"cannot write to --out {out} ({err.strerror}); choose a writable folder") from None
     return out

@@ -117,6 +117,10 @@ class TrainConfig:
 def load_config(run: str | Path) -> TrainConfig:
     """The ``TrainConfig`` a run was trained with, read back from its ``config.json``."""
     stored = runs.read_config(run)
+    unknown = sorted(set(stored["train"]) - {f.name for f in dataclasses.fields(TrainConfig)})
+    if unknown:
+        raise ValueError(f"{Path(run) / 'config.json'} has unknown training settings {unknown} (written by another "
+                         "cddpm version?); restore it from a copy, or train a new --out")
     return TrainConfig(**{**stored["train"], "model": stored["model"], "data": stored["data"], "out": str(run)})
 
 

@@ -113,6 +113,7 @@ def _check_common(seed: int, size: int, out: str | os.PathLike, force: bool) -> 
 
 RENDER_FILES = ("objects.json", "train.json", "test.json", "new_test.json", "scenes.json", "meta.json")
 OURS = (*RENDER_FILES, "iclevr", ".cache")  # .cache: the training loader's image cache (cddpm.data)
+CACHE_FILE = re.compile(r"^\w+_\d+\.pt$|^tmp\w*\.tmp$")
 
 
 def _foreign(out: Path) -> list[str]:
@@ -124,6 +125,9 @@ def _foreign(out: Path) -> list[str]:
     except (OSError, ValueError, AssertionError):
         return ["meta.json and train.json of a cddpm render"]
     foreign = [p.name for p in out.iterdir() if p.name not in OURS]
+    cache = out / ".cache"
+    if cache.is_dir():  # only the loader's own files: {split}_{size}.pt and its temporary *.tmp
+        foreign += [f".cache/{p.name}" for p in cache.iterdir() if not CACHE_FILE.match(p.name)]
     images = out / "iclevr"
     if images.is_dir():
         foreign += [f"iclevr/{p.name}" for p in images.iterdir() if p.name not in mapping]
