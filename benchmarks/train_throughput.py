@@ -20,6 +20,7 @@ import torch
 from diffusers.training_utils import EMAModel
 from torch.utils.data import DataLoader, TensorDataset
 
+from cddpm import canvas
 from cddpm.data import to_float
 from cddpm.diffusion import train_scheduler, training_loss
 from cddpm.labels import NUM_CLASSES
@@ -68,7 +69,9 @@ def naive(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor, steps
         except StopIteration:
             batches = iter(loader)
             x0, y = next(batches)
-        loss = training_loss(model, scheduler, x0.to(device), y.to(device), config.p_uncond)
+        x0 = x0.to(device)
+        base = torch.zeros_like(x0) if config.model.canvas else None  # a canvas model also reads an image
+        loss = training_loss(model, scheduler, x0, y.to(device), config.p_uncond, canvas=base)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
         optimizer.step()
@@ -81,7 +84,9 @@ def naive(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor, steps
 
 def fast(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor, steps: int, warmup: int) -> float:
     """``cddpm.train.Trainer``: what ``cddpm train`` runs."""
-    trainer = Trainer(config, images, labels)
+    # a canvas model: every random image counts as drawn on the empty floor (the same cost per image)
+    parents = torch.full((len(images),), canvas.EMPTY) if config.model.canvas else None
+    trainer = Trainer(config, images, labels, parents=parents)
     return timed(trainer.train_step, steps, warmup, config.batch_size * trainer.accelerator.num_processes)
 
 
