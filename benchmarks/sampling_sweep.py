@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import statistics
 
+from cddpm import canvas
 from cddpm import labels as L
 from cddpm import runs, sample
 from cddpm.data import load_condition_lists
@@ -25,6 +26,8 @@ def main() -> None:
     p.add_argument("--no-ema", dest="ema", action="store_false")
     p.add_argument("--data", default="data/synthetic-iclevr")
     p.add_argument("--evaluator", default="outputs/evaluator/checkpoint.pth")
+    p.add_argument("--edit-threshold", type=float, default=canvas.EDIT_THRESHOLD,
+                   help="canvas models: keep a pass's changes only above this (0: keep the whole drawn image)")
     args = p.parse_args()
     model, config, _ = runs.load_model(args.run, ema=args.ema)
     judge = Evaluator.load(args.evaluator)
@@ -32,16 +35,18 @@ def main() -> None:
     for spec in args.specs:
         name, steps, guidance, *window = spec.split(":")
         low, high = (int(v) for v in window[0].split("-")) if window else (0, 10**9)
-        sample._predict = lambda m, x, t, c, w: plain(m, x, t, c, w if low <= int(t) <= high else 1.0)
+        sample._predict = lambda m, x, t, c, w, base=None: plain(m, x, t, c, w if low <= int(t) <= high else 1.0, base)
         cells = []
         for split in ("test", "new_test"):
             conditions = load_condition_lists(args.data, split)
             scores = [evaluate_images(judge, sample.generate(model, config["scheduler"], conditions, name, int(steps),
-                                                             float(guidance), seed=seed), L.encode_batch(conditions))
+                                                             float(guidance), seed=seed,
+                                                             edit_threshold=args.edit_threshold),
+                                             L.encode_batch(conditions))
                       for seed in args.seeds]
             cells.append("/".join(f"{statistics.mean(s[k] for s in scores):.3f}"
                                   for k in ("topk", "exact_set", "extra_object_rate")))
-        print(f"{args.run} {'ema' if args.ema else 'raw'} {spec}: test {cells[0]}  new_test {cells[1]}", flush=True)
+        print(f"{args.run} {'ema' if args.ema else 'raw'} {spec} edit>{args.edit_threshold:g}: test {cells[0]}  new_test {cells[1]}", flush=True)
     sample._predict = plain
 
 

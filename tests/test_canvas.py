@@ -151,14 +151,37 @@ class Painter(torch.nn.Module):
 def test_sampling_draws_one_object_per_pass_onto_the_last_image():
     conditions = [["red sphere"], ["cyan cube", "gray cylinder"], ["yellow sphere", "blue cube", "red cylinder"]]
     model = Painter()
-    images = sample.generate(model, dict(train_scheduler().config), conditions, steps=10, size=None)
+    images = sample.generate(model, dict(train_scheduler().config), conditions, steps=10, size=None, edit_threshold=0)
     expected = torch.tensor([sum(L.INDEX[o] for o in c) / 72 for c in conditions])
     assert torch.allclose(images.mean((1, 2, 3)), expected, atol=0.02)  # each pass added its object's value
     assert [n for n, _ in model.seen] == [3] * 10 + [2] * 10 + [1] * 10  # one pass per object, rows that need it
     assert torch.equal(model.seen[0][1], torch.zeros(3, 3, 16, 16))  # the first pass starts on the empty floor
     model.seen.clear()
-    one = sample.generate(model, dict(train_scheduler().config), conditions[2:], steps=10, size=None)
+    one = sample.generate(model, dict(train_scheduler().config), conditions[2:], steps=10, size=None,
+                          edit_threshold=0)
     torch.testing.assert_close(one, images[2:])  # batching does not change an image
-    strip = sample.denoise_frames(model, dict(train_scheduler().config), conditions[2], frames=5, steps=10, size=None)
+    strip = sample.denoise_frames(model, dict(train_scheduler().config), conditions[2], frames=5, steps=10, size=None,
+                                  edit_threshold=0)
     assert strip.shape == (5, 3, 16, 16)
     torch.testing.assert_close(strip[-1], images[2])
+
+
+def test_composite_keeps_the_drawn_object_and_drops_faint_grain_elsewhere():
+    canvas = torch.zeros(1, 3, 32, 32)
+    grain = 0.05 * torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    drawn = canvas + grain
+    drawn[:, :, 10:16, 10:16] = 0.8  # the new object
+    kept = C.composite(canvas, drawn)
+    assert torch.equal(kept[:, :, 10:16, 10:16], drawn[:, :, 10:16, 10:16])  # the object, edges included
+    assert kept[:, :, 24:, 24:].abs().max() == 0  # far from it: the canvas
+    assert torch.equal(C.composite(canvas, drawn, threshold=0), drawn)
+
+
+def test_the_sample_cli_default_edit_threshold_is_the_librarys():
+    import argparse
+
+    from cddpm import cli
+
+    parser = argparse.ArgumentParser()
+    cli._add_sample(parser.add_subparsers())
+    assert parser.parse_args(["sample", "--run", "r", "--split", "test", "--out", "o"]).edit_threshold == C.EDIT_THRESHOLD

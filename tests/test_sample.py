@@ -26,16 +26,17 @@ def small_model(sample_size: int = 16, seed: int = 0) -> ConditionalUNet:
     return ConditionalUNet(config).eval()
 
 
-def make_run(path: Path, data: Path, sample_size: int = 16, step: int = 5) -> Path:
+def make_run(path: Path, data: Path, sample_size: int = 16, step: int = 5,
+             model: ConditionalUNet | None = None) -> Path:
     """A run folder in runs.py's layout holding an untrained model (EMA weights differ from the raw ones)."""
-    model = small_model(sample_size)
+    model = small_model(sample_size) if model is None else model
     folder = path / "checkpoints" / f"step-{step}"
     folder.mkdir(parents=True)
     raw = {k: v.contiguous() for k, v in model.state_dict().items()}
     save_file(raw, folder / "model.safetensors")
     save_file({k: v + 0.05 * torch.randn_like(v) for k, v in raw.items()}, folder / "ema.safetensors")
     (folder / "state.json").write_text(json.dumps({"step": step}))
-    config = {"model": model.config.to_dict(), "train": {}, "scheduler": dict(train_scheduler().config),
+    config = {"model": model.spec.to_dict(), "train": {}, "scheduler": dict(train_scheduler().config),
               "data": str(data)}
     (path / "config.json").write_text(json.dumps(config))
     return path

@@ -11,9 +11,11 @@ import re
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 
 from . import labels as L
 
+EDIT_THRESHOLD = 0.1  # mean |change| (in [-1, 1] units, over 5x5 pixels) that counts as the drawn object
 EMPTY = -1  # parent of a one-object image: the empty floor
 NONE = -2   # an image that extends no other image and holds more than one object: not a training pair
 _NUMBERED = re.compile(r"^(.*)_(\d+)(\.\w+)$")
@@ -60,3 +62,19 @@ def stages(conditions: Sequence[Sequence[str]]) -> list[tuple[list[int], torch.T
         plan.append((rows, L.encode_batch([[conditions[i][s]] for i in rows]),
                      L.encode_batch([conditions[i][:s + 1] for i in rows])))
     return plan
+
+
+def composite(canvas: torch.Tensor, drawn: torch.Tensor, threshold: float = EDIT_THRESHOLD) -> torch.Tensor:
+    """``drawn`` where it changed the canvas (the new object and its shadow), the canvas everywhere else.
+
+    A pass should change only where it adds its object, yet a short-trained model also leaves faint grain all
+    over the image, which a judge reads as extra objects and which later passes would redraw. Changes whose
+    5x5 local mean stays below ``threshold`` are that grain; the kept region is grown by 2 pixels so object
+    edges stay whole. ``threshold=0`` keeps ``drawn`` unchanged.
+    """
+    if threshold <= 0:
+        return drawn
+    change = F.avg_pool2d((drawn - canvas).abs().mean(1, keepdim=True), 5, stride=1, padding=2,
+                          count_include_pad=False)
+    keep = F.max_pool2d((change > threshold).to(drawn.dtype), 5, stride=1, padding=2)
+    return canvas + keep * (drawn - canvas)

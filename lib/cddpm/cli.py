@@ -14,6 +14,7 @@ from . import __version__
 
 DEFAULT_DATA = "data/synthetic-iclevr"
 DEFAULT_EVALUATOR = "outputs/evaluator/checkpoint.pth"
+PRESETS = ("tiny", "tiny64", "canvas64", "colab", "reference")  # model.PRESETS, without importing torch
 
 
 def _print_json(obj) -> None:
@@ -137,6 +138,9 @@ def _add_sample(sub) -> None:
     p.add_argument("--denoise-labels", default=",".join(("red sphere", "cyan cylinder", "cyan cube")),
                    help="objects of the denoising strip (default: red sphere,cyan cylinder,cyan cube)")
     p.add_argument("--frames", type=int, default=8, help="frames of the denoising strip")
+    p.add_argument("--edit-threshold", type=float, default=0.1,
+                   help="canvas models: a pass keeps only changes above this local mean (0: the whole drawn image; "
+                        "default 0.1)")
     p.add_argument("--device", default=None, help="cuda, cpu, ... (default: cuda when present)")
     p.set_defaults(func=_sample)
 
@@ -151,8 +155,31 @@ def _sample(args) -> int:
         data=args.data, checkpoint=args.checkpoint, ema=args.ema, sampler=args.sampler, steps=args.steps,
         guidance=args.guidance, seed=args.seed, batch_size=args.batch_size, evaluator=args.evaluator,
         classifier_guidance=args.classifier_guidance, guide_evaluator=args.guide_evaluator,
-        denoise_labels=labels.parse(args.denoise_labels), frames=args.frames, device=args.device)
+        denoise_labels=labels.parse(args.denoise_labels), frames=args.frames, device=args.device,
+        edit_threshold=args.edit_threshold)
     _print_json(metrics)
+    return 0
+
+
+# --- export ------------------------------------------------------------------------------------
+
+def _add_export(sub) -> None:
+    p = sub.add_parser("export", help="write a run's model as a diffusers pipeline folder (CddpmPipeline)",
+                       description="Write a checkpoint and cddpm sample's default sampler as a folder that "
+                                   "cddpm.pipeline.CddpmPipeline.from_pretrained(OUT) loads without the run, "
+                                   "with a README.md model card.")
+    p.add_argument("--run", required=True, type=Path, help="training run folder")
+    p.add_argument("--checkpoint", default="last", help="last or step-N (default last)")
+    p.add_argument("--no-ema", dest="ema", action="store_false", help="export the raw weights instead of the EMA")
+    p.add_argument("--out", required=True, type=Path, help="folder to write (new or empty)")
+    p.add_argument("--force", action="store_true", help="replace an earlier export in --out")
+    p.set_defaults(func=_export)
+
+
+def _export(args) -> int:
+    from .pipeline import export
+
+    print(export(args.run, args.out, checkpoint=args.checkpoint, ema=args.ema, force=args.force))
     return 0
 
 
@@ -241,7 +268,7 @@ def _add_train(sub) -> None:
     p.add_argument("--inexact-resume", action="store_true", help="with --resume: go on even when the checkpoint's "
                    "random states cannot be restored (other noise and data order; refused otherwise)")
     m = p.add_argument_group("model")
-    m.add_argument("--preset", help="tiny | colab | reference [tiny]")
+    m.add_argument("--preset", help=f"{' | '.join(PRESETS)} [tiny]")
     m.add_argument("--conditioning", choices=["concat", "embed", "tokens"], help="label conditioning [the preset's]")
     m.add_argument("--model", nargs="+", action="extend", metavar="FIELD=VALUE",
                    help="override ModelConfig fields, e.g. block_out_channels=32,64,64 sample_size=32")
@@ -313,10 +340,11 @@ def _train(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="cddpm", description="Conditional DDPM on i-CLEVR: render, train, sample, evaluate, report.")
+        prog="cddpm", description="Conditional DDPM on i-CLEVR: render, train, sample, export, evaluate, report.")
     parser.add_argument("--version", action="version", version=f"cddpm {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for add in (_add_render, _add_batch, _add_demo, _add_sample, _add_train_evaluator, _add_evaluate, _add_train):
+    for add in (_add_render, _add_batch, _add_demo, _add_sample, _add_export, _add_train_evaluator, _add_evaluate,
+                _add_train):
         add(sub)
     args = parser.parse_args(argv)
     if args.command is None:

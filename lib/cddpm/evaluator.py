@@ -300,7 +300,7 @@ def train(root: str | os.PathLike, out: str | os.PathLike, epochs: int = 12, bat
     ``pos_weight`` weights the BCE of present objects: a class is present in ~8% of images, and unweighted
     training missed present objects four times as often as it invented absent ones. Returns that report.
     """
-    out = check_file_target(out, "--out")
+    out = check_file_target(out, "--out", "checkpoint's file")
     check_file_target(out.with_suffix(".json"), "--out (its .json report)")
     if out.exists() and not force:
         raise FileExistsError(f"{out} exists; pass --force to replace it or choose another --out")

@@ -14,16 +14,22 @@ after the other onto the empty floor, which the model keeps as the buffer ``back
 ``patch_size`` p > 1 folds p x p pixels into channels before the UNet and unfolds them after it
 (``pixel_unshuffle`` / ``pixel_shuffle``, as in Simple Diffusion): a 64x64 model then costs about
 what a 64/p one does.
+
+``ConditionalUNet`` is a diffusers ``ModelMixin``/``ConfigMixin``: its diffusers ``config`` holds the ``ModelConfig``
+fields, so ``save_pretrained``/``from_pretrained`` store and rebuild it (``cddpm.pipeline`` builds on that).
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from diffusers import UNet2DConditionModel, UNet2DModel
+from diffusers import ConfigMixin, ModelMixin, UNet2DConditionModel, UNet2DModel
+from diffusers.configuration_utils import register_to_config
 from torch import nn
 
 from .labels import NUM_CLASSES
@@ -132,13 +138,38 @@ def object_indices(labels: torch.Tensor) -> torch.Tensor:
     return torch.where(present, index, NUM_CLASSES).sort(1).values[:, :k]
 
 
-class ConditionalUNet(nn.Module):
-    """Predicts the noise (or v) of ``x_t`` given timestep ``t`` and multi-hot ``labels`` (zeros = null), and for a
-    canvas model the image ``canvas`` that ``x_0`` adds the labelled object to."""
+def _accepts_spec(init: Callable) -> Callable:
+    """Let ``ConditionalUNet(spec)`` stand for ``ConditionalUNet(**spec.to_dict())``; the signature that diffusers
+    reads (``inspect.signature`` follows ``__wrapped__``) stays the keyword fields."""
 
-    def __init__(self, config: ModelConfig):
+    @functools.wraps(init)
+    def wrapper(self, spec: ModelConfig | None = None, /, **fields) -> None:
+        init(self, **{**(spec.to_dict() if spec is not None else {}), **fields})
+
+    return wrapper
+
+
+class ConditionalUNet(ModelMixin, ConfigMixin):
+    """Predicts the noise (or v) of ``x_t`` given timestep ``t`` and multi-hot ``labels`` (zeros = null), and for a
+    canvas model the image ``canvas`` that ``x_0`` adds the labelled object to.
+
+    A diffusers model: ``ConditionalUNet(spec)`` or ``ConditionalUNet(**fields)`` builds one, ``save_pretrained`` /
+    ``from_pretrained`` store and load it; ``config`` holds the ``ModelConfig`` fields, ``spec`` the validated
+    ``ModelConfig``."""
+
+    @_accepts_spec
+    @register_to_config
+    def __init__(self, sample_size: int = ModelConfig.sample_size, patch_size: int = ModelConfig.patch_size,
+                 block_out_channels: tuple[int, ...] = ModelConfig.block_out_channels,
+                 attention_levels: tuple[int, ...] = ModelConfig.attention_levels,
+                 layers_per_block: int = ModelConfig.layers_per_block, conditioning: str = ModelConfig.conditioning,
+                 attention_head_dim: int = ModelConfig.attention_head_dim,
+                 norm_num_groups: int = ModelConfig.norm_num_groups, dropout: float = ModelConfig.dropout,
+                 scale_shift: bool = ModelConfig.scale_shift, align_channels: int = ModelConfig.align_channels,
+                 canvas: bool = ModelConfig.canvas):
         super().__init__()
-        self.config = config
+        # register_to_config has stored the arguments in self.config; ModelConfig validates them
+        self.spec = config = ModelConfig(**{f.name: self.config[f.name] for f in dataclasses.fields(ModelConfig)})
         levels = range(len(config.block_out_channels))
         attn = set(config.attention_levels)
         channels = 3 * config.patch_size ** 2
@@ -206,6 +237,3 @@ class ConditionalUNet(nn.Module):
             out = self.unet(x, t, encoder_hidden_states=self.tokens(object_indices(labels)),
                             class_labels=self.label_proj(labels)).sample
         return F.pixel_shuffle(out, p) if p > 1 else out
-
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())

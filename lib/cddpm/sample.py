@@ -137,13 +137,15 @@ def denoise(model: torch.nn.Module, sampler: SchedulerMixin, cond: torch.Tensor,
 
 def draw(model: torch.nn.Module, sampler: SchedulerMixin, conditions: Sequence[Sequence[str]],
          gens: list[torch.Generator], guidance: float = 1.0, guide: Guide | None = None,
-         guide_scale: float = 0.0, on_step: Callable[[int], object] | None = None) -> Iterator[torch.Tensor]:
+         guide_scale: float = 0.0, on_step: Callable[[int], object] | None = None,
+         edit_threshold: float = C.EDIT_THRESHOLD) -> Iterator[torch.Tensor]:
     """Yield every state from the starting noise to the final images (N, 3, S, S) of N label lists; ``on_step(n)``
     after each sampler step that moved n images (a progress bar's ``update``).
 
     A canvas model draws one object per pass (the lists' order), each pass starting from fresh noise of the same
-    per-image generators onto the last pass's images (quantised to 8 bits like its training images), beginning
-    with the empty floor; rows with fewer objects keep their finished image.
+    per-image generators onto the last pass's images, beginning with the empty floor; rows with fewer objects keep
+    their finished image. A pass keeps only what it changed (:func:`cddpm.canvas.composite` with
+    ``edit_threshold``; 0 keeps the whole drawn image) and is quantised to 8 bits like the training images.
     """
     tick = on_step or (lambda n: None)
     if not model.config.canvas:
@@ -158,7 +160,9 @@ def draw(model: torch.nn.Module, sampler: SchedulerMixin, conditions: Sequence[S
                                       canvas=current[index], target=so_far)):
             tick(len(rows) if k else 0)
             yield current.index_copy(0, index, x.to(current.dtype))
-        current = current.index_copy(0, index, to_float(to_uint8(x.float())).to(current.dtype))
+        kept = C.composite(current[index], x.to(current.dtype).clamp(-1, 1), edit_threshold)
+        current = current.index_copy(0, index, to_float(to_uint8(kept.float())).to(current.dtype))
+        yield current
 
 
 def passes(model: torch.nn.Module, conditions: Sequence[Sequence[str]]) -> int:
@@ -173,7 +177,7 @@ def _lists(labels: torch.Tensor | Sequence[Sequence[str]]) -> list[list[str]]:
 def generate(model: torch.nn.Module, scheduler_config: dict, labels: torch.Tensor | Sequence[Sequence[str]],
              sampler: str = "dpmsolver", steps: int | None = None, guidance: float = 1.0, seed: int = 0,
              batch_size: int = 64, size: int | None = COURSE_SIZE, guide: Guide | None = None,
-             guide_scale: float = 0.0, progress: bool = False) -> torch.Tensor:
+             guide_scale: float = 0.0, progress: bool = False, edit_threshold: float = C.EDIT_THRESHOLD) -> torch.Tensor:
     """Images in [-1, 1] (N, 3, size, size) on the CPU for N label lists (or an (N, 24) multi-hot, objects then in
     class order), in order."""
     conditions = _lists(labels)
@@ -184,7 +188,7 @@ def generate(model: torch.nn.Module, scheduler_config: dict, labels: torch.Tenso
         for start in range(0, len(conditions), batch_size):
             chunk = conditions[start:start + batch_size]
             gens = generators(seed, range(start, start + len(chunk)))
-            for x in draw(model, schedule, chunk, gens, guidance, guide, guide_scale, on_step=bar.update):
+            for x in draw(model, schedule, chunk, gens, guidance, guide, guide_scale, bar.update, edit_threshold):
                 pass
             out.append(x.float().clamp(-1, 1).cpu())
     images = torch.cat(out) if out else torch.zeros(0, 3, model.config.sample_size, model.config.sample_size)
@@ -194,10 +198,11 @@ def generate(model: torch.nn.Module, scheduler_config: dict, labels: torch.Tenso
 def denoise_frames(model: torch.nn.Module, scheduler_config: dict, labels: Sequence[str] = DENOISE_LABELS,
                    frames: int = 8, sampler: str = "dpmsolver", steps: int | None = None, guidance: float = 1.0,
                    seed: int = 0, size: int | None = COURSE_SIZE, guide: Guide | None = None,
-                   guide_scale: float = 0.0) -> torch.Tensor:
+                   guide_scale: float = 0.0, edit_threshold: float = C.EDIT_THRESHOLD) -> torch.Tensor:
     """``frames`` evenly spaced states (F, 3, size, size) from pure noise to the final image for one label list."""
     schedule = make_sampler(sampler, scheduler_config, steps)
-    states = list(draw(model, schedule, [L.check(labels)], generators(seed, [0]), guidance, guide, guide_scale))
+    states = list(draw(model, schedule, [L.check(labels)], generators(seed, [0]), guidance, guide, guide_scale,
+                       edit_threshold=edit_threshold))
     keep = np.unique(np.linspace(0, len(states) - 1, frames).round().astype(int))
     return resize(torch.cat([states[i] for i in keep]).float().clamp(-1, 1).cpu(), size).clamp(-1, 1)
 
@@ -265,7 +270,8 @@ def sample_split(run: str | os.PathLike, out: str | os.PathLike, split: str | No
                  evaluator: str | os.PathLike | None = None, classifier_guidance: float = 0.0,
                  guide_evaluator: str | os.PathLike | None = None,
                  denoise_labels: Sequence[str] = DENOISE_LABELS, frames: int = 8,
-                 device: str | torch.device | None = None, progress: bool = True) -> dict:
+                 device: str | torch.device | None = None, progress: bool = True,
+                 edit_threshold: float = C.EDIT_THRESHOLD) -> dict:
     """Sample a split's conditions (or given label lists) and write the course outputs and ``metrics.json`` to ``out``.
 
     Writes ``out/images/{split}/{i}.png``, ``out/grid_{split}.png`` (plus ``captions_{split}.png``, each
@@ -306,8 +312,10 @@ def sample_split(run: str | os.PathLike, out: str | os.PathLike, split: str | No
                              f"{evaluator}, which inflates the score; guide with one trained independently (another seed)")
         guide = classifier_guide(guiding)
     out = prepare_out(out, name)
+    if not math.isfinite(edit_threshold) or edit_threshold < 0:
+        raise ValueError(f"--edit-threshold {edit_threshold} must be a finite number >= 0 (0 keeps whole passes)")
     common = dict(sampler=sampler, steps=steps, guidance=guidance, seed=seed, guide=guide,
-                  guide_scale=classifier_guidance)
+                  guide_scale=classifier_guidance, edit_threshold=edit_threshold)
 
     start = time.perf_counter()
     images = generate(model, scheduler_config, conditions, batch_size=batch_size, progress=progress, **common)
@@ -321,6 +329,7 @@ def sample_split(run: str | os.PathLike, out: str | os.PathLike, split: str | No
     metrics = dict(split=name, n=len(images), run=str(run), checkpoint=folder.name, ema=ema, sampler=sampler,
                    steps=steps, guidance=guidance, seed=seed, classifier_guidance=classifier_guidance,
                    guide_evaluator=str(guide_evaluator) if guide_evaluator else None,
+                   edit_threshold=edit_threshold if model.config.canvas else None,
                    sample_size=model.config.sample_size, device=str(device), batch_size=batch_size,
                    wall_s=round(wall, 3), images_per_s=round(len(images) / wall, 3) if wall > 0 else None)
     if judge is not None:

@@ -1,0 +1,181 @@
+"""``CddpmPipeline``: a trained model as a diffusers pipeline, and ``export``, which writes one from a run folder.
+
+    pipe = CddpmPipeline.from_pretrained("outputs/export/tiny")          # needs cddpm installed, not the run
+    images = pipe(["red sphere", "cyan cube,gray cylinder"], num_inference_steps=20, guidance_scale=3.0, seed=0).images
+    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)     # any diffusers sampler of the same schedule
+
+Every step is ``cddpm.sample.draw``'s, and ``seed=s`` gives image i the generator ``cddpm.sample.generators(s, [i])``,
+so ``pipe(labels, seed=s, num_inference_steps=K, guidance_scale=w)`` draws the images of ``cddpm sample --labels ...
+--seed s --steps K --guidance w`` (64x64, the same PNG bytes; the pipeline draws all labels in one batch, which
+``cddpm sample`` does up to its ``--batch-size``, 64 by default). An export's scheduler is ``cddpm sample``'s
+default sampler, DPM-Solver++, built from the run's training schedule.
+
+    OUT/model_index.json, unet/, scheduler/   diffusers' ``save_pretrained`` layout
+    OUT/README.md                            the model card: data, preset, conditioning, training, accuracy
+    OUT/.cddpm-export                        the files the export wrote (what ``--force`` may replace)
+"""
+import json
+import math
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from diffusers import DiffusionPipeline, ImagePipelineOutput
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from PIL import Image
+
+from . import labels as L
+from . import runs, sample
+from .data import to_uint8
+from .model import ConditionalUNet
+
+EXPORT_SAMPLER = "dpmsolver"  # `cddpm sample`'s default sampler
+MANIFEST = ".cddpm-export"
+OUTPUT_TYPES = ("pil", "np", "pt")
+
+
+class CddpmPipeline(DiffusionPipeline):
+    """Draws i-CLEVR scenes of requested objects with a ``ConditionalUNet`` and any diffusers scheduler."""
+
+    model_cpu_offload_seq = "unet"
+
+    def __init__(self, unet: ConditionalUNet, scheduler: SchedulerMixin):
+        super().__init__()
+        self.register_modules(unet=unet, scheduler=scheduler)
+
+    @torch.no_grad()
+    def __call__(self, labels: Sequence[str | Sequence[str]], num_inference_steps: int = 20,
+                 guidance_scale: float = 1.0, generator: torch.Generator | list[torch.Generator] | None = None,
+                 seed: int | None = None, output_type: str = "pil",
+                 return_dict: bool = True) -> ImagePipelineOutput | tuple:
+        """One 64x64 image per item of ``labels`` (a list of object names, or one comma-separated string), drawn with
+        classifier-free guidance ``guidance_scale`` (1: plain conditional) from ``seed`` as ``cddpm sample`` does, or
+        from ``generator`` (one, or one per image), else from torch's global random state."""
+        conditions = [L.parse(c) if isinstance(c, str) else L.check(c) for c in labels]
+        if not conditions:
+            raise ValueError("no labels; give one object list per image, e.g. ['red sphere', 'cyan cube,gray cube']")
+        total = self.scheduler.config.num_train_timesteps
+        if not 1 <= num_inference_steps <= total:
+            raise ValueError(f"num_inference_steps={num_inference_steps} outside 1..{total} (the training "
+                             "schedule's length); pick one in range")
+        if not math.isfinite(guidance_scale) or guidance_scale < 0:
+            raise ValueError(f"guidance_scale={guidance_scale} must be a finite number >= 0 (1 is plain conditional)")
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"unknown output_type {output_type!r}; use one of {', '.join(OUTPUT_TYPES)}")
+        if seed is not None and generator is not None:
+            raise ValueError("give seed or generator, not both")
+        if generator is None:
+            seed = int(torch.randint(2 ** 62, ())) if seed is None else seed
+            generator = sample.generators(seed, range(len(conditions)))
+        gens = generator if isinstance(generator, list) else [generator] * len(conditions)
+        if len(gens) != len(conditions):
+            raise ValueError(f"{len(gens)} generators for {len(conditions)} images; give one per image, or one")
+
+        self.scheduler.set_timesteps(num_inference_steps)
+        with self.progress_bar(total=sample.passes(self.unet, conditions) * len(self.scheduler.timesteps)) as bar:
+            for x in sample.draw(self.unet, self.scheduler, conditions, gens, guidance_scale, on_step=bar.update):
+                pass
+        images = sample.resize(x.float().clamp(-1, 1).cpu(), sample.COURSE_SIZE).clamp(-1, 1)
+        if output_type == "pil":
+            images = [Image.fromarray(a) for a in to_uint8(images).permute(0, 2, 3, 1).numpy()]
+        elif output_type == "np":
+            images = ((images + 1) / 2).permute(0, 2, 3, 1).numpy()
+        else:
+            images = (images + 1) / 2
+        return ImagePipelineOutput(images=images) if return_dict else (images,)
+
+
+def export(run: str | os.PathLike, out: str | os.PathLike, checkpoint: str = "last", ema: bool = True,
+           force: bool = False) -> Path:
+    """Write a run's checkpoint as a ``CddpmPipeline`` folder ``out`` with a model card, atomically; an existing
+    ``out`` must be empty, or an earlier export replaced with ``force``."""
+    out = Path(out)
+    _check_out(out, force)
+    unet, config, folder = runs.load_model(run, checkpoint, ema)
+    pipe = CddpmPipeline(unet=unet, scheduler=sample.make_sampler(EXPORT_SAMPLER, config["scheduler"]))
+    tmp = runs.temporary_dir(out)
+    if tmp.exists():
+        raise FileExistsError(f"{tmp} is in the way (left by an interrupted export?); delete it and run again")
+    try:
+        pipe.save_pretrained(tmp)
+        (tmp / "README.md").write_text(model_card(run, config, folder, ema))
+        written = sorted(p.relative_to(tmp).as_posix() for p in tmp.rglob("*") if p.is_file())
+        (tmp / MANIFEST).write_text(json.dumps(written + [MANIFEST], indent=1) + "\n")
+        runs.publish(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _check_out(out: Path, force: bool) -> None:
+    """Refuse an ``out`` that is a file, holds anything an export did not write, or is an export without ``force``."""
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"--out {out} is a file; choose a folder")
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    try:
+        ours = set(json.loads((out / MANIFEST).read_text()))
+    except (OSError, ValueError):
+        ours = set()
+    folders = {parent.as_posix() for name in ours for parent in Path(name).parents} - {"."}
+    present = [p.relative_to(out).as_posix() for p in sorted(out.rglob("*"))]
+    foreign = [name for name in present if name not in (folders if (out / name).is_dir() else ours)]
+    if foreign:
+        raise FileExistsError(f"--out {out} holds files cddpm export did not write ({', '.join(foreign[:3])}); "
+                              "choose a new or empty folder")
+    if not force:
+        raise FileExistsError(f"--out {out} holds an earlier export; pass --force to replace it")
+
+
+def model_card(run: str | os.PathLike, config: dict, folder: Path, ema: bool) -> str:
+    """The export's README.md: where the model came from, how it was trained and how well it did."""
+    state = runs.read_state(folder)
+    model, dataset = config["model"], config.get("dataset", {})
+    images = f" ({dataset['images']} training images)" if "images" in dataset else ""
+    seconds = state.get("train_seconds")
+    canvas = ", canvas: one object per pass onto the empty floor" if model.get("canvas") else ""
+    rows = [("data", f"`{config['data']}`{images}"),
+            ("preset", config["train"].get("preset") or "none"),
+            ("conditioning", f"{model['conditioning']}{canvas}"),
+            ("resolution", f"{model['sample_size']}x{model['sample_size']}, images returned at 64x64"),
+            ("steps trained", str(state["step"])),
+            ("train seconds", f"{seconds:.0f}" if seconds is not None else "not recorded"),
+            ("accuracy", _accuracy(run, state["step"])),
+            ("weights", f"{'EMA' if ema else 'raw'}, checkpoint {folder.name} of `{run}`"),
+            ("sampler", "DPM-Solver++ (`cddpm sample`'s default); swap with `XScheduler.from_config`")]
+    table = "\n".join(f"| {k} | {v} |" for k, v in rows)
+    return f"""---
+library_name: diffusers
+tags: [cddpm, i-clevr, conditional-diffusion]
+---
+# cddpm: {Path(run).name}
+
+A conditional diffusion model that draws i-CLEVR scenes of one to three requested objects
+(`cddpm.model.ConditionalUNet`), written by `cddpm export`.
+
+| | |
+|---|---|
+{table}
+
+```python
+from cddpm.pipeline import CddpmPipeline
+
+pipe = CddpmPipeline.from_pretrained("path/to/this/folder")  # needs the cddpm package
+images = pipe(["red sphere", "cyan cube,gray cylinder"], num_inference_steps=20, guidance_scale=1.0, seed=0).images
+```
+
+The same seed, steps and guidance give the images of `cddpm sample --labels ... --seed S --steps K --guidance W`.
+"""
+
+
+def _accuracy(run: str | os.PathLike, step: int) -> str:
+    """The newest top-k and exact-set accuracy the run's ``metrics.jsonl`` records up to ``step``, or "not measured"."""
+    scored = [r for r in runs.read_metrics(run) if "topk" in r and r.get("step", 0) <= step]
+    if not scored:
+        return "not measured"
+    last = scored[-1]
+    exact = f", exact-set {last['exact_set']:.3f}" if "exact_set" in last else ""
+    return f"top-k {last['topk']:.3f}{exact} at step {last.get('step', 0)}"
