@@ -1,6 +1,6 @@
 # Two commands do all the set-up on a fresh machine with Python 3.11:
 #   make demo   render, train, sample, evaluate and report on the synthetic i-CLEVR (CPU-sized)
-#   make test   the test suite, notebooks included (what .ci/run calls)
+#   make test   ruff, then the test suite, notebooks included (what .ci/run calls)
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 BIN     = $(VENV)/bin
@@ -21,6 +21,7 @@ demo: $(VENV)/.installed
 	$(BIN)/cddpm demo
 
 test: $(VENV)/.installed
+	$(BIN)/ruff check lib tests benchmarks
 	rm -rf outputs/smoke  # the smoke profile's notebooks start from scratch
 	CDDPM_PROFILE=smoke $(BIN)/python -m pytest -n 2 --durations=10 tests
 	CDDPM_PROFILE=smoke $(BIN)/python -m pytest --nbval-lax notebooks  # in order, one kernel each

@@ -28,6 +28,7 @@ from cddpm import runs
 from cddpm.data import load_condition_lists
 from cddpm.evaluator import Evaluator, evaluate_images
 from cddpm.labels import encode_batch
+from cddpm.paths import write_json
 from cddpm.sample import generate
 
 COMMON = ["--prediction-type", "v_prediction", "--mixed-precision", "bf16", "--batch-size", "32", "--lr", "1e-3"]
@@ -65,7 +66,7 @@ def calibrate(arm: str, data: str, out: Path) -> float:
             subprocess.run([sys.executable, "-m", "cddpm", "train", "--out", f"{tmp}/run", "--data", data,
                             "--max-steps", "60", "--log-every", "30", *ARMS[arm]], check=True, capture_output=True)
             rates[arm] = runs.read_metrics(f"{tmp}/run")[-1]["images_per_s"]
-        cache.write_text(json.dumps(rates, indent=2))
+        write_json(cache, rates)
     return rates[arm]
 
 

@@ -9,7 +9,6 @@ Run under ``flock /tmp/cddpm-heavy.lock`` on a shared machine so that timings st
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
 
@@ -19,6 +18,7 @@ from cddpm import runs, sample
 from cddpm.device import resolve as resolve_device
 from cddpm.diffusion import train_scheduler
 from cddpm.model import ConditionalUNet, preset
+from cddpm.paths import write_json
 
 
 def _config(text: str) -> tuple[str, int]:
@@ -77,8 +77,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             print(f"| {sampler} | {steps} | {guidance:g} | {row['images']} | {row['seconds']:.2f} | "
                   f"{row['images_per_s']:.2f} |", flush=True)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(dict(model=name, device=str(device), where=where, rows=rows), f, indent=2)
+        write_json(args.json, dict(model=name, device=str(device), where=where, rows=rows))
     return rows
 
 

@@ -11,9 +11,8 @@ from __future__ import annotations
 import argparse
 import statistics
 
-from cddpm import canvas
+from cddpm import canvas, runs, sample
 from cddpm import labels as L
-from cddpm import runs, sample
 from cddpm.data import load_condition_lists
 from cddpm.evaluator import Evaluator, evaluate_images
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,14 @@ def official() -> Path:
     if not (OFFICIAL / "train.json").is_file():
         pytest.skip(f"{OFFICIAL} is absent")
     return OFFICIAL
+
+
+@pytest.fixture
+def umask_022():
+    """Run the test under the usual umask 022, so every file cddpm writes should be 0o644."""
+    before = os.umask(0o022)
+    yield
+    os.umask(before)
 
 
 def make_root(path: Path, mapping: dict[str, list[str]], size=(32, 24), mode="RGBA") -> Path:

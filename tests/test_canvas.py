@@ -185,3 +185,15 @@ def test_the_sample_cli_default_edit_threshold_is_the_librarys():
     parser = argparse.ArgumentParser()
     cli._add_sample(parser.add_subparsers())
     assert parser.parse_args(["sample", "--run", "r", "--split", "test", "--out", "o"]).edit_threshold == C.EDIT_THRESHOLD
+
+
+def test_composite_keeps_one_region_so_a_wiped_or_ghost_object_does_not_count():
+    canvas = torch.zeros(1, 3, 32, 32)
+    canvas[:, :, 2:7, 2:7] = 0.5  # an earlier object
+    drawn = canvas.clone()
+    drawn[:, :, 18:26, 18:26] = 0.9  # the new object, the largest change
+    drawn[:, :, 2:7, 2:7] = 0.0      # the pass also wiped the earlier one out
+    kept = C.composite(canvas, drawn)
+    assert torch.equal(kept[:, :, 18:26, 18:26], drawn[:, :, 18:26, 18:26])
+    assert torch.equal(kept[:, :, 2:7, 2:7], canvas[:, :, 2:7, 2:7])  # restored from the canvas
+    assert torch.equal(C.composite(canvas, drawn, one_region=False)[:, :, 2:7, 2:7], drawn[:, :, 2:7, 2:7])

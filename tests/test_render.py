@@ -288,7 +288,9 @@ def test_force_treats_only_the_loaders_cache_files_as_ours(tmp_path, capsys):
     ours = render.render_dataset(tmp_path / "ours", scenes=2, size=SIZE)
     (ours / ".cache").mkdir()
     (ours / ".cache" / "train_64.pt").write_bytes(b"cache")
+    (ours / ".cache" / ".new_test_64.pt.4242.tmp").write_bytes(b"a save that died")  # paths.atomic_write's
     (ours / ".cache" / "my-notes.txt").write_text("mine")
     assert cli.main(["render", "--out", str(ours), "--scenes", "2", "--size", str(SIZE), "--force"]) == 2
-    assert ".cache/my-notes.txt" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert ".cache/my-notes.txt" in err and ".new_test_64.pt.4242.tmp" not in err
     assert (ours / ".cache" / "my-notes.txt").read_text() == "mine"

@@ -6,6 +6,7 @@ import json
 import math
 import os
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -156,7 +157,7 @@ def test_resume_refuses_a_different_model_data_or_recipe(tmp_path, data):
     assert longer["step"] == 3 and load_config(first.out).max_steps == 3
 
 
-def test_checkpoints_are_complete_pruned_and_loadable(tmp_path, data):
+def test_checkpoints_are_complete_pruned_and_loadable(tmp_path, data, umask_022):
     run = tmp_path / "run"
     result = train(config(data, run, max_steps=5, save_every=1, keep=2))
     assert [p.name for p in runs.checkpoints(run)] == ["step-4", "step-5"]
@@ -164,6 +165,9 @@ def test_checkpoints_are_complete_pruned_and_loadable(tmp_path, data):
     folder = runs.resolve(run, "last")
     assert {p.name for p in folder.iterdir()} == {"model.safetensors", "ema.safetensors", "state.json", "optimizer.bin",
                                                   "scheduler.bin", "random_states_0.pkl"}
+    for path in (run / "config.json", run / "metrics.jsonl", folder / "state.json"):  # umask's mode, not mkstemp's 0600
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
+    assert not [p.name for p in run.rglob("*.tmp")]
     state = runs.read_state(folder)
     assert state["step"] == 5 and state["ema"]["optimization_step"] == 5
     assert result["checkpoint"] == str(folder) and (run / "loss.png").stat().st_size > 0
@@ -266,6 +270,21 @@ def test_accelerate_launch_two_cpu_processes(tmp_path, data):
     assert folder.name == "step-3" and (folder / "random_states_1.pkl").is_file()
     assert runs.read_state(folder)["num_processes"] == 2
     assert runs.read_state(folder)["epoch"] == 0.75  # 3 steps x 2 processes x 2 images of 16
+
+
+@pytest.mark.slow
+def test_accelerate_launch_two_cpu_processes_stop_together_on_the_time_limit(tmp_path, data):
+    run = tmp_path / "run"
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "cddpm", "train",
+           "--data", str(data), "--out", str(run), *MICRO_ARGS, "--batch-size", "2", "--max-steps", "1000",
+           "--log-every", "2", "--max-minutes", "1e-9"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert [p.name for p in runs.checkpoints(run)] == ["step-2"]  # both processes stopped at the first log step
+    assert (runs.checkpoint_dir(run, 2) / "random_states_1.pkl").is_file()
+    assert [r["step"] for r in runs.read_metrics(run)] == [2]
 
 
 def test_timestep_shift_draws_noisier_steps_and_one_is_uniform():

@@ -20,6 +20,11 @@ def tag(split: str, seed: int, checkpoint: str, sampler: str, steps: int, guidan
     return f"{split}__seed{seed}__{checkpoint}__{sampler}{steps}__g{guidance:g}"
 
 
+def samples_dir(name: str, outputs: str = "outputs") -> Path:
+    """Where a batch's sample folders (one per combination ``tag``) go, and where ``04_report`` reads them."""
+    return Path(outputs) / "samples" / name
+
+
 @dataclass
 class Batch:
     """One papermill batch over seeds x checkpoints x splits x steps x guidance scales."""
@@ -69,7 +74,7 @@ class Batch:
 
     @property
     def samples_dir(self) -> Path:
-        return Path(self.outputs) / "samples" / self.name
+        return samples_dir(self.name, self.outputs)
 
     @property
     def report_dir(self) -> Path:

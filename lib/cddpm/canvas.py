@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from . import labels as L
+from .choices import EDIT_THRESHOLD
 
-EDIT_THRESHOLD = 0.1  # mean |change| (in [-1, 1] units, over 5x5 pixels) that counts as the drawn object
 EMPTY = -1  # parent of a one-object image: the empty floor
 NONE = -2   # an image that extends no other image and holds more than one object: not a training pair
 _NUMBERED = re.compile(r"^(.*)_(\d+)(\.\w+)$")
@@ -64,17 +64,34 @@ def stages(conditions: Sequence[Sequence[str]]) -> list[tuple[list[int], torch.T
     return plan
 
 
-def composite(canvas: torch.Tensor, drawn: torch.Tensor, threshold: float = EDIT_THRESHOLD) -> torch.Tensor:
+def composite(canvas: torch.Tensor, drawn: torch.Tensor, threshold: float = EDIT_THRESHOLD,
+              one_region: bool = True) -> torch.Tensor:
     """``drawn`` where it changed the canvas (the new object and its shadow), the canvas everywhere else.
 
     A pass should change only where it adds its object, yet a short-trained model also leaves faint grain all
     over the image, which a judge reads as extra objects and which later passes would redraw. Changes whose
     5x5 local mean stays below ``threshold`` are that grain; the kept region is grown by 2 pixels so object
-    edges stay whole. ``threshold=0`` keeps ``drawn`` unchanged.
+    edges stay whole. With ``one_region`` only the connected region holding the largest change is kept: one added
+    object is one region, and a second one is a ghost object or an earlier object the pass wiped out.
+    ``threshold=0`` keeps ``drawn`` unchanged.
     """
     if threshold <= 0:
         return drawn
     change = F.avg_pool2d((drawn - canvas).abs().mean(1, keepdim=True), 5, stride=1, padding=2,
                           count_include_pad=False)
     keep = F.max_pool2d((change > threshold).to(drawn.dtype), 5, stride=1, padding=2)
+    if one_region:
+        keep = _region_at_peak(keep, change)
     return canvas + keep * (drawn - canvas)
+
+
+def _region_at_peak(mask: torch.Tensor, change: torch.Tensor) -> torch.Tensor:
+    """The 8-connected part of each 0/1 ``mask`` (N, 1, H, W) that holds the image's largest ``change``."""
+    region = torch.zeros_like(mask).flatten(1)
+    region[torch.arange(len(mask)), change.flatten(1).argmax(1)] = 1
+    region = region.view_as(mask) * mask
+    while True:  # grow the seed inside the mask until it stops changing (flood fill)
+        grown = F.max_pool2d(region, 3, stride=1, padding=1) * mask
+        if torch.equal(grown, region):
+            return region
+        region = grown

@@ -11,10 +11,19 @@ import sys
 from pathlib import Path
 
 from . import __version__
-
-DEFAULT_DATA = "data/synthetic-iclevr"
-DEFAULT_EVALUATOR = "outputs/evaluator/checkpoint.pth"
-PRESETS = ("tiny", "tiny64", "canvas64", "colab", "reference")  # model.PRESETS, without importing torch
+from .choices import (
+    CONDITIONINGS,
+    DEFAULT_DATA,
+    DEFAULT_EVALUATOR,
+    DEFAULT_STEPS,
+    EDIT_THRESHOLD,
+    MIXED_PRECISIONS,
+    PREDICTION_TYPES,
+    PRESETS,
+    PROFILES,
+    SAMPLERS,
+    SPLITS,
+)
 
 
 def _print_json(obj) -> None:
@@ -33,7 +42,7 @@ def _add_render(sub) -> None:
     p.add_argument("--force", action="store_true", help="replace an earlier render in --out")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--conditions", type=Path, help="a test.json-style file: render --per-condition images of each")
-    src.add_argument("--split", choices=["test", "new_test"], help="render the conditions of this split of --data")
+    src.add_argument("--split", choices=SPLITS, help="render the conditions of this split of --data")
     src.add_argument("--labels-from", type=Path, metavar="ROOT", help="render a twin of ROOT's train.json")
     p.add_argument("--data", type=Path, default=Path(DEFAULT_DATA), help="root whose --split conditions to render")
     p.add_argument("--per-condition", type=int, default=10, help="images per condition with --conditions/--split")
@@ -72,10 +81,11 @@ def _add_batch(sub) -> None:
     p.add_argument("--name", required=True, help="batch name: outputs/papermill/NAME, outputs/report/NAME")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     p.add_argument("--checkpoints", nargs="+", default=["last"], help="last and/or step-N")
-    p.add_argument("--splits", nargs="+", choices=["test", "new_test"], default=["test", "new_test"])
-    p.add_argument("--sampler", nargs="+", default=["dpmsolver"], choices=["ddpm", "ddim", "dpmsolver"])
-    p.add_argument("--steps", type=int, nargs="+", default=[20])
-    p.add_argument("--guidance", type=float, nargs="+", default=[1.0])
+    p.add_argument("--splits", nargs="+", choices=SPLITS, default=list(SPLITS))
+    p.add_argument("--samplers", "--sampler", dest="samplers", nargs="+", default=["dpmsolver"], choices=SAMPLERS)
+    p.add_argument("--steps", type=int, nargs="+", default=[DEFAULT_STEPS["dpmsolver"]])
+    p.add_argument("--guidance-scales", "--guidance", dest="guidance", type=float, nargs="+", default=[1.0],
+                   help="classifier-free guidance scales (default 1)")
     p.add_argument("--evaluator", default=DEFAULT_EVALUATOR)
     p.add_argument("--data", default=None, help="i-CLEVR root for the split conditions (default: the run's)")
     p.add_argument("--notebooks", default="notebooks", help="folder holding the notebooks")
@@ -88,7 +98,7 @@ def _batch(args) -> int:
     from .batch import Batch, run_batch
 
     result = run_batch(Batch(run=args.run, name=args.name, seeds=args.seeds, checkpoints=args.checkpoints,
-                             splits=args.splits, samplers=args.sampler, steps=args.steps, guidance=args.guidance,
+                             splits=args.splits, samplers=args.samplers, steps=args.steps, guidance=args.guidance,
                              evaluator=args.evaluator, data=args.data, notebooks=args.notebooks,
                              outputs=args.outputs, force=args.force))
     _print_json(result)
@@ -98,7 +108,7 @@ def _batch(args) -> int:
 def _add_demo(sub) -> None:
     p = sub.add_parser("demo", help="the CPU demo: render, train evaluator and model, sample a batch, report",
                        description="Execute the four notebooks with papermill on a profile (demo by default).")
-    p.add_argument("--profile", default=None, help="smoke | demo | colab | reference (default: $CDDPM_PROFILE or demo)")
+    p.add_argument("--profile", default=None, choices=PROFILES, help="default: $CDDPM_PROFILE or demo")
     p.add_argument("--notebooks", default="notebooks")
     p.add_argument("--outputs", default="outputs")
     p.set_defaults(func=_demo)
@@ -118,13 +128,14 @@ def _add_sample(sub) -> None:
     p.add_argument("--run", required=True, type=Path, help="training run folder")
     p.add_argument("--checkpoint", default="last", help="last or step-N (default last)")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--split", choices=["test", "new_test"], help="sample the conditions of this split")
+    src.add_argument("--split", choices=SPLITS, help="sample the conditions of this split")
     src.add_argument("--labels", nargs="+", metavar="OBJECTS",
                      help='one or more comma-separated object lists, e.g. "red sphere,cyan cube" "gray cube"')
     p.add_argument("--data", type=Path, default=None, help="i-CLEVR root of --split (default: the run's)")
-    p.add_argument("--sampler", choices=["ddpm", "ddim", "dpmsolver"], default="dpmsolver",
+    p.add_argument("--sampler", choices=SAMPLERS, default="dpmsolver",
                    help="DDPM, DDIM or DPM-Solver++ (default dpmsolver)")
-    p.add_argument("--steps", type=int, default=None, help="sampling steps (default: ddpm 1000, ddim 50, dpmsolver 25)")
+    p.add_argument("--steps", type=int, default=None, help="sampling steps (default: "
+                   + ", ".join(f"{k} {v}" for k, v in DEFAULT_STEPS.items()) + ")")
     p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale w (1 = conditional)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=64)
@@ -138,9 +149,9 @@ def _add_sample(sub) -> None:
     p.add_argument("--denoise-labels", default=",".join(("red sphere", "cyan cylinder", "cyan cube")),
                    help="objects of the denoising strip (default: red sphere,cyan cylinder,cyan cube)")
     p.add_argument("--frames", type=int, default=8, help="frames of the denoising strip")
-    p.add_argument("--edit-threshold", type=float, default=0.1,
+    p.add_argument("--edit-threshold", type=float, default=EDIT_THRESHOLD,
                    help="canvas models: a pass keeps only changes above this local mean (0: the whole drawn image; "
-                        "default 0.1)")
+                        f"default {EDIT_THRESHOLD})")
     p.add_argument("--device", default=None, help="cuda, cpu, ... (default: cuda when present)")
     p.set_defaults(func=_sample)
 
@@ -224,7 +235,7 @@ def _add_evaluate(sub) -> None:
     src.add_argument("--root", type=Path, help="a labelled i-CLEVR root (e.g. ground-truth renders): "
                                                "score every image of its train.json against its labels")
     p.add_argument("--data", type=Path, default=Path(DEFAULT_DATA), help="root holding the --split conditions")
-    p.add_argument("--split", choices=["test", "new_test"], default="test", help="conditions of --images")
+    p.add_argument("--split", choices=SPLITS, default="test", help="conditions of --images")
     p.add_argument("--evaluator", type=Path, default=Path(DEFAULT_EVALUATOR),
                    help="checkpoint in the course's format (ours or the course's checkpoint.pth)")
     p.add_argument("--per-image", action="store_true", help="add each image's requested and predicted objects")
@@ -235,7 +246,7 @@ def _add_evaluate(sub) -> None:
 
 def _evaluate(args) -> int:
     from . import device, evaluator
-    from .paths import check_file_target
+    from .paths import check_file_target, write_json
 
     if args.json is not None:
         check_file_target(args.json, "--json")
@@ -249,7 +260,7 @@ def _evaluate(args) -> int:
     _print_json(result)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        write_json(args.json, result)
     return 0
 
 
@@ -269,8 +280,8 @@ def _add_train(sub) -> None:
                    "random states cannot be restored (other noise and data order; refused otherwise)")
     m = p.add_argument_group("model")
     m.add_argument("--preset", help=f"{' | '.join(PRESETS)} [tiny]")
-    m.add_argument("--conditioning", choices=["concat", "embed", "tokens"], help="label conditioning [the preset's]")
-    m.add_argument("--model", nargs="+", action="extend", metavar="FIELD=VALUE",
+    m.add_argument("--conditioning", choices=CONDITIONINGS, help="label conditioning [the preset's]")
+    m.add_argument("--model-overrides", "--model", dest="model", nargs="+", action="extend", metavar="FIELD=VALUE",
                    help="override ModelConfig fields, e.g. block_out_channels=32,64,64 sample_size=32")
     t = p.add_argument_group("schedule")
     length = t.add_mutually_exclusive_group()
@@ -283,7 +294,7 @@ def _add_train(sub) -> None:
     t.add_argument("--warmup", type=int, help="linear warm-up steps before the cosine decay [200]")
     t.add_argument("--max-grad-norm", type=float, help="gradient clipping norm, 0 = off [1.0]")
     t.add_argument("--p-uncond", type=float, help="probability of dropping the label (classifier-free guidance) [0.1]")
-    t.add_argument("--prediction-type", choices=["epsilon", "v_prediction"], help="network target [epsilon]")
+    t.add_argument("--prediction-type", choices=PREDICTION_TYPES, help="network target [epsilon]")
     t.add_argument("--snr-gamma", type=float, help="min-SNR-gamma loss weighting, e.g. 5 [off]")
     t.add_argument("--timestep-shift", type=float, help="draw noisier training timesteps: log-SNR - 2 log S [1: uniform]")
     t.add_argument("--align-evaluator", help="align the denoiser's features to this evaluator's (REPA) [off]")
@@ -292,7 +303,7 @@ def _add_train(sub) -> None:
     t.add_argument("--hflip", action=argparse.BooleanOptionalAction, help="random horizontal flips [no]")
     t.add_argument("--seed", type=int, help="weights, data order, noise [0]")
     f = p.add_argument_group("speed")
-    f.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"], help="autocast through accelerate [no]")
+    f.add_argument("--mixed-precision", choices=MIXED_PRECISIONS, help="autocast through accelerate [no]")
     f.add_argument("--channels-last", action=argparse.BooleanOptionalAction, help="channels_last memory format [no]")
     f.add_argument("--compile", action=argparse.BooleanOptionalAction, help="torch.compile the model [no]")
     o = p.add_argument_group("checkpoints and logs")

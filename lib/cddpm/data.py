@@ -9,7 +9,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -19,8 +18,10 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from . import labels as L
+from .choices import SPLITS
+from .paths import atomic_write
 
-CONDITION_SPLITS = ("test", "new_test")
+CONDITION_SPLITS = SPLITS
 NUMBERED_PNG = re.compile(r"^(0|[1-9]\d*)\.png$")  # generated images: 0.png .. N-1.png in condition order
 
 
@@ -182,11 +183,7 @@ class ICLEVRDataset(Dataset):
             arrays = list(pool.map(lambda p: read_image(p, self.size), self.files))
         images = torch.from_numpy(np.stack(arrays)) if arrays else torch.zeros(0, 3, self.size, self.size, dtype=torch.uint8)
         try:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=cache.parent, suffix=".tmp")
-            os.close(fd)
-            torch.save({"key": key, "images": images}, tmp)
-            os.replace(tmp, cache)
+            atomic_write(cache, lambda tmp: torch.save({"key": key, "images": images}, tmp))
         except OSError:  # a read-only root still works, only without the cache
             pass
         return images

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from diffusers import DDPMScheduler
 from diffusers.training_utils import compute_snr
 
-PREDICTION_TYPES = ("epsilon", "v_prediction")
+from .choices import PREDICTION_TYPES
 
 
 def train_scheduler(num_train_timesteps: int = 1000, beta_schedule: str = "squaredcos_cap_v2",

@@ -7,7 +7,6 @@ Format (the course's ``evaluator.py``): ``torch.load(path)["model"]`` is the sta
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import sys
@@ -23,9 +22,9 @@ from torchvision.models import resnet18
 from tqdm.auto import tqdm
 
 from . import data, metrics
-from .device import resolve as resolve_device
-from .paths import check_file_target
 from . import labels as L
+from .device import resolve as resolve_device
+from .paths import atomic_write, check_file_target, write_json
 
 SIZE = 64
 EXPECTED = ("torch.save({'model': state_dict}) of a torchvision resnet18 whose fc is "
@@ -137,17 +136,8 @@ class Evaluator:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write ``{'model': state_dict}`` atomically (a temporary file renamed into place)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu() for k, v in self.network.state_dict().items()}
-        tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"  # not mkstemp: that would leave the file 0600
-        try:
-            torch.save({"model": state}, tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-        return path
+        return atomic_write(path, lambda tmp: torch.save({"model": state}, tmp))
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         """(N, 24) pre-sigmoid logits, differentiable and unchecked: for BCE training and classifier guidance."""
@@ -359,5 +349,5 @@ def train(root: str | os.PathLike, out: str | os.PathLike, epochs: int = 12, bat
                   validation={k: history[-1][k] for k in ("topk", "exact_set", "extra_object_rate", "n")
                               if k in history[-1]},
                   history=history)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    write_json(out.with_suffix(".json"), report)
     return report

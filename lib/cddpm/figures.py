@@ -1,20 +1,23 @@
-"""Figures of samples: torchvision ``make_grid`` grids (the course's grid and denoising strip) and captioned grids."""
+"""Figures: torchvision ``make_grid`` grids (the course's grid and denoising strip), captioned grids, the dataset
+overview and the training loss curve.
+
+Drawn on ``matplotlib.figure.Figure`` objects, not pyplot: no backend is chosen here, so importing this module
+leaves a notebook's inline plotting alone, and nothing is left open in pyplot's figure manager.
+"""
 from __future__ import annotations
 
 import math
 import os
+import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
+import torch
+from matplotlib.figure import Figure
+from PIL import Image
+from torchvision.utils import make_grid
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
-from torchvision.utils import make_grid  # noqa: E402
-
-from .data import to_uint8  # noqa: E402
+from .data import to_uint8
 
 
 def grid(images: torch.Tensor, nrow: int = 8, padding: int = 2) -> torch.Tensor:
@@ -37,7 +40,8 @@ def save_captioned_grid(images: torch.Tensor, captions: Sequence[str], path: str
         raise ValueError(f"{len(images)} images but {len(captions)} captions; give one caption per image")
     ncols = max(1, min(ncols, len(images)))
     nrows = max(1, math.ceil(len(images) / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * scale, nrows * scale * 1.25), squeeze=False)
+    fig = Figure(figsize=(ncols * scale, nrows * scale * 1.25))
+    axes = fig.subplots(nrows, ncols, squeeze=False)
     pixels = to_uint8(images).permute(0, 2, 3, 1).numpy()
     for ax in axes.flat:
         ax.axis("off")
@@ -48,7 +52,6 @@ def save_captioned_grid(images: torch.Tensor, captions: Sequence[str], path: str
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=150, bbox_inches="tight")
-    plt.close(fig)
     return path
 
 
@@ -57,7 +60,8 @@ def save_dataset_overview(labels: torch.Tensor, path: str | os.PathLike) -> Path
     from .labels import CLASSES
 
     labels = labels.float()
-    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 4.2), gridspec_kw={"width_ratios": [2.2, 0.8, 1.4]})
+    fig = Figure(figsize=(15, 4.2))
+    ax1, ax2, ax3 = fig.subplots(1, 3, gridspec_kw={"width_ratios": [2.2, 0.8, 1.4]})
     ax1.bar(range(len(CLASSES)), labels.sum(0).numpy(), color="tab:blue")
     ax1.set_xticks(range(len(CLASSES)), CLASSES, rotation=90, fontsize=7)
     ax1.set(ylabel="images", title="images per class")
@@ -74,5 +78,28 @@ def save_dataset_overview(labels: torch.Tensor, path: str | os.PathLike) -> Path
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
+
+
+def loss_figure(records: Sequence[dict], title: str = "training loss") -> Figure:
+    """The loss of ``metrics.jsonl``-style records (``step``, ``loss``, optional ``log_every``) against steps, on a
+    log scale, with a running mean from 100 records on; an empty plot for no records."""
+    entries = [r for r in records if "loss" in r]
+    steps, losses = [r["step"] for r in entries], [r["loss"] for r in entries]
+    fig = Figure(figsize=(6, 3.5))
+    ax = fig.add_subplot()
+    k = max(1, len(losses) // 50)  # the running mean's window, in records
+    if k == 1:
+        ax.plot(steps, losses, "-o", markersize=2)
+    else:
+        ax.plot(steps, losses, alpha=0.3, label="loss")
+        ax.plot(steps, [statistics.fmean(losses[max(0, i - k + 1):i + 1]) for i in range(len(losses))],
+                label=f"mean of {k} records")
+        ax.legend()
+    every = entries[-1].get("log_every") if entries else None
+    ax.set(xlabel="step", ylabel="loss" + (f" (mean of {every} steps)" if every else ""), title=title)
+    if losses and min(losses) > 0:
+        ax.set_yscale("log")
+    ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    return fig

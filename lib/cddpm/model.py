@@ -32,9 +32,8 @@ from diffusers import ConfigMixin, ModelMixin, UNet2DConditionModel, UNet2DModel
 from diffusers.configuration_utils import register_to_config
 from torch import nn
 
+from .choices import CONDITIONINGS
 from .labels import NUM_CLASSES
-
-CONDITIONINGS = ("concat", "embed", "tokens")
 
 
 @dataclass

@@ -1,8 +1,16 @@
-"""Output files checked before long work starts: one rule for every command that writes a file."""
+"""Output files: checked before long work starts, and written atomically; one rule for every command that writes one.
+
+A file that is read back (json records and reports, the evaluator checkpoint, the image cache) is written by
+:func:`atomic_write`: to a temporary sibling ``.{name}.{pid}.tmp`` with the usual permissions (the umask's, not
+``tempfile.mkstemp``'s 0600), renamed into place, and removed on any error.
+"""
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
 def check_file_target(path: str | os.PathLike, flag: str, what: str = "file") -> Path:
@@ -17,3 +25,34 @@ def check_file_target(path: str | os.PathLike, flag: str, what: str = "file") ->
     if not os.access(above, os.W_OK):
         raise PermissionError(f"cannot write to {above}; choose a writable {flag}")
     return path
+
+
+def temporary_sibling(path: str | os.PathLike) -> Path:
+    """Where :func:`atomic_write` writes ``path`` before renaming it: ``.{name}.{pid}.tmp`` in the same folder."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+    """Create ``path`` (and its folder) by ``write(tmp)`` on a temporary sibling renamed into place, so a reader
+    sees the old file or the whole new one; on any error (an interrupt included) the temporary file is removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_sibling(path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically."""
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> Path:
+    """Write ``obj`` to ``path`` as indented json (with a final newline) atomically."""
+    return write_text(path, json.dumps(obj, indent=2) + "\n")

@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .choices import DEFAULT_STEPS
+
 
 @dataclass(frozen=True)
 class Profile:
@@ -39,7 +41,7 @@ class Profile:
     seeds: tuple[int, ...] = (0, 1, 2)
     splits: tuple[str, ...] = ("test", "new_test")
     sampler: str = "dpmsolver"
-    steps: int = 20
+    steps: int = DEFAULT_STEPS["dpmsolver"]
     guidance: tuple[float, ...] = (1.0, 3.0)
     ddpm_steps: int | None = None           # steps of a DDPM arm beside the profile's sampler in `cddpm demo`
     batch: str = "demo"

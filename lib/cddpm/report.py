@@ -15,6 +15,8 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from . import runs
+from .figures import loss_figure
+from .paths import write_json, write_text
 
 KEYS = ("split", "checkpoint", "sampler", "steps", "guidance")
 METRICS = ("topk", "exact_set", "extra_object_rate")
@@ -98,23 +100,14 @@ def _plot_against(rows: list[dict], x: str, path: Path, title: str) -> Path | No
     return path
 
 
-def loss_curve(run: str | os.PathLike, path: Path) -> Path | None:
-    """The training loss of ``RUN/metrics.jsonl`` against steps (raw and smoothed)."""
-    entries = [e for e in runs.read_metrics(run) if "loss" in e]
-    if not entries:
+def loss_curve(run: str | os.PathLike, path: str | os.PathLike) -> Path | None:
+    """Draw the training loss of ``RUN/metrics.jsonl`` (:func:`cddpm.figures.loss_figure`) to ``path``; None
+    when the run has logged no loss yet."""
+    records = [r for r in runs.read_metrics(run) if "loss" in r]
+    if not records:
         return None
-    steps, losses = [e["step"] for e in entries], [e["loss"] for e in entries]
-    k = max(1, len(losses) // 50)
-    smooth = [statistics.fmean(losses[max(0, i - k):i + 1]) for i in range(len(losses))]
-    fig = Figure(figsize=(5, 3.4))
-    ax = fig.add_subplot()
-    ax.plot(steps, losses, alpha=0.3, label="loss")
-    ax.plot(steps, smooth, label=f"mean of {k}")
-    ax.set(xlabel="step", ylabel="MSE", title="training loss", yscale="log")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    return path
+    loss_figure(records, title=f"{Path(run).name}: training loss").savefig(path, dpi=120)
+    return Path(path)
 
 
 def build(batch_dir: str | os.PathLike, out_dir: str | os.PathLike, run: str | os.PathLike | None = None) -> dict:
@@ -123,8 +116,8 @@ def build(batch_dir: str | os.PathLike, out_dir: str | os.PathLike, run: str | o
     out_dir.mkdir(parents=True, exist_ok=True)
     records = collect(batch_dir)
     rows = summarise(records)
-    (out_dir / "table.md").write_text(markdown_table(rows) + "\n")
-    (out_dir / "table.json").write_text(json.dumps(rows, indent=2))
+    write_text(out_dir / "table.md", markdown_table(rows) + "\n")
+    write_json(out_dir / "table.json", rows)
     figures = {
         "guidance": _plot_against(rows, "guidance", out_dir / "accuracy_vs_guidance.png", "accuracy vs guidance"),
         "steps": _plot_against(rows, "steps", out_dir / "accuracy_vs_steps.png", "accuracy vs sampler steps"),

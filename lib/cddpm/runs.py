@@ -23,7 +23,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
@@ -76,15 +75,6 @@ def read_metrics(run: str | os.PathLike) -> list[dict]:
     return records
 
 
-def write_json(path: Path, obj) -> None:
-    """Write ``obj`` as json atomically (temporary file, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2)
-    os.replace(tmp, path)
-
-
 def checkpoint_dir(run: str | os.PathLike, step: int) -> Path:
     """``RUN/checkpoints/step-N``."""
     return Path(run) / "checkpoints" / f"step-{step}"
@@ -97,6 +87,7 @@ def temporary_dir(final: Path) -> Path:
 
 def publish(tmp: Path, final: Path) -> Path:
     """Rename a finished temporary checkpoint into place (replacing an older copy of the same step)."""
+    # a folder rename rather than paths.atomic_write per file: a checkpoint's files only resume together
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)

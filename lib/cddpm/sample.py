@@ -8,7 +8,6 @@ size and the same starting noise on any device.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -28,8 +27,10 @@ from tqdm.auto import tqdm
 from . import canvas as C
 from . import figures, runs
 from . import labels as L
+from .choices import DEFAULT_STEPS, EDIT_THRESHOLD
 from .data import NUMBERED_PNG, load_condition_lists, to_float, to_uint8
 from .device import resolve as resolve_device
+from .paths import write_json
 
 # DDPM/DDIM use "trailing" timesteps so that few-step sampling starts at t = T-1 (pure noise), not at
 # T - T/K as "leading" does; at 1000 steps both are identical. DPM-Solver keeps its "linspace" default.
@@ -42,7 +43,6 @@ SAMPLERS: dict[str, tuple[type[SchedulerMixin], dict]] = {
     "dpmsolver": (DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++", "solver_order": 2,
                                                 "thresholding": True, "sample_max_value": 1.0}),
 }
-DEFAULT_STEPS = {"ddpm": 1000, "ddim": 50, "dpmsolver": 25}
 DENOISE_LABELS = ("red sphere", "cyan cylinder", "cyan cube")
 COURSE_SIZE = 64
 
@@ -138,7 +138,7 @@ def denoise(model: torch.nn.Module, sampler: SchedulerMixin, cond: torch.Tensor,
 def draw(model: torch.nn.Module, sampler: SchedulerMixin, conditions: Sequence[Sequence[str]],
          gens: list[torch.Generator], guidance: float = 1.0, guide: Guide | None = None,
          guide_scale: float = 0.0, on_step: Callable[[int], object] | None = None,
-         edit_threshold: float = C.EDIT_THRESHOLD) -> Iterator[torch.Tensor]:
+         edit_threshold: float = EDIT_THRESHOLD) -> Iterator[torch.Tensor]:
     """Yield every state from the starting noise to the final images (N, 3, S, S) of N label lists; ``on_step(n)``
     after each sampler step that moved n images (a progress bar's ``update``).
 
@@ -177,7 +177,7 @@ def _lists(labels: torch.Tensor | Sequence[Sequence[str]]) -> list[list[str]]:
 def generate(model: torch.nn.Module, scheduler_config: dict, labels: torch.Tensor | Sequence[Sequence[str]],
              sampler: str = "dpmsolver", steps: int | None = None, guidance: float = 1.0, seed: int = 0,
              batch_size: int = 64, size: int | None = COURSE_SIZE, guide: Guide | None = None,
-             guide_scale: float = 0.0, progress: bool = False, edit_threshold: float = C.EDIT_THRESHOLD) -> torch.Tensor:
+             guide_scale: float = 0.0, progress: bool = False, edit_threshold: float = EDIT_THRESHOLD) -> torch.Tensor:
     """Images in [-1, 1] (N, 3, size, size) on the CPU for N label lists (or an (N, 24) multi-hot, objects then in
     class order), in order."""
     conditions = _lists(labels)
@@ -198,7 +198,7 @@ def generate(model: torch.nn.Module, scheduler_config: dict, labels: torch.Tenso
 def denoise_frames(model: torch.nn.Module, scheduler_config: dict, labels: Sequence[str] = DENOISE_LABELS,
                    frames: int = 8, sampler: str = "dpmsolver", steps: int | None = None, guidance: float = 1.0,
                    seed: int = 0, size: int | None = COURSE_SIZE, guide: Guide | None = None,
-                   guide_scale: float = 0.0, edit_threshold: float = C.EDIT_THRESHOLD) -> torch.Tensor:
+                   guide_scale: float = 0.0, edit_threshold: float = EDIT_THRESHOLD) -> torch.Tensor:
     """``frames`` evenly spaced states (F, 3, size, size) from pure noise to the final image for one label list."""
     schedule = make_sampler(sampler, scheduler_config, steps)
     states = list(draw(model, schedule, [L.check(labels)], generators(seed, [0]), guidance, guide, guide_scale,
@@ -271,7 +271,7 @@ def sample_split(run: str | os.PathLike, out: str | os.PathLike, split: str | No
                  guide_evaluator: str | os.PathLike | None = None,
                  denoise_labels: Sequence[str] = DENOISE_LABELS, frames: int = 8,
                  device: str | torch.device | None = None, progress: bool = True,
-                 edit_threshold: float = C.EDIT_THRESHOLD) -> dict:
+                 edit_threshold: float = EDIT_THRESHOLD) -> dict:
     """Sample a split's conditions (or given label lists) and write the course outputs and ``metrics.json`` to ``out``.
 
     Writes ``out/images/{split}/{i}.png``, ``out/grid_{split}.png`` (plus ``captions_{split}.png``, each
@@ -337,5 +337,5 @@ def sample_split(run: str | os.PathLike, out: str | os.PathLike, split: str | No
 
         scores = evaluate_images(judge, images, L.encode_batch(conditions))
         metrics.update(scores, evaluator=str(evaluator))
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_json(out / "metrics.json", metrics)
     return metrics

@@ -26,19 +26,19 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import is_compiled_module, set_seed
+from accelerate.utils.other import load as accelerate_load
 from diffusers.optimization import get_cosine_schedule_with_warmup
 from diffusers.training_utils import EMAModel
-from matplotlib.figure import Figure
-from accelerate.utils.other import load as accelerate_load
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
-from . import align, canvas, runs
+from . import align, canvas, report, runs
+from .choices import MIXED_PRECISIONS
 from .data import ICLEVRDataset, to_float
 from .diffusion import PREDICTION_TYPES, train_scheduler, training_loss
 from .model import ConditionalUNet, ModelConfig, preset
+from .paths import write_json, write_text
 
-MIXED_PRECISIONS = ("no", "fp16", "bf16")
 # settings that may differ when a run is resumed; every other one must match the run's config.json
 RESUMABLE = ("data", "out", "preset", "max_steps", "epochs", "save_every", "keep", "log_every", "max_minutes",
              "mixed_precision", "channels_last", "compile", "tensorboard", "resume", "inexact_resume",
@@ -305,7 +305,7 @@ class Trainer:
         state.update({k: v.detach().contiguous().cpu() for k, v in zip(names, self.ema.shadow_params)})
         save_file(state, folder / runs.EMA_FILE)
         ema = {k: v for k, v in self.ema.state_dict().items() if k != "shadow_params"}
-        runs.write_json(folder / runs.STATE_FILE, {
+        write_json(folder / runs.STATE_FILE, {
             "step": self.step, "epoch": self.epoch, "train_seconds": self.train_seconds, "ema": ema,
             "num_processes": self.accelerator.num_processes})
 
@@ -379,29 +379,6 @@ def _say(acc: Accelerator, message: str) -> None:
         tqdm.write(message, file=sys.stderr)
 
 
-def _anywhere(acc: Accelerator, flag: bool) -> bool:
-    """Whether ``flag`` holds on any process, so that all processes stop at the same step."""
-    if acc.num_processes == 1:
-        return flag
-    return acc.reduce(torch.tensor(float(flag), device=acc.device), "sum").item() > 0
-
-
-def _plot_loss(run: Path) -> Path | None:
-    """``RUN/loss.png`` from ``RUN/metrics.jsonl``."""
-    records = runs.read_metrics(run)
-    if not records:
-        return None
-    fig = Figure(figsize=(6, 3.5))
-    ax = fig.add_subplot()
-    ax.plot([r["step"] for r in records], [r["loss"] for r in records])
-    ax.set(xlabel="step", ylabel=f"MSE (mean of {records[-1].get('log_every', '')} steps)", yscale="log",
-           title=f"{run.name}: training loss")
-    ax.grid(alpha=0.3, which="both")
-    fig.tight_layout()
-    fig.savefig(run / "loss.png", dpi=100)
-    return run / "loss.png"
-
-
 def train(config: TrainConfig, on_log: Callable[[dict], None] | None = None,
           accelerator: Accelerator | None = None) -> dict:
     """Train (or, with ``config.resume``, continue) the run in ``config.out``; return the last log record.
@@ -426,12 +403,12 @@ def train(config: TrainConfig, on_log: Callable[[dict], None] | None = None,
         _say(acc, f"resuming {run} from {start.name}")
     metrics = run / runs.METRICS_FILE
     if acc.is_main_process:
-        runs.write_json(run / "config.json", {
+        write_json(run / "config.json", {
             "model": config.model.to_dict(), "train": config.train_dict(),
             "scheduler": dict(trainer.noise_scheduler.config), "data": str(Path(config.data).resolve()),
             "dataset": dataset, "processes": acc.num_processes, "device": str(acc.device)})
         kept = [r for r in runs.read_metrics(run) if r["step"] <= trainer.step]
-        metrics.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        write_text(metrics, "".join(json.dumps(r) + "\n" for r in kept))
     if config.tensorboard:
         acc.init_trackers("tensorboard")
 
@@ -450,7 +427,9 @@ def train(config: TrainConfig, on_log: Callable[[dict], None] | None = None,
             bar.update()
             trainer.train_seconds = base + time.perf_counter() - started - paused
             boundary = trainer.step % config.log_every == 0  # the time limit is checked here, on every process
-            out_of_time = boundary and _anywhere(acc, trainer.train_seconds - base >= budget)
+            if boundary and trainer.train_seconds - base >= budget:
+                acc.set_trigger()
+            out_of_time = boundary and acc.check_trigger()  # any process out of time: all stop at this step
             last = trainer.step == trainer.total_steps or stop.requested or out_of_time
             if boundary or last:
                 loss = acc.reduce(loss_sum / window, "mean").item()  # waits for the device
@@ -478,7 +457,7 @@ def train(config: TrainConfig, on_log: Callable[[dict], None] | None = None,
                 break
     bar.close()
     if acc.is_main_process:
-        _plot_loss(run)
+        report.loss_curve(run, run / "loss.png")
     if config.tensorboard:
         acc.end_training()
     checkpoint = runs.checkpoint_dir(run, trainer.step)

@@ -7,40 +7,33 @@ import os
 import ipywidgets as W
 from IPython.display import Image as ShowImage
 from IPython.display import display
-from matplotlib.figure import Figure
 from PIL import Image
 
 from . import labels as L
 from . import runs
-from .figures import grid
 from .device import resolve as resolve_device
+from .figures import grid, loss_figure
 from .sample import generate
 
 
 class LiveLoss:
-    """An ``on_log`` callback for ``train``: redraws the loss curve in place at every log record."""
+    """An ``on_log`` callback for ``train``: redraws the loss curve (:func:`cddpm.figures.loss_figure`) in place at
+    every log record."""
 
     def __init__(self):
-        self.steps: list[int] = []
-        self.losses: list[float] = []
+        self.records: list[dict] = []
         self.handle = display(ShowImage(data=self._png(), format="png"), display_id=True)
 
     def __call__(self, record: dict) -> None:
-        self.steps.append(record["step"])
-        self.losses.append(record["loss"])
+        """Add one log record and redraw."""
+        self.records.append(record)
         if self.handle is not None:  # None outside IPython
             self.handle.update(ShowImage(data=self._png(), format="png"))
 
     def _png(self) -> bytes:
-        fig = Figure(figsize=(5, 3))
-        ax = fig.add_subplot()
-        ax.plot(self.steps, self.losses, "-o", markersize=2)
-        ax.set(xlabel="step", ylabel="loss (MSE)", title=f"step {self.steps[-1] if self.steps else 0}")
-        if self.losses:
-            ax.set_yscale("log")
-        fig.tight_layout()
+        step = self.records[-1]["step"] if self.records else 0
         png = io.BytesIO()
-        fig.savefig(png, format="png", dpi=90)
+        loss_figure(self.records, title=f"training loss, step {step}").savefig(png, format="png", dpi=90)
         return png.getvalue()
 
 

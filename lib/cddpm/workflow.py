@@ -5,9 +5,10 @@ costs nothing for what is already there.
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
-from . import data, profiles, render
+from . import batch, data, profiles, render
 from . import evaluator as ev
 
 
@@ -45,3 +46,25 @@ def ground_truth(p: profiles.Profile, split: str, command: str = "cddpm demo") -
 def judge_on_ground_truth(p: profiles.Profile, judge: ev.Evaluator) -> dict[str, dict]:
     """The judge's metrics on ground-truth renders of each of the profile's splits: how far to trust its numbers."""
     return {split: ev.evaluate_root(judge, ground_truth(p, split)) for split in p.splits}
+
+
+def sample(p: profiles.Profile, split: str, seed: int = 0, checkpoint: str = "last", sampler: str | None = None,
+           steps: int | None = None, guidance: float | None = None, evaluator: str | None = None,
+           data_root: str | None = None, out_dir: str | None = None, batch_size: int = 64) -> tuple[dict, Path]:
+    """``03_sample``'s step: sample a split with the profile's run, filling every ``None`` from the profile (sampler,
+    steps, its largest guidance, its evaluator, ``outputs/samples/<batch>/<combination>``); returns the metrics and
+    the folder. An evaluator given by name must exist; the profile's own may be missing (then nothing is scored,
+    and a note says how to train it)."""
+    from .sample import sample_split
+
+    sampler, steps = sampler or p.sampler, steps or p.steps
+    guidance = max(p.guidance) if guidance is None else guidance
+    if evaluator is None and not Path(p.evaluator).is_file():
+        print(f"note: no evaluator at {p.evaluator}, so nothing is scored; run 01_data to train one", file=sys.stderr)
+    else:
+        evaluator = evaluator or p.evaluator
+    out = Path(out_dir) if out_dir else batch.samples_dir(p.batch) / batch.tag(split, seed, checkpoint, sampler, steps,
+                                                                                guidance)
+    metrics = sample_split(p.run, out, split=split, data=data_root, checkpoint=checkpoint, sampler=sampler, steps=steps,
+                           guidance=guidance, seed=seed, batch_size=batch_size, evaluator=evaluator, progress=False)
+    return metrics, out

@@ -113,7 +113,8 @@ def _check_common(seed: int, size: int, out: str | os.PathLike, force: bool) -> 
 
 RENDER_FILES = ("objects.json", "train.json", "test.json", "new_test.json", "scenes.json", "meta.json")
 OURS = (*RENDER_FILES, "iclevr", ".cache")  # .cache: the training loader's image cache (cddpm.data)
-CACHE_FILE = re.compile(r"^\w+_\d+\.pt$|^tmp\w*\.tmp$")
+# {split}_{size}.pt, its temporary .{split}_{size}.pt.{pid}.tmp (paths.atomic_write) and older mkstemp tmp*.tmp
+CACHE_FILE = re.compile(r"^\w+_\d+\.pt$|^\.\w+_\d+\.pt\.\d+\.tmp$|^tmp\w*\.tmp$")
 
 
 def _foreign(out: Path) -> list[str]:
@@ -126,7 +127,7 @@ def _foreign(out: Path) -> list[str]:
         return ["meta.json and train.json of a cddpm render"]
     foreign = [p.name for p in out.iterdir() if p.name not in OURS]
     cache = out / ".cache"
-    if cache.is_dir():  # only the loader's own files: {split}_{size}.pt and its temporary *.tmp
+    if cache.is_dir():  # only the loader's own files (CACHE_FILE)
         foreign += [f".cache/{p.name}" for p in cache.iterdir() if not CACHE_FILE.match(p.name)]
     images = out / "iclevr"
     if images.is_dir():

@@ -1,0 +1,18 @@
+"""The names and defaults that the library, the ``cddpm`` command line and the notebooks share, in one place.
+
+Torch-free, so that ``cddpm --help`` stays instant; the modules that act on a choice import it from here, and a
+test checks that the command line offers exactly these.
+"""
+from __future__ import annotations
+
+SPLITS = ("test", "new_test")                       # the condition files besides train.json
+SAMPLERS = ("ddpm", "ddim", "dpmsolver")            # diffusers schedulers, see cddpm.sample.SAMPLERS
+DEFAULT_STEPS = {"ddpm": 1000, "ddim": 50, "dpmsolver": 20}
+CONDITIONINGS = ("concat", "embed", "tokens")       # how the label reaches the UNet, see cddpm.model
+PREDICTION_TYPES = ("epsilon", "v_prediction")
+MIXED_PRECISIONS = ("no", "fp16", "bf16")           # the diffusion trainer's autocast, through accelerate
+PRESETS = ("tiny", "tiny64", "canvas64", "colab", "reference")  # cddpm.model.PRESETS
+PROFILES = ("smoke", "demo", "cpu", "colab", "reference")       # cddpm.profiles.PROFILES
+DEFAULT_DATA = "data/synthetic-iclevr"
+DEFAULT_EVALUATOR = "outputs/evaluator/checkpoint.pth"
+EDIT_THRESHOLD = 0.1  # canvas sampling: a pass keeps changes whose 5x5 mean |change| exceeds this ([-1, 1] units)

@@ -1,0 +1,50 @@
+"""One home for shared names and defaults: the command line offers exactly what the library accepts."""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+
+from cddpm import choices, cli, data, diffusion, model, profiles, sample, train
+
+
+def parsers() -> dict[str, argparse.ArgumentParser]:
+    root = argparse.ArgumentParser()
+    sub = root.add_subparsers()
+    for add in (cli._add_render, cli._add_batch, cli._add_demo, cli._add_sample, cli._add_export,
+                cli._add_train_evaluator, cli._add_evaluate, cli._add_train):
+        add(sub)
+    return sub.choices
+
+
+def option(command: str, flag: str) -> argparse.Action:
+    return next(a for a in parsers()[command]._actions if flag in a.option_strings)
+
+
+def test_the_library_acts_on_exactly_the_shared_choices():
+    assert tuple(sample.SAMPLERS) == choices.SAMPLERS and sample.DEFAULT_STEPS is choices.DEFAULT_STEPS
+    assert tuple(model.PRESETS) == choices.PRESETS and tuple(profiles.PROFILES) == choices.PROFILES
+    assert data.CONDITION_SPLITS == choices.SPLITS and diffusion.PREDICTION_TYPES == choices.PREDICTION_TYPES
+    assert train.MIXED_PRECISIONS == choices.MIXED_PRECISIONS and model.CONDITIONINGS == choices.CONDITIONINGS
+    assert profiles.Profile("x").steps == choices.DEFAULT_STEPS[profiles.Profile("x").sampler]
+
+
+def test_the_command_line_offers_the_shared_choices_and_defaults():
+    assert tuple(option("sample", "--sampler").choices) == choices.SAMPLERS
+    assert tuple(option("batch", "--samplers").choices) == choices.SAMPLERS
+    assert option("batch", "--steps").default == [choices.DEFAULT_STEPS["dpmsolver"]]
+    for command, flag in (("render", "--split"), ("sample", "--split"), ("evaluate", "--split"), ("batch", "--splits")):
+        assert tuple(option(command, flag).choices) == choices.SPLITS, (command, flag)
+    assert tuple(option("train", "--conditioning").choices) == choices.CONDITIONINGS
+    assert tuple(option("train", "--prediction-type").choices) == choices.PREDICTION_TYPES
+    assert tuple(option("train", "--mixed-precision").choices) == choices.MIXED_PRECISIONS
+    assert tuple(option("demo", "--profile").choices) == choices.PROFILES
+    assert option("sample", "--edit-threshold").default == choices.EDIT_THRESHOLD
+    assert option("train-evaluator", "--out").default.as_posix() == choices.DEFAULT_EVALUATOR
+
+
+def test_help_does_not_import_torch():
+    code = ("import sys\nfrom cddpm import cli\ntry:\n    cli.main(['sample', '--help'])\nexcept SystemExit:\n    pass\n"
+            "print('torch' in sys.modules, file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "--edit-threshold" in done.stdout and done.stderr.strip() == "False"
