@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from cddpm import batch, cli, evaluator, model, render
+from cddpm import batch, cli, model, render
+from cddpm.evaluator_training import train_evaluator
 from cddpm.train import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -16,7 +17,7 @@ def smoke_run(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("CDDPM_PROFILE", "smoke")
     render.render_dataset("data", scenes=12, seed=3, command="test")
-    evaluator.train("data", "evaluator.pth", epochs=1, batch_size=16, progress=False)
+    train_evaluator("data", "evaluator.pth", epochs=1, batch_size=16, progress=False)
     train(TrainConfig(data="data", out="run", model=model.preset("tiny"), max_steps=4, batch_size=8, save_every=2))
     return tmp_path
 

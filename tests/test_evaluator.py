@@ -12,6 +12,7 @@ from torchvision.models import resnet18, resnet34
 
 from cddpm import cli, data
 from cddpm import evaluator as E
+from cddpm import evaluator_training as ET
 from cddpm import labels as L
 
 # a toy i-CLEVR: flat coloured squares (cube), discs (sphere) and triangles (cylinder) of 6 classes,
@@ -60,7 +61,7 @@ def trained(tmp_path_factory) -> tuple[Path, Path, dict]:
     """(toy root, checkpoint, training report): one short training run shared by the module."""
     base = tmp_path_factory.mktemp("toy")
     root = toy_root(base / "root", 240, seed=0)
-    report = E.train(root, base / "ev" / "checkpoint.pth", epochs=4, batch_size=16, val_fraction=0.2, progress=False)
+    report = ET.train_evaluator(root, base / "ev" / "checkpoint.pth", epochs=4, batch_size=16, val_fraction=0.2, progress=False)
     return root, base / "ev" / "checkpoint.pth", report
 
 
@@ -170,7 +171,7 @@ def test_augment_moves_and_mirrors_but_keeps_colours():
     image = torch.full((1, 3, 64, 64), -0.2)
     image[0, :, 30, 20] = torch.tensor([0.9, -0.5, 0.1])  # one coloured pixel left of centre
     batch = image.repeat(64, 1, 1, 1)
-    out = E.augment(batch, torch.Generator().manual_seed(0), max_shift=4)
+    out = ET.augment(batch, torch.Generator().manual_seed(0), max_shift=4)
     assert out.shape == batch.shape
     assert set(out.reshape(-1).unique().tolist()) == set(image.reshape(-1).unique().tolist())  # no new values
     ys, xs = [], []
@@ -186,11 +187,11 @@ def test_augment_moves_and_mirrors_but_keeps_colours():
 
 def test_split_keeps_scenes_whole():
     names = [f"CLEVR_train_{s:06d}_{i}.png" for s in range(40) for i in range(3)]
-    train, val = E.split_scenes(names, 0.1, seed=0)
+    train, val = ET.split_scenes(names, 0.1, seed=0)
     assert len(val) == 12 and len(train) == 108 and set(train.tolist()).isdisjoint(val.tolist())
     scene = lambda i: names[i].rsplit("_", 1)[0]  # noqa: E731
     assert {scene(i) for i in train.tolist()}.isdisjoint(scene(i) for i in val.tolist())
-    assert torch.equal(E.split_scenes(names, 0.1, seed=0)[1], val)
+    assert torch.equal(ET.split_scenes(names, 0.1, seed=0)[1], val)
 
 
 def test_training_learns_and_writes_the_official_format(trained):
@@ -201,7 +202,7 @@ def test_training_learns_and_writes_the_official_format(trained):
     saved = json.loads(checkpoint.with_suffix(".json").read_text())
     assert saved["validation"] == report["validation"] and saved["epochs"] == 4
     assert set(torch.load(checkpoint, weights_only=True)) == {"model"}
-    one_line(FileExistsError, E.train, root, checkpoint, epochs=1, match="--force")
+    one_line(FileExistsError, ET.train_evaluator, root, checkpoint, epochs=1, match="--force")
 
 
 # --- evaluate --------------------------------------------------------------------------------------
@@ -281,12 +282,33 @@ def test_evaluate_folder_errors(trained, tmp_path, capsys):
 
 
 def test_train_evaluator_cli_defaults_are_the_library_defaults(monkeypatch, tmp_path, capsys):
-    # the CLI repeats the defaults for --help; the measured README numbers are for evaluator.train's
-    library = inspect.signature(E.train).parameters
+    # the CLI repeats the defaults for --help; the measured README numbers are for train_evaluator's
+    library = inspect.signature(ET.train_evaluator).parameters
     seen = {}
-    monkeypatch.setattr(E, "train", lambda root, out, **kw: seen.update(kw) or {"checkpoint": str(out)})
+    monkeypatch.setattr(ET, "train_evaluator", lambda root, out, **kw: seen.update(kw) or {"checkpoint": str(out)})
     assert cli.main(["train-evaluator", "--data", str(tmp_path), "--out", str(tmp_path / "e.pth")]) == 0
     assert seen and seen == {k: library[k].default for k in seen}
+
+
+def test_train_evaluator_mixed_precision_and_its_deprecated_alias(monkeypatch, tmp_path, capsys):
+    # one flag name with the diffusion trainer: --mixed-precision {auto,no,bf16}; the old --precision still works
+    seen = {}
+    monkeypatch.setattr(ET, "train_evaluator", lambda root, out, **kw: seen.update(kw) or {"checkpoint": str(out)})
+    base = ["train-evaluator", "--data", str(tmp_path), "--out", str(tmp_path / "e.pth")]
+    for flags, expected in ((["--mixed-precision", "no"], "no"), (["--mixed-precision", "bf16"], "bf16"),
+                            (["--precision", "fp32"], "no"), (["--precision", "bf16"], "bf16"),
+                            (["--precision", "auto"], "auto")):
+        assert cli.main(base + flags) == 0 and seen["mixed_precision"] == expected, flags
+        err = capsys.readouterr().err
+        assert ("--precision is deprecated; use --mixed-precision " + expected in err) == (flags[0] == "--precision")
+    with pytest.raises(SystemExit):
+        cli.main(["train-evaluator", "--help"])
+    shown = capsys.readouterr().out
+    assert "--mixed-precision {auto,no,bf16}" in shown and "--precision" not in shown.replace("--mixed-precision", "")
+    with pytest.raises(SystemExit):
+        cli.main(base + ["--mixed-precision", "fp32"])
+    assert ET._use_bf16("no", torch.device("cpu")) is False and ET._use_bf16("bf16", torch.device("cpu")) is True
+    one_line(ValueError, ET._use_bf16, "fp32", torch.device("cpu"), match="unknown mixed precision 'fp32'")
 
 
 def test_nan_weights_are_refused_and_digest_follows_the_weights(tmp_path):

@@ -222,6 +222,33 @@ def test_denoising_frames_run_from_noise_to_the_sampled_image(model, scheduler_c
     assert sample.denoise_frames(model, scheduler_config, frames=8, steps=3).shape[0] == 4  # only 4 states exist
 
 
+@pytest.mark.parametrize("name", list(sample.SAMPLERS))
+def test_a_built_sampler_gives_the_images_of_its_name_and_serves_several_calls(model, scheduler_config, name):
+    built = sample.make_sampler(name, scheduler_config, 3)
+    by_name = sample.generate(model, scheduler_config, LABELS, sampler=name, steps=3, seed=2, size=None)
+    torch.testing.assert_close(sample.generate(model, scheduler_config, LABELS, sampler=built, seed=2, size=None),
+                               by_name, rtol=0, atol=0)
+    frames = sample.denoise_frames(model, scheduler_config, LABELS[0], frames=4, sampler=built, steps=3, size=None)
+    torch.testing.assert_close(frames, sample.denoise_frames(model, scheduler_config, LABELS[0], frames=4,
+                                                             sampler=name, steps=3, size=None), rtol=0, atol=0)
+    torch.testing.assert_close(sample.generate(model, scheduler_config, LABELS, sampler=built, seed=2, size=None),
+                               by_name, rtol=0, atol=0)  # the strip left no state behind
+    with pytest.raises(ValueError, match="steps 5 given with a sampler set to 3"):
+        sample.generate(model, scheduler_config, LABELS, sampler=built, steps=5)
+
+
+def test_sample_split_builds_its_sampler_once(run, tmp_path, monkeypatch):
+    built, make = [], sample.make_sampler
+
+    def counting(*args, **kwargs):
+        built.append(make(*args, **kwargs))
+        return built[-1]
+
+    monkeypatch.setattr(sample, "make_sampler", counting)
+    metrics = sample.sample_split(run, tmp_path / "o", split="test", sampler="ddim", steps=2, progress=False)
+    assert len(built) == 1 and metrics["steps"] == 2 and metrics["sampler"] == "ddim"
+
+
 def test_bad_sampler_or_steps_are_one_line_errors(scheduler_config):
     with pytest.raises(ValueError, match="unknown sampler"):
         sample.make_sampler("euler", scheduler_config)

@@ -11,6 +11,7 @@ DEFAULT_STEPS = {"ddpm": 1000, "ddim": 50, "dpmsolver": 20}
 CONDITIONINGS = ("concat", "embed", "tokens")       # how the label reaches the UNet, see cddpm.model
 PREDICTION_TYPES = ("epsilon", "v_prediction")
 MIXED_PRECISIONS = ("no", "fp16", "bf16")           # the diffusion trainer's autocast, through accelerate
+EVALUATOR_PRECISIONS = ("auto", "no", "bf16")      # the evaluator trainer's autocast; auto: bf16 where supported
 PRESETS = ("tiny", "tiny64", "canvas64", "colab", "reference")  # cddpm.model.PRESETS
 PROFILES = ("smoke", "demo", "cpu", "colab", "reference")       # cddpm.profiles.PROFILES
 DEFAULT_DATA = "data/synthetic-iclevr"

@@ -17,6 +17,7 @@ from .choices import (
     DEFAULT_EVALUATOR,
     DEFAULT_STEPS,
     EDIT_THRESHOLD,
+    EVALUATOR_PRECISIONS,
     MIXED_PRECISIONS,
     PREDICTION_TYPES,
     PRESETS,
@@ -196,6 +197,15 @@ def _export(args) -> int:
 
 # --- train-evaluator ---------------------------------------------------------------------------
 
+class _DeprecatedPrecision(argparse.Action):
+    """train-evaluator's former ``--precision {auto,bf16,fp32}``: kept as a hidden alias of ``--mixed-precision``."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        value = "no" if values == "fp32" else values
+        print(f"note: --precision is deprecated; use --mixed-precision {value}", file=sys.stderr)
+        setattr(namespace, self.dest, value)
+
+
 def _add_train_evaluator(sub) -> None:
     p = sub.add_parser("train-evaluator", help="train the ResNet18 evaluator (course checkpoint format) on a root",
                        description="Train the course's ResNet18 from scratch with BCE; save {'model': state_dict} "
@@ -208,18 +218,20 @@ def _add_train_evaluator(sub) -> None:
     p.add_argument("--pos-weight", type=float, default=2.0, help="BCE weight of present objects (fewer misses)")
     p.add_argument("--seed", type=int, default=0, help="initialisation, validation split, batch order, augmentation")
     p.add_argument("--device", default=None, help="cuda, cpu, ... (default: cuda when present)")
-    p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
-                   help="auto: bf16 autocast where the hardware supports it (2x faster on recent CPUs)")
+    p.add_argument("--mixed-precision", choices=EVALUATOR_PRECISIONS, default="auto",
+                   help="autocast; auto: bf16 where the hardware supports it (2x faster on recent CPUs) [auto]")
+    p.add_argument("--precision", dest="mixed_precision", choices=("auto", "bf16", "fp32"), default=argparse.SUPPRESS,
+                   action=_DeprecatedPrecision, help=argparse.SUPPRESS)
     p.add_argument("--force", action="store_true", help="replace an existing --out")
     p.set_defaults(func=_train_evaluator)
 
 
 def _train_evaluator(args) -> int:
-    from . import evaluator
+    from .evaluator_training import train_evaluator
 
-    report = evaluator.train(args.data, args.out, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+    report = train_evaluator(args.data, args.out, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                              pos_weight=args.pos_weight, seed=args.seed, device=args.device,
-                             precision=args.precision, force=args.force)
+                             mixed_precision=args.mixed_precision, force=args.force)
     _print_json({k: v for k, v in report.items() if k != "history"})
     return 0
 

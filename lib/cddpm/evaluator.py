@@ -1,35 +1,29 @@
-"""The ResNet18 evaluator in the course's checkpoint format: load, save, score, train, evaluate folders.
+"""The ResNet18 evaluator in the course's checkpoint format: build, load, save, score, evaluate folders.
 
 Format (the course's ``evaluator.py``): ``torch.load(path)["model"]`` is the state dict of a torchvision
 ``resnet18`` whose ``fc`` is ``Sequential(Linear(512, 24), Sigmoid())``; it takes 64x64 RGB batches in
 [-1, 1] and returns 24 per-class scores in [0, 1]. The course's checkpoint and ours are interchangeable.
+Training one from scratch is :mod:`cddpm.evaluator_training`.
 """
 from __future__ import annotations
 
 import hashlib
 import os
-import re
-import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from torch import nn
 from torchvision.models import resnet18
-from tqdm.auto import tqdm
 
 from . import data, metrics
 from . import labels as L
-from .device import resolve as resolve_device
-from .paths import atomic_write, check_file_target, write_json
+from .paths import atomic_write
 
 SIZE = 64
 EXPECTED = ("torch.save({'model': state_dict}) of a torchvision resnet18 whose fc is "
             "Sequential(Linear(512, 24), Sigmoid()) (the course's checkpoint.pth format)")
-PRECISIONS = ("auto", "bf16", "fp32")
 
 
 def build_network() -> nn.Module:
@@ -182,8 +176,6 @@ def per_image(scores: torch.Tensor, labels: torch.Tensor, names: Sequence[str], 
     return rows
 
 
-
-
 def read_folder(folder: str | os.PathLike, count: int) -> tuple[torch.Tensor, int]:
     """``folder/0.png .. {count-1}.png`` as uint8 (count, 3, 64, 64), plus how many needed a resize.
 
@@ -237,117 +229,3 @@ def evaluate_root(evaluator: Evaluator, root: str | os.PathLike, split: str = "t
     if with_per_image:
         out["per_image"] = per_image(scores, dataset.labels, [p.name for p in dataset.files])
     return out
-
-
-# --- training ------------------------------------------------------------------------------------
-
-def augment(images: torch.Tensor, generator: torch.Generator | None = None, max_shift: int = 4) -> torch.Tensor:
-    """Label-safe augmentation of a float batch: random horizontal flips and integer shifts of up to
-    ``max_shift`` pixels (edges repeated). No colour changes: they could move one CLEVR colour to another."""
-    n, _, h, w = images.shape
-    flip = torch.rand(n, generator=generator) < 0.5
-    images = torch.where(flip[:, None, None, None], images.flip(3), images)
-    padded = F.pad(images, (max_shift,) * 4, mode="replicate")
-    dy, dx = torch.randint(0, 2 * max_shift + 1, (2, n, 1), generator=generator)
-    rows, cols = torch.arange(h) + dy, torch.arange(w) + dx
-    return padded[torch.arange(n)[:, None, None], :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
-
-
-def split_scenes(names: Sequence[str], val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Train/validation indices with whole scenes held out: ``CLEVR_train_000123_{0,1,2}.png`` share a scene.
-
-    A scene is the file name without its last ``_<digits>`` part; other names are a scene each.
-    """
-    scenes = [re.sub(r"_\d+$", "", Path(name).stem) for name in names]
-    unique = sorted(set(scenes))
-    order = torch.randperm(len(unique), generator=torch.Generator().manual_seed(seed)).tolist()
-    n_val = round(len(unique) * val_fraction)
-    if len(unique) >= 2:
-        n_val = min(max(n_val, 1), len(unique) - 1)
-    held = {unique[i] for i in order[:n_val]}
-    is_val = torch.tensor([s in held for s in scenes], dtype=torch.bool)
-    return torch.nonzero(~is_val).flatten(), torch.nonzero(is_val).flatten()
-
-
-def _use_bf16(precision: str, device: torch.device) -> bool:
-    """bf16 autocast where the hardware has it (``auto``): about 2x faster on AVX512-BF16 CPUs."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
-    if precision != "auto":
-        return precision == "bf16"
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-
-
-def train(root: str | os.PathLike, out: str | os.PathLike, epochs: int = 12, batch_size: int = 64, lr: float = 1e-3,
-          seed: int = 0, val_fraction: float = 0.05, pos_weight: float = 2.0, device: str | torch.device | None = None,
-          precision: str = "auto", force: bool = False, progress: bool = True) -> dict:
-    """Train the course's ResNet18 from scratch with BCE on ``root``'s train.json; save it to ``out``.
-
-    Holds out ``val_fraction`` of the scenes, trains with AdamW and a one-cycle schedule on augmented
-    batches, saves the official format at ``out`` and its measured accuracies to ``out`` with ``.json``.
-    ``pos_weight`` weights the BCE of present objects: a class is present in ~8% of images, and unweighted
-    training missed present objects four times as often as it invented absent ones. Returns that report.
-    """
-    out = check_file_target(out, "--out", "checkpoint's file")
-    check_file_target(out.with_suffix(".json"), "--out (its .json report)")
-    if out.exists() and not force:
-        raise FileExistsError(f"{out} exists; pass --force to replace it or choose another --out")
-    if epochs < 1 or batch_size < 2 or not 0 <= val_fraction < 1 or pos_weight <= 0:
-        raise ValueError("need epochs >= 1, batch size >= 2, 0 <= val_fraction < 1 and pos_weight > 0")
-    device = resolve_device(device)
-    bf16 = _use_bf16(precision, device)
-    start = time.perf_counter()
-    dataset = data.ICLEVRDataset(root, "train", size=SIZE, preload=True)
-    train_idx, val_idx = split_scenes([p.name for p in dataset.files], val_fraction, seed)
-    if len(train_idx) < 2:
-        raise ValueError(f"{root} has {len(train_idx)} training images after the validation split; render more")
-
-    torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
-    network = build_network().to(device, memory_format=torch.channels_last)
-    evaluator = Evaluator(network, device)
-    steps = max(1, len(train_idx) // batch_size)  # full batches only: BatchNorm and a steady step size
-    optimizer = torch.optim.AdamW(network.parameters(), lr=lr, weight_decay=1e-4, fused=True)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=epochs * steps)
-    val_images, val_labels = data.to_float(dataset.images[val_idx]), dataset.labels[val_idx]
-    weight = torch.tensor(pos_weight, device=device)
-    history = []
-    for epoch in range(1, epochs + 1):
-        network.train()
-        order = train_idx[torch.randperm(len(train_idx), generator=generator)]
-        batches = order[: steps * min(batch_size, len(order))].view(steps, -1)
-        losses = []
-        bar = tqdm(batches, desc=f"evaluator epoch {epoch}/{epochs}", disable=not progress, leave=False)
-        for idx in bar:
-            x = augment(data.to_float(dataset.images[idx]), generator)
-            x = x.to(device, memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                logits = evaluator(x)
-            loss = F.binary_cross_entropy_with_logits(logits.float(), dataset.labels[idx].to(device),
-                                                      pos_weight=weight)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            losses.append(loss.item())
-            bar.set_postfix(loss=f"{loss.item():.4f}")
-        row = dict(epoch=epoch, train_loss=sum(losses) / len(losses), seconds=round(time.perf_counter() - start, 1))
-        if len(val_idx):
-            scores = evaluator.scores(val_images, check_range=False)
-            row.update(summarize(scores, val_labels), val_loss=F.binary_cross_entropy(scores, val_labels).item())
-        history.append(row)
-        if progress:
-            tqdm.write("evaluator " + " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
-                                               for k, v in row.items()), file=sys.stderr)
-    evaluator.path = evaluator.save(out)
-    report = dict(checkpoint=str(out), data=str(root), epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                  val_fraction=val_fraction, pos_weight=pos_weight, device=str(device), bf16=bf16,
-                  train_images=len(train_idx),
-                  val_images=len(val_idx), seconds=round(time.perf_counter() - start, 1),
-                  validation={k: history[-1][k] for k in ("topk", "exact_set", "extra_object_rate", "n")
-                              if k in history[-1]},
-                  history=history)
-    write_json(out.with_suffix(".json"), report)
-    return report

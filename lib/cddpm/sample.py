@@ -74,6 +74,21 @@ def make_sampler(name: str, scheduler_config: dict, steps: int | None = None) ->
     return sampler
 
 
+def _as_sampler(sampler: str | SchedulerMixin, scheduler_config: dict, steps: int | None = None) -> SchedulerMixin:
+    """``sampler`` itself when it is an already built scheduler (``steps`` then None or its own), else
+    :func:`make_sampler` of that name."""
+    if isinstance(sampler, str):
+        return make_sampler(sampler, scheduler_config, steps)
+    if steps is not None and steps != sampler.num_inference_steps:
+        raise ValueError(f"steps {steps} given with a sampler set to {sampler.num_inference_steps}; give one of them")
+    return sampler
+
+
+def _sampler_name(sampler: SchedulerMixin) -> str:
+    """The ``SAMPLERS`` name of a built sampler (its class name when it is none of them)."""
+    return next((name for name, (cls, _) in SAMPLERS.items() if type(sampler) is cls), type(sampler).__name__)
+
+
 def resize(images: torch.Tensor, size: int | None) -> torch.Tensor:
     """Bilinear, antialiased resize to ``size`` x ``size`` (``None`` or the same size: unchanged)."""
     if size is None or images.shape[-1] == size and images.shape[-2] == size:
@@ -175,16 +190,16 @@ def _lists(labels: torch.Tensor | Sequence[Sequence[str]]) -> list[list[str]]:
 
 
 def generate(model: torch.nn.Module, scheduler_config: dict, labels: torch.Tensor | Sequence[Sequence[str]],
-             sampler: str = "dpmsolver", steps: int | None = None, guidance: float = 1.0, seed: int = 0,
-             batch_size: int = 64, size: int | None = COURSE_SIZE, guide: Guide | None = None,
+             sampler: str | SchedulerMixin = "dpmsolver", steps: int | None = None, guidance: float = 1.0,
+             seed: int = 0, batch_size: int = 64, size: int | None = COURSE_SIZE, guide: Guide | None = None,
              guide_scale: float = 0.0, progress: bool = False, edit_threshold: float = EDIT_THRESHOLD) -> torch.Tensor:
     """Images in [-1, 1] (N, 3, size, size) on the CPU for N label lists (or an (N, 24) multi-hot, objects then in
-    class order), in order."""
+    class order), in order. ``sampler``: a name, or a sampler already built (its own steps; ``steps`` None)."""
     conditions = _lists(labels)
-    schedule = make_sampler(sampler, scheduler_config, steps)
+    schedule = _as_sampler(sampler, scheduler_config, steps)
     out = []
     with tqdm(total=passes(model, conditions) * len(schedule.timesteps), disable=not progress, unit="img-step",
-              desc=f"{sampler} {len(schedule.timesteps)} steps") as bar:
+              desc=f"{_sampler_name(schedule)} {len(schedule.timesteps)} steps") as bar:
         for start in range(0, len(conditions), batch_size):
             chunk = conditions[start:start + batch_size]
             gens = generators(seed, range(start, start + len(chunk)))
@@ -196,11 +211,12 @@ def generate(model: torch.nn.Module, scheduler_config: dict, labels: torch.Tenso
 
 
 def denoise_frames(model: torch.nn.Module, scheduler_config: dict, labels: Sequence[str] = DENOISE_LABELS,
-                   frames: int = 8, sampler: str = "dpmsolver", steps: int | None = None, guidance: float = 1.0,
-                   seed: int = 0, size: int | None = COURSE_SIZE, guide: Guide | None = None,
+                   frames: int = 8, sampler: str | SchedulerMixin = "dpmsolver", steps: int | None = None,
+                   guidance: float = 1.0, seed: int = 0, size: int | None = COURSE_SIZE, guide: Guide | None = None,
                    guide_scale: float = 0.0, edit_threshold: float = EDIT_THRESHOLD) -> torch.Tensor:
-    """``frames`` evenly spaced states (F, 3, size, size) from pure noise to the final image for one label list."""
-    schedule = make_sampler(sampler, scheduler_config, steps)
+    """``frames`` evenly spaced states (F, 3, size, size) from pure noise to the final image for one label list;
+    ``sampler`` as in :func:`generate`."""
+    schedule = _as_sampler(sampler, scheduler_config, steps)
     states = list(draw(model, schedule, [L.check(labels)], generators(seed, [0]), guidance, guide, guide_scale,
                        edit_threshold=edit_threshold))
     keep = np.unique(np.linspace(0, len(states) - 1, frames).round().astype(int))
@@ -301,8 +317,8 @@ def sample_split(run: str | os.PathLike, out: str | os.PathLike, split: str | No
         name = split
     else:
         conditions, name = [L.check(c) for c in labels], "labels"
-    make_sampler(sampler, scheduler_config, steps)  # bad sampler/steps fail before any work
-    steps = DEFAULT_STEPS[sampler] if steps is None else steps
+    schedule = make_sampler(sampler, scheduler_config, steps)  # once, for images and strip; fails before any work
+    steps = schedule.num_inference_steps
     judge = Evaluator.load(evaluator, device) if evaluator is not None else None
     guide = None
     if classifier_guidance:
@@ -314,8 +330,8 @@ def sample_split(run: str | os.PathLike, out: str | os.PathLike, split: str | No
     out = prepare_out(out, name)
     if not math.isfinite(edit_threshold) or edit_threshold < 0:
         raise ValueError(f"--edit-threshold {edit_threshold} must be a finite number >= 0 (0 keeps whole passes)")
-    common = dict(sampler=sampler, steps=steps, guidance=guidance, seed=seed, guide=guide,
-                  guide_scale=classifier_guidance, edit_threshold=edit_threshold)
+    common = dict(sampler=schedule, guidance=guidance, seed=seed, guide=guide, guide_scale=classifier_guidance,
+                  edit_threshold=edit_threshold)
 
     start = time.perf_counter()
     images = generate(model, scheduler_config, conditions, batch_size=batch_size, progress=progress, **common)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from . import batch, data, profiles, render
 from . import evaluator as ev
+from .evaluator_training import train_evaluator
 
 
 def ensure_data(p: profiles.Profile, command: str = "cddpm demo") -> Path:
@@ -24,14 +25,14 @@ def ensure_evaluator(p: profiles.Profile) -> ev.Evaluator:
     """The profile's judge, trained on its data first (with the profile's epochs) when the file is missing."""
     if not Path(p.evaluator).is_file():
         kwargs = {"epochs": p.evaluator_epochs} if p.evaluator_epochs else {}
-        ev.train(p.data_root, p.evaluator, seed=p.seed, **kwargs)
+        train_evaluator(p.data_root, p.evaluator, seed=p.seed, **kwargs)
     return ev.Evaluator.load(p.evaluator)
 
 
 def ensure_teacher(p: profiles.Profile) -> None:
     """The evaluator the profile's model aligns its features to, trained first (``align_epochs``, seed + 1) when missing."""
     if p.align_evaluator and not Path(p.align_evaluator).is_file():
-        ev.train(p.data_root, p.align_evaluator, epochs=p.align_epochs, seed=p.seed + 1)
+        train_evaluator(p.data_root, p.align_evaluator, epochs=p.align_epochs, seed=p.seed + 1)
 
 
 def ground_truth(p: profiles.Profile, split: str, command: str = "cddpm demo") -> Path:
