@@ -26,11 +26,13 @@ def smoke_run(tmp_path, monkeypatch):
 def test_batch_two_seeds_report(smoke_run, capsys):
     code = cli.main(["batch", "--run", "run", "--name", "b", "--seeds", "0", "1", "--splits", "test",
                      "--steps", "3", "--guidance", "1", "2", "--evaluator", "evaluator.pth",
-                     "--notebooks", str(ROOT / "notebooks")])
+                     "--notebooks", str(ROOT / "notebooks"), "--device", "cpu"])
     result = json.loads(capsys.readouterr().out)
     assert code == 0 and result["failed"] == [] and len(result["done"]) == 4
     executed = sorted(p.name for p in (smoke_run / "outputs/papermill/b").glob("*.ipynb"))
     assert "03_sample__test__seed1__last__dpmsolver3__g2.ipynb" in executed and "04_report.ipynb" in executed
+    sampled = json.loads((smoke_run / "outputs/samples/b/test__seed1__last__dpmsolver3__g2/metrics.json").read_text())
+    assert sampled["device"] == "cpu"  # --device reached the notebook
     report = smoke_run / "outputs/report/b"
     rows = json.loads((report / "table.json").read_text())
     assert len(rows) == 2 and all(r["seeds"] == 2 for r in rows)  # guidance 1 and 2, each over 2 seeds

@@ -400,3 +400,15 @@ def test_a_config_json_of_the_wrong_shape_is_one_line(tmp_path, data, capsys, da
     assert main(["train", "--out", str(run), "--resume"]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1, err
+
+
+def test_train_takes_a_device_like_every_computing_command(tmp_path, data, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--out", str(run), "--data", str(data), "--max-steps", "1", "--device", "cpu",
+                 *MICRO_ARGS]) == 0
+    stored = json.loads((run / "config.json").read_text())
+    assert stored["device"] == "cpu" and stored["train"]["device"] == "cpu"
+    capsys.readouterr()
+    assert main(["train", "--out", str(tmp_path / "r2"), "--data", str(data), "--max-steps", "1", "--device",
+                 "banana", *MICRO_ARGS]) == 2
+    assert "unknown device 'banana'" in capsys.readouterr().err

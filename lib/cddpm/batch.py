@@ -39,6 +39,7 @@ class Batch:
     guidance: list[float] = field(default_factory=lambda: [1.0])
     evaluator: str | None = "outputs/evaluator/checkpoint.pth"
     data: str | None = None
+    device: str | None = None          # cuda, cpu, ...; None: cuda when present
     profile: str | None = None
     outputs: str = "outputs"
     notebooks: str = "notebooks"
@@ -108,7 +109,7 @@ def run_batch(batch: Batch) -> dict:
     report_nb = _notebook(batch.notebooks, "04_report.ipynb")
     batch.record_dir.mkdir(parents=True, exist_ok=True)
     common = {k: v for k, v in dict(run=batch.run, evaluator=batch.evaluator, data_root=batch.data,
-                                    profile=batch.profile).items() if v is not None}
+                                    profile=batch.profile, device=batch.device).items() if v is not None}
     done, skipped, failed = [], [], []
     for combo in tqdm(batch.combinations(), desc=f"batch {batch.name}", unit="run"):
         tag = combo.pop("tag")

@@ -27,6 +27,10 @@ from .choices import (
 )
 
 
+def _add_device(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    p.add_argument("--device", default=None, help="cuda, cpu, ... (default: cuda when present)")
+
+
 def _print_json(obj) -> None:
     print(json.dumps(obj, indent=2))
 
@@ -92,6 +96,7 @@ def _add_batch(sub) -> None:
     p.add_argument("--notebooks", default="notebooks", help="folder holding the notebooks")
     p.add_argument("--outputs", default="outputs")
     p.add_argument("--force", action="store_true", help="re-run combinations already done")
+    _add_device(p)
     p.set_defaults(func=_batch)
 
 
@@ -100,7 +105,7 @@ def _batch(args) -> int:
 
     result = run_batch(Batch(run=args.run, name=args.name, seeds=args.seeds, checkpoints=args.checkpoints,
                              splits=args.splits, samplers=args.samplers, steps=args.steps, guidance=args.guidance,
-                             evaluator=args.evaluator, data=args.data, notebooks=args.notebooks,
+                             evaluator=args.evaluator, data=args.data, device=args.device, notebooks=args.notebooks,
                              outputs=args.outputs, force=args.force))
     _print_json(result)
     return 1 if result["failed"] else 0
@@ -153,7 +158,7 @@ def _add_sample(sub) -> None:
     p.add_argument("--edit-threshold", type=float, default=EDIT_THRESHOLD,
                    help="canvas models: a pass keeps only changes above this local mean (0: the whole drawn image; "
                         f"default {EDIT_THRESHOLD})")
-    p.add_argument("--device", default=None, help="cuda, cpu, ... (default: cuda when present)")
+    _add_device(p)
     p.set_defaults(func=_sample)
 
 
@@ -217,7 +222,7 @@ def _add_train_evaluator(sub) -> None:
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate of the one-cycle schedule")
     p.add_argument("--pos-weight", type=float, default=2.0, help="BCE weight of present objects (fewer misses)")
     p.add_argument("--seed", type=int, default=0, help="initialisation, validation split, batch order, augmentation")
-    p.add_argument("--device", default=None, help="cuda, cpu, ... (default: cuda when present)")
+    _add_device(p)
     p.add_argument("--mixed-precision", choices=EVALUATOR_PRECISIONS, default="auto",
                    help="autocast; auto: bf16 where the hardware supports it (2x faster on recent CPUs) [auto]")
     p.add_argument("--precision", dest="mixed_precision", choices=("auto", "bf16", "fp32"), default=argparse.SUPPRESS,
@@ -252,7 +257,7 @@ def _add_evaluate(sub) -> None:
                    help="checkpoint in the course's format (ours or the course's checkpoint.pth)")
     p.add_argument("--per-image", action="store_true", help="add each image's requested and predicted objects")
     p.add_argument("--json", type=Path, metavar="OUT", help="also write the JSON object to OUT")
-    p.add_argument("--device", default=None, help="cuda, cpu, ... (default: cuda when present)")
+    _add_device(p)
     p.set_defaults(func=_evaluate)
 
 
@@ -316,6 +321,7 @@ def _add_train(sub) -> None:
     t.add_argument("--seed", type=int, help="weights, data order, noise [0]")
     f = p.add_argument_group("speed")
     f.add_argument("--mixed-precision", choices=MIXED_PRECISIONS, help="autocast through accelerate [no]")
+    _add_device(f)
     f.add_argument("--channels-last", action=argparse.BooleanOptionalAction, help="channels_last memory format [no]")
     f.add_argument("--compile", action=argparse.BooleanOptionalAction, help="torch.compile the model [no]")
     o = p.add_argument_group("checkpoints and logs")

@@ -35,13 +35,14 @@ from tqdm.auto import tqdm
 from . import align, canvas, report, runs
 from .choices import MIXED_PRECISIONS
 from .data import ICLEVRDataset, to_float
+from .device import resolve as resolve_device
 from .diffusion import PREDICTION_TYPES, train_scheduler, training_loss
 from .model import ConditionalUNet, ModelConfig, preset
 from .paths import write_json, write_text
 
 # settings that may differ when a run is resumed; every other one must match the run's config.json
 RESUMABLE = ("data", "out", "preset", "max_steps", "epochs", "save_every", "keep", "log_every", "max_minutes",
-             "mixed_precision", "channels_last", "compile", "tensorboard", "resume", "inexact_resume",
+             "mixed_precision", "channels_last", "compile", "tensorboard", "resume", "inexact_resume", "device",
              "align_evaluator")
 
 
@@ -80,6 +81,7 @@ class TrainConfig:
     tensorboard: bool = False
     resume: bool = False
     inexact_resume: bool = False       # resume although the checkpoint's random states cannot be restored
+    device: str | None = None          # cpu or cuda; None: accelerate's choice (the GPU when present)
 
     def __post_init__(self):
         if isinstance(self.model, dict):
@@ -134,8 +136,9 @@ def make_accelerator(config: TrainConfig) -> Accelerator:
     """The accelerate driver of a run: device, mixed precision, gradient accumulation, trackers."""
     if config.mixed_precision == "fp16" and not torch.cuda.is_available():
         raise ValueError("fp16 mixed precision needs a CUDA GPU; use --mixed-precision bf16 or no on this machine")
+    on_cpu = config.device is not None and resolve_device(config.device).type == "cpu"
     return Accelerator(mixed_precision=config.mixed_precision, gradient_accumulation_steps=config.grad_accum,
-                       log_with="tensorboard" if config.tensorboard else None, project_dir=config.out)
+                       log_with="tensorboard" if config.tensorboard else None, project_dir=config.out, cpu=on_cpu)
 
 
 class Trainer:

@@ -51,7 +51,8 @@ def judge_on_ground_truth(p: profiles.Profile, judge: ev.Evaluator) -> dict[str,
 
 def sample(p: profiles.Profile, split: str, seed: int = 0, checkpoint: str = "last", sampler: str | None = None,
            steps: int | None = None, guidance: float | None = None, evaluator: str | None = None,
-           data_root: str | None = None, out_dir: str | None = None, batch_size: int = 64) -> tuple[dict, Path]:
+           data_root: str | None = None, out_dir: str | None = None, batch_size: int = 64,
+           device: str | None = None) -> tuple[dict, Path]:
     """``03_sample``'s step: sample a split with the profile's run, filling every ``None`` from the profile (sampler,
     steps, its largest guidance, its evaluator, ``outputs/samples/<batch>/<combination>``); returns the metrics and
     the folder. An evaluator given by name must exist; the profile's own may be missing (then nothing is scored,
@@ -67,5 +68,6 @@ def sample(p: profiles.Profile, split: str, seed: int = 0, checkpoint: str = "la
     out = Path(out_dir) if out_dir else batch.samples_dir(p.batch) / batch.tag(split, seed, checkpoint, sampler, steps,
                                                                                 guidance)
     metrics = sample_split(p.run, out, split=split, data=data_root, checkpoint=checkpoint, sampler=sampler, steps=steps,
-                           guidance=guidance, seed=seed, batch_size=batch_size, evaluator=evaluator, progress=False)
+                           guidance=guidance, seed=seed, batch_size=batch_size, evaluator=evaluator, device=device,
+                           progress=False)
     return metrics, out
