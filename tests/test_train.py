@@ -256,16 +256,20 @@ def test_cli_missing_data_and_foreign_out(tmp_path, data, capsys):
     assert "holds no training run" in capsys.readouterr().err
 
 
-@pytest.mark.slow
-def test_accelerate_launch_two_cpu_processes(tmp_path, data):
-    run = tmp_path / "run"
+def launch_two_cpu_processes(data: Path, run: Path, *flags: str) -> None:
+    """`accelerate launch` of `cddpm train` in two CPU processes (batch 2 each); fails the test if it fails."""
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "cddpm", "train",
-           "--data", str(data), "--out", str(run), *MICRO_ARGS, "--batch-size", "2", "--max-steps", "3",
-           "--save-every", "2"]
+           "--data", str(data), "--out", str(run), *MICRO_ARGS, "--batch-size", "2", *flags]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_accelerate_launch_two_cpu_processes(tmp_path, data):
+    run = tmp_path / "run"
+    launch_two_cpu_processes(data, run, "--max-steps", "3", "--save-every", "2")
     folder = runs.resolve(run, "last")
     assert folder.name == "step-3" and (folder / "random_states_1.pkl").is_file()
     assert runs.read_state(folder)["num_processes"] == 2
@@ -275,13 +279,7 @@ def test_accelerate_launch_two_cpu_processes(tmp_path, data):
 @pytest.mark.slow
 def test_accelerate_launch_two_cpu_processes_stop_together_on_the_time_limit(tmp_path, data):
     run = tmp_path / "run"
-    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "cddpm", "train",
-           "--data", str(data), "--out", str(run), *MICRO_ARGS, "--batch-size", "2", "--max-steps", "1000",
-           "--log-every", "2", "--max-minutes", "1e-9"]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
-    assert done.returncode == 0, done.stderr[-3000:]
+    launch_two_cpu_processes(data, run, "--max-steps", "1000", "--log-every", "2", "--max-minutes", "1e-9")
     assert [p.name for p in runs.checkpoints(run)] == ["step-2"]  # both processes stopped at the first log step
     assert (runs.checkpoint_dir(run, 2) / "random_states_1.pkl").is_file()
     assert [r["step"] for r in runs.read_metrics(run)] == [2]
@@ -404,11 +402,11 @@ def test_a_config_json_of_the_wrong_shape_is_one_line(tmp_path, data, capsys, da
 
 def test_train_takes_a_device_like_every_computing_command(tmp_path, data, capsys):
     run = tmp_path / "run"
-    assert main(["train", "--out", str(run), "--data", str(data), "--max-steps", "1", "--device", "cpu",
-                 *MICRO_ARGS]) == 0
+    assert main(["train", "--out", str(run), "--data", str(data), "--max-steps", "1", "--batch-size", "4",
+                 "--device", "cpu", *MICRO_ARGS]) == 0
     stored = json.loads((run / "config.json").read_text())
     assert stored["device"] == "cpu" and stored["train"]["device"] == "cpu"
     capsys.readouterr()
-    assert main(["train", "--out", str(tmp_path / "r2"), "--data", str(data), "--max-steps", "1", "--device",
-                 "banana", *MICRO_ARGS]) == 2
+    assert main(["train", "--out", str(tmp_path / "r2"), "--data", str(data), "--max-steps", "1", "--batch-size",
+                 "4", "--device", "banana", *MICRO_ARGS]) == 2
     assert "unknown device 'banana'" in capsys.readouterr().err
