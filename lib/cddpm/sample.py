@@ -165,7 +165,8 @@ def draw(model: torch.nn.Module, sampler: SchedulerMixin, conditions: Sequence[S
     tick = on_step or (lambda n: None)
     if not model.config.canvas:
         for k, x in enumerate(denoise(model, sampler, L.encode_batch(conditions), gens, guidance, guide, guide_scale)):
-            tick(len(x) if k else 0)
+            if k:  # state 0 is the starting noise, not a step
+                tick(len(x))
             yield x
         return
     current = model.background.expand(len(conditions), -1, -1, -1).clone()
@@ -173,7 +174,8 @@ def draw(model: torch.nn.Module, sampler: SchedulerMixin, conditions: Sequence[S
         index = torch.tensor(rows, device=current.device)
         for k, x in enumerate(denoise(model, sampler, added, [gens[i] for i in rows], guidance, guide, guide_scale,
                                       canvas=current[index], target=so_far)):
-            tick(len(rows) if k else 0)
+            if k:
+                tick(len(rows))
             yield current.index_copy(0, index, x.to(current.dtype))
         kept = C.composite(current[index], x.to(current.dtype).clamp(-1, 1), edit_threshold)
         current = current.index_copy(0, index, to_float(to_uint8(kept.float())).to(current.dtype))
