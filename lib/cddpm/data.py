@@ -63,14 +63,20 @@ def check_lists(entries: list, path: str | os.PathLike) -> list[list[str]]:
     return out
 
 
-def load_mapping(root: str | os.PathLike, split: str = "train") -> dict[str, list[str]]:
-    """``split.json`` as an ordered mapping file name -> object names, validated."""
+def _read_split(root: str | os.PathLike, split: str, kind: type, shape: str) -> tuple[Path, dict | list]:
+    """``ROOT/{split}.json`` of a root with the course's objects.json, checked to be a ``kind`` (``shape`` says what)."""
     root = _root(root)
     check_objects(root)
     path = root / f"{split}.json"
-    mapping = read_json(path)
-    if not isinstance(mapping, dict):
-        raise ValueError(f"{path} must map image file names to object lists, got a {type(mapping).__name__}")
+    content = read_json(path)
+    if not isinstance(content, kind):
+        raise ValueError(f"{path} must {shape}, got a {type(content).__name__}")
+    return path, content
+
+
+def load_mapping(root: str | os.PathLike, split: str = "train") -> dict[str, list[str]]:
+    """``split.json`` as an ordered mapping file name -> object names, validated."""
+    path, mapping = _read_split(root, split, dict, "map image file names to object lists")
     outside = [name for name in mapping if Path(name).name != name or name in ("", ".", "..")]
     if outside:
         raise ValueError(f"{path} names {outside[0]!r}, which is not a plain file name in iclevr/; "
@@ -82,12 +88,7 @@ def load_condition_lists(root: str | os.PathLike, split: str = "test") -> list[l
     """The object lists of ``test.json`` or ``new_test.json``, in file order."""
     if split not in CONDITION_SPLITS:
         raise ValueError(f"unknown condition split {split!r}; use one of {', '.join(CONDITION_SPLITS)}")
-    root = _root(root)
-    check_objects(root)
-    path = root / f"{split}.json"
-    conditions = read_json(path)
-    if not isinstance(conditions, list):
-        raise ValueError(f"{path} must hold a list of object lists, got a {type(conditions).__name__}")
+    path, conditions = _read_split(root, split, list, "hold a list of object lists")
     return check_lists(conditions, path)
 
 
