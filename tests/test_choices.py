@@ -49,3 +49,13 @@ def test_help_does_not_import_torch():
             "print('torch' in sys.modules, file=sys.stderr)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "--edit-threshold" in done.stdout and done.stderr.strip() == "False"
+
+
+def test_every_command_that_computes_takes_a_device():
+    for command in ("sample", "train", "train-evaluator", "evaluate", "batch", "demo"):
+        assert option(command, "--device").default is None, command
+
+
+def test_a_profiles_device_reaches_training():
+    config = profiles.train_config(profiles.get("smoke", device="cpu"), resume=False)
+    assert config.device == "cpu" and profiles.train_config(profiles.get("smoke"), resume=False).device is None

@@ -139,10 +139,12 @@ def run_batch(batch: Batch) -> dict:
     return {"done": done, "skipped": skipped, "failed": failed, "report": report}
 
 
-def run_demo(profile: str | None = None, notebooks: str = "notebooks", outputs: str = "outputs") -> int:
+def run_demo(profile: str | None = None, notebooks: str = "notebooks", outputs: str = "outputs",
+             device: str | None = None) -> int:
     """The README's main job: 01_data and 02_train, a sampling batch at the profile's setting (plus a DDPM arm
     where the profile names one), its report, and the judge's own accuracy on ground-truth renders."""
     from . import evaluator, profiles, workflow
+    from .device import resolve as resolve_device
 
     start = time.perf_counter()
     p = profiles.get(profile)
@@ -150,17 +152,19 @@ def run_demo(profile: str | None = None, notebooks: str = "notebooks", outputs: 
     record_dir.mkdir(parents=True, exist_ok=True)
     for name in ("01_data", "02_train"):
         print(f"demo [{p.name}]: executing {name}.ipynb -> {record_dir / name}.ipynb", flush=True)
-        _execute(_notebook(notebooks, f"{name}.ipynb"), record_dir / f"{name}.ipynb", {"profile": p.name})
+        _execute(_notebook(notebooks, f"{name}.ipynb"), record_dir / f"{name}.ipynb",
+                 {"profile": p.name, **({"device": device} if device else {})})
     arms = [([p.sampler], [p.steps])] + ([(["ddpm"], [p.ddpm_steps])] if p.ddpm_steps else [])
     failed = []
     for i, (samplers, steps) in enumerate(arms):
         result = run_batch(Batch(run=p.run, name=p.batch, seeds=list(p.seeds), splits=list(p.splits),
                                  samplers=samplers, steps=steps, guidance=list(p.guidance), evaluator=p.evaluator,
+                                 device=device,
                                  profile=p.name, outputs=outputs, notebooks=notebooks, report=i == len(arms) - 1))
         failed += result["failed"]
     table = Path(result["report"]) / "table.md" if result["report"] else None
     print(table.read_text() if table and table.is_file() else "no table was written")
-    judge = evaluator.Evaluator.load(p.evaluator)
+    judge = evaluator.Evaluator.load(p.evaluator, resolve_device(device or p.device))
     for split, scores in workflow.judge_on_ground_truth(p, judge).items():
         print(f"the judge on ground-truth renders of {split}: top-k {scores['topk']:.3f}, "
               f"exact-set {scores['exact_set']:.3f} ({scores['n']} images)")

@@ -117,13 +117,14 @@ def _add_demo(sub) -> None:
     p.add_argument("--profile", default=None, choices=PROFILES, help="default: $CDDPM_PROFILE or demo")
     p.add_argument("--notebooks", default="notebooks")
     p.add_argument("--outputs", default="outputs")
+    _add_device(p)
     p.set_defaults(func=_demo)
 
 
 def _demo(args) -> int:
     from .batch import run_demo
 
-    return run_demo(profile=args.profile, notebooks=args.notebooks, outputs=args.outputs)
+    return run_demo(profile=args.profile, notebooks=args.notebooks, outputs=args.outputs, device=args.device)
 
 
 # --- sample ------------------------------------------------------------------------------------

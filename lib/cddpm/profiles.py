@@ -38,6 +38,7 @@ class Profile:
     align_evaluator: str | None = None      # evaluator whose features the denoiser aligns to (REPA); None: off
     align_epochs: int = 3                   # epochs of that evaluator when it is missing (trained with seed + 1)
     mixed_precision: str = "bf16"           # CPU autocast; the GPU profiles use fp16
+    device: str | None = None               # cuda, cpu, ... for every step; None: cuda when present
     seeds: tuple[int, ...] = (0, 1, 2)
     splits: tuple[str, ...] = ("test", "new_test")
     sampler: str = "dpmsolver"
@@ -85,7 +86,7 @@ def train_config(p: Profile, resume: bool | None = None, **model_overrides):
                        max_steps=p.max_steps, batch_size=p.batch_size, lr=p.lr, warmup=min(p.warmup, p.max_steps),
                        prediction_type=p.prediction_type, snr_gamma=p.snr_gamma, timestep_shift=p.timestep_shift,
                        align_evaluator=p.align_evaluator, mixed_precision=p.mixed_precision,
-                       max_minutes=p.max_minutes, save_every=max(1, p.max_steps // 4), resume=resume)
+                       max_minutes=p.max_minutes, save_every=max(1, p.max_steps // 4), resume=resume, device=p.device)
 
 
 def default_name() -> str:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from . import batch, data, profiles, render
 from . import evaluator as ev
+from .device import resolve as resolve_device
 from .evaluator_training import train_evaluator
 
 
@@ -25,14 +26,14 @@ def ensure_evaluator(p: profiles.Profile) -> ev.Evaluator:
     """The profile's judge, trained on its data first (with the profile's epochs) when the file is missing."""
     if not Path(p.evaluator).is_file():
         kwargs = {"epochs": p.evaluator_epochs} if p.evaluator_epochs else {}
-        train_evaluator(p.data_root, p.evaluator, seed=p.seed, **kwargs)
-    return ev.Evaluator.load(p.evaluator)
+        train_evaluator(p.data_root, p.evaluator, seed=p.seed, device=p.device, **kwargs)
+    return ev.Evaluator.load(p.evaluator, resolve_device(p.device))
 
 
 def ensure_teacher(p: profiles.Profile) -> None:
     """The evaluator the profile's model aligns its features to, trained first (``align_epochs``, seed + 1) when missing."""
     if p.align_evaluator and not Path(p.align_evaluator).is_file():
-        train_evaluator(p.data_root, p.align_evaluator, epochs=p.align_epochs, seed=p.seed + 1)
+        train_evaluator(p.data_root, p.align_evaluator, epochs=p.align_epochs, seed=p.seed + 1, device=p.device)
 
 
 def ground_truth(p: profiles.Profile, split: str, command: str = "cddpm demo") -> Path:
@@ -68,6 +69,6 @@ def sample(p: profiles.Profile, split: str, seed: int = 0, checkpoint: str = "la
     out = Path(out_dir) if out_dir else batch.samples_dir(p.batch) / batch.tag(split, seed, checkpoint, sampler, steps,
                                                                                 guidance)
     metrics = sample_split(p.run, out, split=split, data=data_root, checkpoint=checkpoint, sampler=sampler, steps=steps,
-                           guidance=guidance, seed=seed, batch_size=batch_size, evaluator=evaluator, device=device,
+                           guidance=guidance, seed=seed, batch_size=batch_size, evaluator=evaluator, device=device or p.device,
                            progress=False)
     return metrics, out
