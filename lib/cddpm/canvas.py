@@ -7,18 +7,18 @@ empty floor, so every step is single-object generation on a given canvas, never 
 """
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from . import labels as L
 from .choices import EDIT_THRESHOLD
+from .data import scene_step
 
 EMPTY = -1  # parent of a one-object image: the empty floor
 NONE = -2   # an image that extends no other image and holds more than one object: not a training pair
-_NUMBERED = re.compile(r"^(.*)_(\d+)(\.\w+)$")
 
 
 def pairs(names: Sequence[str], label_lists: Sequence[Sequence[str]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -31,8 +31,8 @@ def pairs(names: Sequence[str], label_lists: Sequence[Sequence[str]]) -> tuple[t
     parent = torch.full((len(names),), NONE, dtype=torch.long)
     added = torch.zeros(len(names), L.NUM_CLASSES)
     for i, (name, objects) in enumerate(zip(names, label_lists)):
-        m = _NUMBERED.match(name)
-        j = index.get(f"{m[1]}_{int(m[2]) - 1}{m[3]}") if m and int(m[2]) > 0 else None
+        scene, step = scene_step(name)
+        j = index.get(f"{scene}_{step - 1}{Path(name).suffix}") if step else None
         new = set(objects) - set(label_lists[j]) if j is not None else set()
         if j is not None and len(new) == 1 and len(objects) == len(label_lists[j]) + 1:
             parent[i] = j

@@ -23,6 +23,15 @@ from .paths import atomic_write
 
 CONDITION_SPLITS = SPLITS
 NUMBERED_PNG = re.compile(r"^(0|[1-9]\d*)\.png$")  # generated images: 0.png .. N-1.png in condition order
+_SCENE_STEP = re.compile(r"^(.*)_(\d+)$")
+
+
+def scene_step(name: str) -> tuple[str, int | None]:
+    """i-CLEVR's scene and step of a file name: ``CLEVR_train_000123_2.png`` -> (``CLEVR_train_000123``, 2);
+    a name without a final ``_<digits>`` is a scene of its own: (its stem, None)."""
+    stem = Path(name).stem
+    m = _SCENE_STEP.match(stem)
+    return (m[1], int(m[2])) if m else (stem, None)
 
 
 def _root(root: str | os.PathLike) -> Path:

@@ -5,11 +5,9 @@ The network, its checkpoint format and the scoring live in :mod:`cddpm.evaluator
 from __future__ import annotations
 
 import os
-import re
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -39,7 +37,7 @@ def split_scenes(names: Sequence[str], val_fraction: float, seed: int) -> tuple[
 
     A scene is the file name without its last ``_<digits>`` part; other names are a scene each.
     """
-    scenes = [re.sub(r"_\d+$", "", Path(name).stem) for name in names]
+    scenes = [data.scene_step(name)[0] for name in names]
     unique = sorted(set(scenes))
     order = torch.randperm(len(unique), generator=torch.Generator().manual_seed(seed)).tolist()
     n_val = round(len(unique) * val_fraction)
