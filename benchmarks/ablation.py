@@ -46,6 +46,7 @@ ARMS: dict[str, list[str]] = {
     "p2-embed-lr2e-3": ["--preset", "tiny", *COMMON, *P2, "--lr", "2e-3"],
     "p2-embed-shift2": ["--preset", "tiny", *COMMON, *P2, "--timestep-shift", "2"],
     "canvas64": ["--preset", "canvas64", *COMMON],  # p2-embed drawing one object at a time onto a canvas
+    "layout64": ["--preset", "layout64", *COMMON],  # canvas64 told each object's box
     "p2-embed-align": ["--preset", "tiny", *COMMON, *P2, "--align-evaluator", "outputs/evaluator/demo-teacher.pth"],
     "tiny-align": ["--preset", "tiny", *COMMON, "--align-evaluator", "outputs/evaluator/demo-teacher.pth"],
     "p2-tokens-lr2e-3": ["--preset", "tiny", *COMMON, *P2, "attention_levels=2,3", "--conditioning", "tokens",

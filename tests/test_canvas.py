@@ -197,3 +197,109 @@ def test_composite_keeps_one_region_so_a_wiped_or_ghost_object_does_not_count():
     assert torch.equal(kept[:, :, 18:26, 18:26], drawn[:, :, 18:26, 18:26])
     assert torch.equal(kept[:, :, 2:7, 2:7], canvas[:, :, 2:7, 2:7])  # restored from the canvas
     assert torch.equal(C.composite(canvas, drawn, one_region=False)[:, :, 2:7, 2:7], drawn[:, :, 2:7, 2:7])
+
+
+LAYOUT = dataclasses.replace(MICRO, layout=True)
+
+
+def test_boxes_surround_what_an_image_adds_and_masks_mark_them():
+    before = torch.full((2, 3, 32, 32), 100, dtype=torch.uint8)
+    after = before.clone()
+    after[0, :, 10:16, 20:24] = 220  # an object
+    after[0, :, 16:18, 24:27] = 60   # its shadow
+    box = C.boxes(before, after)
+    y0, x0, y1, x1 = box[0].tolist()
+    assert y0 <= 10 and x0 <= 20 and y1 >= 18 and x1 >= 27  # object and shadow inside
+    assert y0 >= 10 - 4 and x0 >= 20 - 4 and y1 <= 18 + 4 and x1 <= 27 + 4  # grown by the 5x5 windows only
+    assert box[1].tolist() == [0, 0, 32, 32]  # nothing added: the whole frame
+    mask = C.box_mask(box, 32)
+    assert mask.shape == (2, 1, 32, 32) and set(mask.unique().tolist()) == {-1.0, 1.0}
+    assert (mask[0] > 0).sum() == (y1 - y0) * (x1 - x0) and mask[0, 0, y0, x0] == 1 and mask[0, 0, y1 % 32, 0] == -1
+
+
+def test_layout_table_keeps_each_class_to_its_own_boxes():
+    box = torch.tensor([[0, 0, 4, 4], [8, 8, 12, 12], [1, 1, 5, 5]])
+    classes = torch.tensor([3, 7, 3])
+    table = C.layout_table(box, classes, torch.Generator().manual_seed(0))
+    assert table.shape == (L.NUM_CLASSES, C.LAYOUT_PER_CLASS, 4)
+    assert {tuple(b) for b in table[3].tolist()} == {(0, 0, 4, 4), (1, 1, 5, 5)}
+    assert {tuple(b) for b in table[7].tolist()} == {(8, 8, 12, 12)}
+    assert {tuple(b) for b in table[0].tolist()} <= {tuple(b) for b in box.tolist()}  # unseen class: any box
+
+
+def test_place_keeps_new_objects_off_earlier_ones():
+    table = torch.zeros(L.NUM_CLASSES, C.LAYOUT_PER_CLASS, 4, dtype=torch.long)
+    table[5, ::2] = torch.tensor([0, 0, 8, 8])    # half the boxes on the earlier object
+    table[5, 1::2] = torch.tensor([8, 8, 16, 16])  # half free
+    occupied = torch.zeros(3, 1, 16, 16, dtype=torch.bool)
+    occupied[:2, :, :8, :8] = True
+    gens = [torch.Generator().manual_seed(s) for s in range(3)]
+    box = C.place(table, torch.tensor([5, 5, 5]), occupied, gens)
+    assert box[:2].tolist() == [[8, 8, 16, 16]] * 2
+    again = C.place(table, torch.tensor([5, 5, 5]), occupied, [torch.Generator().manual_seed(s) for s in range(3)])
+    assert torch.equal(box, again)  # the row's generator decides
+    table[5, 1::2] = torch.tensor([2, 2, 10, 10])  # no free box: the one that overlaps least
+    assert C.place(table, torch.tensor([5]), occupied[:1], gens[:1]).tolist() == [[2, 2, 10, 10]]
+
+
+def test_a_layout_model_reads_its_box_and_needs_a_canvas():
+    with pytest.raises(ValueError, match="canvas=True"):
+        preset("tiny64", layout=True)
+    torch.manual_seed(0)
+    model = ConditionalUNet(LAYOUT).eval()
+    x, t, label = torch.randn(2, 3, 16, 16), torch.tensor([500, 500]), L.encode_batch([["red cube"]] * 2)
+    with pytest.raises(ValueError, match="box mask"):
+        model(x, t, label, torch.zeros(2, 3, 16, 16))
+    box = C.box_mask(torch.tensor([[2, 2, 8, 8], [8, 8, 14, 14]]), 16)
+    with torch.no_grad():
+        a = model(x, t, label, torch.cat([torch.zeros(2, 3, 16, 16), box], 1))
+        b = model(x, t, label, torch.cat([torch.zeros(2, 3, 16, 16), box.flip(0)], 1))
+    assert not torch.allclose(a, b)
+    assert model.layout_boxes.shape == (L.NUM_CLASSES, C.LAYOUT_PER_CLASS, 4) and "layout_boxes" in model.state_dict()
+
+
+def test_layout_training_gives_each_pair_its_box_learns_and_saves_the_table(tmp_path):
+    root = scenes_root(tmp_path / "data")
+    cfg = TrainConfig(data=str(root), out=str(tmp_path / "run"), model=LAYOUT, max_steps=120, batch_size=6,
+                      lr=3e-3, warmup=5, p_uncond=0.0, log_every=1, save_every=100)
+    ds = ICLEVRDataset(root, size=16, preload=True)
+    parents, added = C.pairs(list(ds.mapping), list(ds.mapping.values()))
+    trainer = Trainer(cfg, ds.images, added, parents=parents)
+    x, label, base = trainer.batch(0)
+    assert base.shape == (6, 4, 16, 16)
+    inside = base[:, 3:] > 0
+    changed = (x - base[:, :3]).abs().amax(1, keepdim=True) > 0
+    assert (changed & ~inside).sum() == 0 and inside.any((1, 2, 3)).all()  # every change lies in the box
+    losses = []
+    train(cfg, on_log=lambda r: losses.append(r["loss"]))
+    assert sum(losses[-8:]) / 8 < 0.5 * sum(losses[:8]) / 8
+    model, _, _ = runs.load_model(tmp_path / "run")
+    torch.testing.assert_close(model.layout_boxes, trainer.net.layout_boxes)  # the table travels with the weights
+    assert model.layout_boxes.any()
+
+
+class BoxPainter(Painter):
+    """Paints its object's value over the whole image; the composite must keep only the box."""
+
+    def __init__(self):
+        super().__init__()
+        self.config = dataclasses.replace(LAYOUT)
+        table = torch.zeros(L.NUM_CLASSES, C.LAYOUT_PER_CLASS, 4, dtype=torch.long)
+        table[:] = torch.tensor([[0, 0, 8, 8], [8, 8, 16, 16]]).repeat(C.LAYOUT_PER_CLASS // 2, 1)
+        self.register_buffer("layout_boxes", table)
+
+    def forward(self, x, t, labels, canvas):
+        eps = super().forward(x, t, labels, canvas[:, :3] + 0.5 * (canvas[:, 3:] + 1))
+        self.seen[-1] = (len(x), canvas.clone())
+        return eps
+
+
+def test_layout_sampling_places_each_object_in_a_free_box_and_keeps_only_the_box():
+    model = BoxPainter()
+    images = sample.generate(model, dict(train_scheduler().config), [["cyan cube", "gray cylinder"]], steps=10,
+                             size=None)
+    changed = (images[0].abs().amax(0) > 0.2)
+    quadrants = [changed[:8, :8].all(), changed[8:, 8:].all()]
+    assert all(quadrants) and not changed[:8, 8:].any() and not changed[8:, :8].any()  # two boxes, nothing else
+    boxes_seen = [c[:, 3] > 0 for _, c in model.seen]
+    assert not (boxes_seen[0] & boxes_seen[-1]).any()  # the second object went to the other (free) box

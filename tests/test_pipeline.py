@@ -22,12 +22,16 @@ LABELS = ["red sphere,cyan cube", ["gray cylinder"], "yellow sphere, blue cube, 
 SAMPLE_LABELS = ["red sphere,cyan cube", "gray cylinder", "yellow sphere,blue cube,red cylinder"]
 
 
-def canvas_model() -> M.ConditionalUNet:
-    """A micro canvas model whose empty floor is not zero, so a lost ``background`` buffer shows."""
+def canvas_model(layout: bool = False) -> M.ConditionalUNet:
+    """A micro canvas model whose empty floor is not zero, so a lost ``background`` buffer shows (and, for a layout
+    model, whose boxes differ by class, so a lost ``layout_boxes`` buffer shows)."""
     torch.manual_seed(0)
     model = M.ConditionalUNet(M.preset("canvas64", sample_size=16, patch_size=2, block_out_channels=(16, 32),
-                                       attention_levels=(1,), norm_num_groups=8)).eval()
+                                       attention_levels=(1,), norm_num_groups=8, layout=layout)).eval()
     model.background.copy_(torch.linspace(-0.8, 0.6, 3 * 16 * 16).reshape(3, 16, 16))
+    if layout:
+        corner = torch.randint(0, 9, (24, 256, 2), generator=torch.Generator().manual_seed(0))
+        model.layout_boxes.copy_(torch.cat([corner, corner + 7], 2))
     return model
 
 
@@ -55,9 +59,9 @@ def test_the_model_is_a_diffusers_model_built_from_a_spec_or_its_fields(tmp_path
         M.ConditionalUNet(sample_size=16, patch_size=3)
 
 
-@pytest.mark.parametrize("kind", ["tiny", "canvas"])
+@pytest.mark.parametrize("kind", ["tiny", "canvas", "layout"])
 def test_an_export_loads_without_the_run_and_draws_the_images_of_cddpm_sample(tmp_path, tiny_root, kind):
-    run = make_run(tmp_path / "run", tiny_root, model=canvas_model() if kind == "canvas" else None)
+    run = make_run(tmp_path / "run", tiny_root, model=None if kind == "tiny" else canvas_model(kind == "layout"))
     out, exported = tmp_path / "sampled", tmp_path / "export"
     assert main(["sample", "--run", str(run), "--labels", *SAMPLE_LABELS, "--steps", "3", "--guidance", "2",
                  "--seed", "4", "--frames", "2", "--out", str(out)]) == 0
@@ -70,7 +74,7 @@ def test_an_export_loads_without_the_run_and_draws_the_images_of_cddpm_sample(tm
     assert type(pipe.unet) is M.ConditionalUNet and pipe.unet.spec == trained.spec
     assert pipe.unet.state_dict().keys() == trained.state_dict().keys()
     assert all(torch.equal(a, b) for a, b in zip(pipe.unet.state_dict().values(), trained.state_dict().values()))
-    if kind == "canvas":
+    if kind != "tiny":
         assert pipe.unet.background.abs().min() > 0 and torch.equal(pipe.unet.background, trained.background)
     images = pipe(LABELS, num_inference_steps=3, guidance_scale=2.0, seed=4).images
     assert [im.size for im in images] == [(64, 64)] * 3
@@ -79,7 +83,7 @@ def test_an_export_loads_without_the_run_and_draws_the_images_of_cddpm_sample(tm
         np.testing.assert_array_equal(np.asarray(got), want)
     card = (exported / "README.md").read_text()
     assert "| steps trained | 5 |" in card and "| accuracy | not measured |" in card
-    assert ("canvas" in card) == (kind == "canvas")
+    assert ("canvas" in card) == (kind != "tiny") and ("box" in card) == (kind == "layout")
 
 
 @pytest.fixture(scope="module")

@@ -34,7 +34,8 @@ def make_run(path: Path, data: Path, sample_size: int = 16, step: int = 5,
     folder.mkdir(parents=True)
     raw = {k: v.contiguous() for k, v in model.state_dict().items()}
     save_file(raw, folder / "model.safetensors")
-    save_file({k: v + 0.05 * torch.randn_like(v) for k, v in raw.items()}, folder / "ema.safetensors")
+    save_file({k: v + 0.05 * torch.randn_like(v) if v.is_floating_point() else v for k, v in raw.items()},
+              folder / "ema.safetensors")
     (folder / "state.json").write_text(json.dumps({"step": step}))
     config = {"model": model.spec.to_dict(), "train": {}, "scheduler": dict(train_scheduler().config),
               "data": str(data)}

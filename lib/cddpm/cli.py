@@ -65,7 +65,7 @@ def _render(args) -> int:
     common = dict(out=args.out, seed=args.seed, size=args.size, force=args.force, command=command)
     if args.conditions or args.split:
         if args.conditions:
-            conditions = render.read_conditions(args.conditions)
+            conditions = data.load_condition_file(args.conditions)
         else:
             conditions = data.load_condition_lists(args.data, args.split)
         path = render.render_conditions(conditions, per_condition=args.per_condition, **common)
@@ -138,6 +138,8 @@ def _add_sample(sub) -> None:
     src.add_argument("--split", choices=SPLITS, help="sample the conditions of this split")
     src.add_argument("--labels", nargs="+", metavar="OBJECTS",
                      help='one or more comma-separated object lists, e.g. "red sphere,cyan cube" "gray cube"')
+    src.add_argument("--conditions", type=Path, metavar="FILE",
+                     help="a test.json-style file of object lists (e.g. from cddpm probes); outputs named after it")
     p.add_argument("--data", type=Path, default=None, help="i-CLEVR root of --split (default: the run's)")
     p.add_argument("--sampler", choices=SAMPLERS, default="dpmsolver",
                    help="DDPM, DDIM or DPM-Solver++ (default dpmsolver)")
@@ -170,7 +172,7 @@ def _sample(args) -> int:
         raise ValueError("--batch-size must be >= 1 and --frames >= 2")
     metrics = sample.sample_split(
         args.run, args.out, split=args.split, labels=args.labels and [labels.parse(t) for t in args.labels],
-        data=args.data, checkpoint=args.checkpoint, ema=args.ema, sampler=args.sampler, steps=args.steps,
+        conditions=args.conditions, data=args.data, checkpoint=args.checkpoint, ema=args.ema, sampler=args.sampler, steps=args.steps,
         guidance=args.guidance, seed=args.seed, batch_size=args.batch_size, evaluator=args.evaluator,
         classifier_guidance=args.classifier_guidance, guide_evaluator=args.guide_evaluator,
         denoise_labels=labels.parse(args.denoise_labels), frames=args.frames, device=args.device,
@@ -198,6 +200,28 @@ def _export(args) -> int:
     from .pipeline import export
 
     print(export(args.run, args.out, checkpoint=args.checkpoint, ema=args.ema, force=args.force))
+    return 0
+
+
+# --- probes ------------------------------------------------------------------------------------
+
+def _add_probes(sub) -> None:
+    p = sub.add_parser("probes", help="write condition lists beyond the splits (same colour, same shape, rare pairs)",
+                       description="Write OUT/same_colour.json, same_shape.json and rare_pairs.json (test.json "
+                                   "format) from --data's train.json; sample and evaluate them with --conditions FILE.")
+    p.add_argument("--out", required=True, type=Path, help="folder for the three files")
+    p.add_argument("--data", type=Path, default=Path(DEFAULT_DATA), help="root whose train.json rare pairs come from")
+    p.add_argument("--per-set", type=int, default=32, help="object lists per file (default 32, like test.json)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--force", action="store_true", help="replace probe files written before")
+    p.set_defaults(func=_probes)
+
+
+def _probes(args) -> int:
+    from .probes import write_probes
+
+    for path in write_probes(args.data, args.out, args.per_set, args.seed, args.force):
+        print(path)
     return 0
 
 
@@ -254,6 +278,8 @@ def _add_evaluate(sub) -> None:
                                                "score every image of its train.json against its labels")
     p.add_argument("--data", type=Path, default=Path(DEFAULT_DATA), help="root holding the --split conditions")
     p.add_argument("--split", choices=SPLITS, default="test", help="conditions of --images")
+    p.add_argument("--conditions", type=Path, metavar="FILE",
+                   help="conditions of --images from a test.json-style file instead of --split")
     p.add_argument("--evaluator", type=Path, default=Path(DEFAULT_EVALUATOR),
                    help="checkpoint in the course's format (ours or the course's checkpoint.pth)")
     p.add_argument("--per-image", action="store_true", help="add each image's requested and predicted objects")
@@ -270,7 +296,8 @@ def _evaluate(args) -> int:
         check_file_target(args.json, "--json")
     judge = evaluator.Evaluator.load(args.evaluator, device.resolve(args.device))
     if args.images:
-        result = evaluator.evaluate_folder(judge, args.images, args.data, args.split, with_per_image=args.per_image)
+        result = evaluator.evaluate_folder(judge, args.images, args.data, args.split, with_per_image=args.per_image,
+                                           conditions=args.conditions)
         if result["resized"]:
             print(f"note: resized {result['resized']} images in {args.images} to 64x64", file=sys.stderr)
     else:
@@ -373,8 +400,8 @@ def main(argv: list[str] | None = None) -> int:
         prog="cddpm", description="Conditional DDPM on i-CLEVR: render, train, sample, export, evaluate, report.")
     parser.add_argument("--version", action="version", version=f"cddpm {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for add in (_add_render, _add_batch, _add_demo, _add_sample, _add_export, _add_train_evaluator, _add_evaluate,
-                _add_train):
+    for add in (_add_render, _add_batch, _add_demo, _add_sample, _add_export, _add_probes, _add_train_evaluator,
+                _add_evaluate, _add_train):
         add(sub)
     args = parser.parse_args(argv)
     if args.command is None:

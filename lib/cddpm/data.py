@@ -101,6 +101,17 @@ def load_condition_lists(root: str | os.PathLike, split: str = "test") -> list[l
     return check_lists(conditions, path)
 
 
+def load_condition_file(path: str | os.PathLike) -> list[list[str]]:
+    """The object lists of any test.json-style file (e.g. from ``cddpm probes``), validated with one-line errors."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"conditions file {path} does not exist; give a test.json-style list of object lists "
+                                "(`cddpm probes` writes some)")
+    conditions = read_json(Path(path))
+    if not isinstance(conditions, list) or not conditions:
+        raise ValueError(f"{path} must hold a non-empty list of object lists like test.json, e.g. [['red cube']]")
+    return check_lists(conditions, path)
+
+
 def load_conditions(root: str | os.PathLike, split: str = "test") -> torch.Tensor:
     """(N, 24) multi-hot conditions of ``test.json`` or ``new_test.json``, in file order."""
     return L.encode_batch(load_condition_lists(root, split))

@@ -207,9 +207,14 @@ def read_folder(folder: str | os.PathLike, count: int) -> tuple[torch.Tensor, in
 
 
 def evaluate_folder(evaluator: Evaluator, folder: str | os.PathLike, root: str | os.PathLike,
-                    split: str = "test", with_per_image: bool = False) -> dict:
-    """Metrics of ``folder/{i}.png`` (the course's output naming) against the ``split`` conditions of ``root``."""
-    labels = data.load_conditions(root, split)
+                    split: str = "test", with_per_image: bool = False,
+                    conditions: str | os.PathLike | None = None) -> dict:
+    """Metrics of ``folder/{i}.png`` (the course's output naming) against the ``split`` conditions of ``root``, or
+    those of a test.json-style ``conditions`` file."""
+    if conditions is not None:
+        labels, split = L.encode_batch(data.load_condition_file(conditions)), Path(conditions).stem
+    else:
+        labels = data.load_conditions(root, split)
     images, resized = read_folder(folder, len(labels))
     scores = evaluator.scores(data.to_float(images), check_range=False)
     out = dict(summarize(scores, labels), split=split, images=str(folder), evaluator=str(evaluator.path), resized=resized)

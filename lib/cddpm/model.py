@@ -10,6 +10,8 @@ guidance, so one network gives both conditional and unconditional predictions.
 ``canvas=True`` makes the model add one object to a given image (the canvas, concatenated to its input as 3
 more channels): ``labels`` is then the one-hot of the added object, and sampling draws a condition's objects one
 after the other onto the empty floor, which the model keeps as the buffer ``background`` (see ``cddpm.canvas``).
+``layout=True`` adds the object's box as a fourth canvas channel; the model keeps the boxes it places objects
+from as the buffer ``layout_boxes``.
 
 ``patch_size`` p > 1 folds p x p pixels into channels before the UNet and unfolds them after it
 (``pixel_unshuffle`` / ``pixel_shuffle``, as in Simple Diffusion): a 64x64 model then costs about
@@ -32,6 +34,7 @@ from diffusers import ConfigMixin, ModelMixin, UNet2DConditionModel, UNet2DModel
 from diffusers.configuration_utils import register_to_config
 from torch import nn
 
+from .canvas import LAYOUT_PER_CLASS
 from .choices import CONDITIONINGS
 from .labels import NUM_CLASSES
 
@@ -52,6 +55,7 @@ class ModelConfig:
     scale_shift: bool = False  # AdaGN: the time/label embedding scales and shifts each block's features
     align_channels: int = 0    # > 0: a head maps the 8x8 encoder features to this width for feature alignment
     canvas: bool = False       # add one object to a canvas image (i-CLEVR's one-object-at-a-time structure)
+    layout: bool = False       # canvas models: also take the object's box as one more input channel
 
     def __post_init__(self):
         self.block_out_channels = tuple(int(c) for c in self.block_out_channels)
@@ -64,6 +68,8 @@ class ModelConfig:
                              "index the levels of block_out_channels")
         if self.patch_size < 1 or self.sample_size % self.patch_size:
             raise ValueError(f"patch_size={self.patch_size} must be >= 1 and divide sample_size={self.sample_size}")
+        if self.layout and not self.canvas:
+            raise ValueError("layout=True needs canvas=True: the box says where a canvas model adds its object")
         odd = [c for c in self.block_out_channels if c % self.norm_num_groups]
         if odd:
             raise ValueError(f"block_out_channels {odd} not divisible by norm_num_groups={self.norm_num_groups}; "
@@ -82,6 +88,10 @@ PRESETS: dict[str, ModelConfig] = {
                           attention_levels=(3,), layers_per_block=1, norm_num_groups=16),
     # tiny64 drawing one object at a time onto a canvas (the demo's and the cpu profile's)
     "canvas64": ModelConfig(sample_size=64, patch_size=2, scale_shift=True, canvas=True,
+                            block_out_channels=(32, 64, 64, 128), attention_levels=(3,), layers_per_block=1,
+                            norm_num_groups=16),
+    # canvas64 told where each object goes (a box from the training layouts of its class)
+    "layout64": ModelConfig(sample_size=64, patch_size=2, scale_shift=True, canvas=True, layout=True,
                             block_out_channels=(32, 64, 64, 128), attention_levels=(3,), layers_per_block=1,
                             norm_num_groups=16),
     # fits a 16 GB T4 at batch 64 in fp16
@@ -165,7 +175,7 @@ class ConditionalUNet(ModelMixin, ConfigMixin):
                  attention_head_dim: int = ModelConfig.attention_head_dim,
                  norm_num_groups: int = ModelConfig.norm_num_groups, dropout: float = ModelConfig.dropout,
                  scale_shift: bool = ModelConfig.scale_shift, align_channels: int = ModelConfig.align_channels,
-                 canvas: bool = ModelConfig.canvas):
+                 canvas: bool = ModelConfig.canvas, layout: bool = ModelConfig.layout):
         super().__init__()
         # register_to_config has stored the arguments in self.config; ModelConfig validates them
         self.spec = config = ModelConfig(**{f.name: self.config[f.name] for f in dataclasses.fields(ModelConfig)})
@@ -174,7 +184,8 @@ class ConditionalUNet(ModelMixin, ConfigMixin):
         channels = 3 * config.patch_size ** 2
         common = dict(
             sample_size=config.sample_size // config.patch_size,
-            in_channels=channels * (2 if config.canvas else 1) + (NUM_CLASSES if config.conditioning == "concat" else 0),
+            in_channels=(channels + self.canvas_channels * config.patch_size ** 2
+                         + (NUM_CLASSES if config.conditioning == "concat" else 0)),
             out_channels=channels,
             block_out_channels=config.block_out_channels,
             layers_per_block=config.layers_per_block,
@@ -201,6 +212,8 @@ class ConditionalUNet(ModelMixin, ConfigMixin):
         self.label_proj = None if config.conditioning == "concat" else nn.Linear(NUM_CLASSES, time_dim)
         if config.canvas:  # the empty floor, in [-1, 1]; training sets it from the data (cddpm.canvas.background)
             self.register_buffer("background", torch.zeros(3, config.sample_size, config.sample_size))
+        if config.layout:  # per class, training boxes to place objects from (cddpm.canvas.layout_table)
+            self.register_buffer("layout_boxes", torch.zeros(NUM_CLASSES, LAYOUT_PER_CLASS, 4, dtype=torch.long))
         self.align_head, self._features = None, None
         if config.align_channels:
             grid = config.sample_size // config.patch_size
@@ -209,6 +222,11 @@ class ConditionalUNet(ModelMixin, ConfigMixin):
             self.align_head = nn.Sequential(nn.Conv2d(width, 2 * width, 1), nn.SiLU(),
                                             nn.Conv2d(2 * width, config.align_channels, 1))
             self.unet.down_blocks[level].register_forward_hook(self._keep_features)
+
+    @property
+    def canvas_channels(self) -> int:
+        """Channels of the ``canvas`` input: the image (3) and, for a layout model, the box (1); 0 for other models."""
+        return (3 + self.spec.layout) if self.spec.canvas else 0
 
     def _keep_features(self, module, inputs, output) -> None:
         self._features = output[0]
@@ -222,8 +240,9 @@ class ConditionalUNet(ModelMixin, ConfigMixin):
         p = self.config.patch_size
         labels = labels.to(x.dtype)
         if self.config.canvas:
-            if canvas is None:
-                raise ValueError("a canvas model needs the image to add the object to (canvas=...)")
+            if canvas is None or canvas.shape[1] != self.canvas_channels:
+                raise ValueError(f"a canvas model needs canvas=(N, {self.canvas_channels}, H, W): the image to add the "
+                                 f"object to{' and the box mask (cddpm.canvas.box_mask)' if self.spec.layout else ''}")
             x = torch.cat([x, canvas.to(x.dtype)], dim=1)
         if p > 1:
             x = F.pixel_unshuffle(x, p)

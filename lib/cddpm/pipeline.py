@@ -137,6 +137,7 @@ def model_card(run: str | os.PathLike, config: dict, folder: Path, ema: bool) ->
     images = f" ({dataset['images']} training images)" if "images" in dataset else ""
     seconds = state.get("train_seconds")
     canvas = ", canvas: one object per pass onto the empty floor" if model.get("canvas") else ""
+    canvas += ", each in a box drawn from the training layouts of its class" if model.get("layout") else ""
     rows = [("data", f"`{config['data']}`{images}"),
             ("preset", config["train"].get("preset") or "none"),
             ("conditioning", f"{model['conditioning']}{canvas}"),

@@ -28,7 +28,7 @@ from . import canvas as C
 from . import figures, runs
 from . import labels as L
 from .choices import DEFAULT_STEPS, EDIT_THRESHOLD
-from .data import NUMBERED_PNG, load_condition_lists, to_float, to_uint8
+from .data import NUMBERED_PNG, load_condition_file, load_condition_lists, to_float, to_uint8
 from .device import resolve as resolve_device
 from .paths import write_json
 
@@ -160,7 +160,9 @@ def draw(model: torch.nn.Module, sampler: SchedulerMixin, conditions: Sequence[S
     A canvas model draws one object per pass (the lists' order), each pass starting from fresh noise of the same
     per-image generators onto the last pass's images, beginning with the empty floor; rows with fewer objects keep
     their finished image. A pass keeps only what it changed (:func:`cddpm.canvas.composite` with
-    ``edit_threshold``; 0 keeps the whole drawn image) and is quantised to 8 bits like the training images.
+    ``edit_threshold``; 0 keeps the whole drawn image) and is quantised to 8 bits like the training images. A
+    layout model's pass first draws its object's box with the row's generator (:func:`cddpm.canvas.place`) and
+    keeps only what it drew inside it.
     """
     tick = on_step or (lambda n: None)
     if not model.config.canvas:
@@ -170,14 +172,21 @@ def draw(model: torch.nn.Module, sampler: SchedulerMixin, conditions: Sequence[S
             yield x
         return
     current = model.background.expand(len(conditions), -1, -1, -1).clone()
+    occupied = torch.zeros(len(conditions), 1, *current.shape[-2:], dtype=torch.bool, device=current.device)
     for rows, added, so_far in C.stages(conditions):
         index = torch.tensor(rows, device=current.device)
+        context, within = current[index], None
+        if model.config.layout:
+            box = C.place(model.layout_boxes, added.argmax(1), occupied[index], [gens[i] for i in rows])
+            within = C.box_mask(box, current.shape[-1]).to(current.dtype)
+            context, within = torch.cat([context, within], 1), (within > 0).to(current.dtype)
+            occupied[index] |= within.bool()
         for k, x in enumerate(denoise(model, sampler, added, [gens[i] for i in rows], guidance, guide, guide_scale,
-                                      canvas=current[index], target=so_far)):
+                                      canvas=context, target=so_far)):
             if k:
                 tick(len(rows))
             yield current.index_copy(0, index, x.to(current.dtype))
-        kept = C.composite(current[index], x.to(current.dtype).clamp(-1, 1), edit_threshold)
+        kept = C.composite(current[index], x.to(current.dtype).clamp(-1, 1), edit_threshold, within=within)
         current = current.index_copy(0, index, to_float(to_uint8(kept.float())).to(current.dtype))
         yield current
 
@@ -283,6 +292,7 @@ def prepare_out(out: str | os.PathLike, name: str) -> Path:
 
 def sample_split(run: str | os.PathLike, out: str | os.PathLike, split: str | None = None,
                  labels: Sequence[Sequence[str]] | None = None, data: str | os.PathLike | None = None,
+                 conditions: str | os.PathLike | None = None,
                  checkpoint: str = "last", ema: bool = True, sampler: str = "dpmsolver", steps: int | None = None,
                  guidance: float = 1.0, seed: int = 0, batch_size: int = 64,
                  evaluator: str | os.PathLike | None = None, classifier_guidance: float = 0.0,
@@ -290,17 +300,18 @@ def sample_split(run: str | os.PathLike, out: str | os.PathLike, split: str | No
                  denoise_labels: Sequence[str] = DENOISE_LABELS, frames: int = 8,
                  device: str | torch.device | None = None, progress: bool = True,
                  edit_threshold: float = EDIT_THRESHOLD) -> dict:
-    """Sample a split's conditions (or given label lists) and write the course outputs and ``metrics.json`` to ``out``.
+    """Sample a split's conditions (or given label lists, or a ``conditions`` file like test.json) and write the
+    course outputs and ``metrics.json`` to ``out``.
 
     Writes ``out/images/{split}/{i}.png``, ``out/grid_{split}.png`` (plus ``captions_{split}.png``, each
     image titled with its objects), ``out/denoise.png`` and
     ``out/metrics.json`` (with top-k, exact-set and extra-object rate when ``evaluator`` is given);
-    label lists are written under the name ``labels``. Returns the metrics.
+    label lists are written under the name ``labels``, a conditions file under its stem. Returns the metrics.
     """
     from .evaluator import Evaluator
 
-    if (split is None) == (labels is None):
-        raise ValueError("give exactly one of a split (test or new_test) or label lists to sample")
+    if sum(x is not None for x in (split, labels, conditions)) != 1:
+        raise ValueError("give exactly one of a split (test or new_test), label lists or a conditions file to sample")
     for value, flag in ((guidance, "--guidance"), (classifier_guidance, "--classifier-guidance")):
         if not math.isfinite(value) or value < 0:
             raise ValueError(f"{flag} {value} must be a finite number >= 0 (--guidance 1 is plain conditional)")
@@ -314,9 +325,10 @@ def sample_split(run: str | os.PathLike, out: str | os.PathLike, split: str | No
     device = resolve_device(device)
     model, config, folder = runs.load_model(run, checkpoint, ema, device)
     scheduler_config = config["scheduler"]
-    if labels is None:
-        conditions = load_condition_lists(data if data is not None else config["data"], split)
-        name = split
+    if split is not None:
+        name, conditions = split, load_condition_lists(data if data is not None else config["data"], split)
+    elif conditions is not None:
+        name, conditions = Path(conditions).stem, load_condition_file(conditions)
     else:
         conditions, name = [L.check(c) for c in labels], "labels"
     schedule = make_sampler(sampler, scheduler_config, steps)  # once, for images and strip; fails before any work

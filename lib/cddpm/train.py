@@ -145,7 +145,8 @@ class Trainer:
     """The model, optimiser, LR schedule, EMA and on-device data of one run, one optimiser step at a time.
 
     A canvas model trains on the images that extend another (``parents`` from :func:`cddpm.canvas.pairs`, with
-    ``labels`` the added objects): its input is the parent image, or the empty floor for a one-object image.
+    ``labels`` the added objects): its input is the parent image, or the empty floor for a one-object image; a
+    layout model's input also holds the box around what the image added (:func:`cddpm.canvas.boxes`).
     """
 
     def __init__(self, config: TrainConfig, images: torch.Tensor, labels: torch.Tensor,
@@ -169,11 +170,18 @@ class Trainer:
         self.total_steps = config.max_steps or max(1, math.ceil(config.epochs * self.per_epoch / config.grad_accum))
         torch.manual_seed(config.seed)  # the same initial weights on every process
         self.net = ConditionalUNet(config.model)
-        self.parents, self.floor = None, None
+        self.parents, self.floor, self.boxes = None, None, None
         if parents is not None:
-            self.floor = canvas.background(images[parents == canvas.EMPTY]).to(acc.device)
-            self.net.background.copy_(to_float(self.floor))
-            self.parents = parents.to(acc.device)
+            floor = canvas.background(images[parents == canvas.EMPTY])
+            self.net.background.copy_(to_float(floor))
+            self.floor, self.parents = floor.to(acc.device), parents.to(acc.device)
+        if config.model.layout:
+            before = torch.where((parents[examples] == canvas.EMPTY)[:, None, None, None], floor,
+                                 images[parents[examples].clamp(min=0)])
+            box = canvas.boxes(before, images[examples])
+            self.net.layout_boxes.copy_(canvas.layout_table(box, labels[examples].argmax(1),
+                                                            torch.Generator().manual_seed(config.seed)))
+            self.boxes = torch.zeros(len(images), 4, dtype=torch.long).index_copy(0, examples, box).to(acc.device)
         if config.channels_last:
             self.net.to(memory_format=torch.channels_last)
         optimizer = torch.optim.AdamW(self.net.parameters(), lr=config.lr, weight_decay=config.weight_decay,
@@ -214,6 +222,8 @@ class Trainer:
             base = torch.where((parent == canvas.EMPTY)[:, None, None, None], self.floor,
                                self.images[parent.clamp(min=0)])
             base = to_float(base)
+        if self.boxes is not None:
+            base = torch.cat([base, canvas.box_mask(self.boxes[index], x.shape[-1]).to(base.dtype)], 1)
         if cfg.hflip:
             flip = (torch.rand(len(x), device=x.device) < 0.5)[:, None, None, None]
             x = torch.where(flip, x.flip(3), x)

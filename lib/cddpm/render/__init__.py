@@ -24,7 +24,6 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .. import labels as L
-from ..data import check_lists, read_json
 from . import raycast
 from . import scenes as S
 
@@ -44,14 +43,6 @@ class Job:
     key: tuple[int, ...]
     labels: tuple[str, ...]
     images: tuple[tuple[str, int], ...]
-
-
-def read_conditions(path: str | os.PathLike) -> list[list[str]]:
-    """The object lists of a test.json-style file, validated with one-line errors."""
-    conditions = read_json(Path(path))
-    if not isinstance(conditions, list) or not conditions:
-        raise ValueError(f"{path} must hold a non-empty list of object lists like test.json, e.g. [['red cube']]")
-    return check_lists(conditions, path)
 
 
 def render_dataset(out: str | os.PathLike, scenes: int = 6003, seed: int = 0, size: int = 64, force: bool = False,
