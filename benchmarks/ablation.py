@@ -47,6 +47,9 @@ ARMS: dict[str, list[str]] = {
     "p2-embed-shift2": ["--preset", "tiny", *COMMON, *P2, "--timestep-shift", "2"],
     "canvas64": ["--preset", "canvas64", *COMMON],  # p2-embed drawing one object at a time onto a canvas
     "layout64": ["--preset", "layout64", *COMMON],  # canvas64 told each object's box
+    # layout64 at full resolution (no 2x2 fold): one more, narrower level at 64x64
+    "layout64-p1": ["--preset", "layout64", *COMMON, "--model", "patch_size=1", "block_out_channels=16,32,64,64,128",
+                    "attention_levels=4"],
     "p2-embed-align": ["--preset", "tiny", *COMMON, *P2, "--align-evaluator", "outputs/evaluator/demo-teacher.pth"],
     "tiny-align": ["--preset", "tiny", *COMMON, "--align-evaluator", "outputs/evaluator/demo-teacher.pth"],
     "p2-tokens-lr2e-3": ["--preset", "tiny", *COMMON, *P2, "attention_levels=2,3", "--conditioning", "tokens",

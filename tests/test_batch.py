@@ -76,3 +76,24 @@ def test_a_batch_whose_every_combination_fails_ends_in_its_summary(smoke_run, ca
     result = json.loads(captured.out)
     assert code == 1 and result["done"] == [] and result["failed"] == ["test__seed0__step-99__dpmsolver3__g1"]
     assert result["report"] is None and "Traceback" not in captured.err
+
+
+def test_demo_runs_the_ddpm_arm_on_its_own_seeds(tmp_path, monkeypatch):
+    import dataclasses
+
+    from cddpm import evaluator, profiles, workflow
+
+    batches = []
+    monkeypatch.setattr(batch, "_execute", lambda *args: None)
+    monkeypatch.setattr(batch, "run_batch", lambda b: batches.append(b) or {"failed": [], "report": None})
+    monkeypatch.setattr(evaluator.Evaluator, "load", staticmethod(lambda *args: None))
+    monkeypatch.setattr(workflow, "judge_on_ground_truth", lambda p, judge: {})
+    smoke = profiles.PROFILES["smoke"]
+    monkeypatch.setitem(profiles.PROFILES, "smoke", dataclasses.replace(smoke, seeds=(0, 1, 2), ddpm_seeds=(4,)))
+    assert batch.run_demo("smoke", outputs=str(tmp_path)) == 0
+    assert [(b.samplers, b.seeds, b.report) for b in batches] == [([smoke.sampler], [0, 1, 2], False),
+                                                                 (["ddpm"], [4], True)]
+    batches.clear()
+    monkeypatch.setitem(profiles.PROFILES, "smoke", dataclasses.replace(smoke, seeds=(0, 1, 2)))
+    batch.run_demo("smoke", outputs=str(tmp_path))
+    assert batches[1].seeds == [0, 1, 2]  # no ddpm_seeds: the profile's seeds

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import json
 
-from test_sample import evaluators, make_run  # noqa: F401  (a fixture)
+import torch
+from test_sample import make_run
 
 from cddpm import labels as L
 from cddpm import probes
@@ -37,7 +38,9 @@ def test_rare_pairs_are_the_least_seen():
     assert frozenset(pairs[-1]) == frozenset(common)  # seen five times: the last
 
 
-def test_probes_cli_writes_refuses_to_overwrite_and_feeds_sample_and_evaluate(tiny_root, tmp_path, evaluators):
+def test_probes_cli_writes_refuses_to_overwrite_and_feeds_sample_and_evaluate(tiny_root, tmp_path):
+    from cddpm.evaluator import Evaluator, build_network
+
     out = tmp_path / "probes"
     assert main(["probes", "--data", str(tiny_root), "--out", str(out), "--per-set", "3"]) == 0
     files = sorted(p.name for p in out.iterdir())
@@ -50,7 +53,8 @@ def test_probes_cli_writes_refuses_to_overwrite_and_feeds_sample_and_evaluate(ti
     assert len(json.loads((out / "same_colour.json").read_text())) == 2
 
     run = make_run(tmp_path / "run", tiny_root)
-    judge, _ = evaluators
+    torch.manual_seed(0)
+    judge = Evaluator(build_network()).save(tmp_path / "judge.pth")
     assert main(["sample", "--run", str(run), "--conditions", str(out / "same_colour.json"), "--steps", "2",
                  "--frames", "2", "--evaluator", str(judge), "--out", str(tmp_path / "s")]) == 0
     metrics = json.loads((tmp_path / "s" / "metrics.json").read_text())

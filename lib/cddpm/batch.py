@@ -154,10 +154,11 @@ def run_demo(profile: str | None = None, notebooks: str = "notebooks", outputs: 
         print(f"demo [{p.name}]: executing {name}.ipynb -> {record_dir / name}.ipynb", flush=True)
         _execute(_notebook(notebooks, f"{name}.ipynb"), record_dir / f"{name}.ipynb",
                  {"profile": p.name, **({"device": device} if device else {})})
-    arms = [([p.sampler], [p.steps])] + ([(["ddpm"], [p.ddpm_steps])] if p.ddpm_steps else [])
+    arms = [([p.sampler], [p.steps], p.seeds)] + ([(["ddpm"], [p.ddpm_steps], p.ddpm_seeds or p.seeds)]
+                                                  if p.ddpm_steps else [])
     failed = []
-    for i, (samplers, steps) in enumerate(arms):
-        result = run_batch(Batch(run=p.run, name=p.batch, seeds=list(p.seeds), splits=list(p.splits),
+    for i, (samplers, steps, seeds) in enumerate(arms):
+        result = run_batch(Batch(run=p.run, name=p.batch, seeds=list(seeds), splits=list(p.splits),
                                  samplers=samplers, steps=steps, guidance=list(p.guidance), evaluator=p.evaluator,
                                  device=device,
                                  profile=p.name, outputs=outputs, notebooks=notebooks, report=i == len(arms) - 1))

@@ -94,8 +94,9 @@ PRESETS: dict[str, ModelConfig] = {
     "layout64": ModelConfig(sample_size=64, patch_size=2, scale_shift=True, canvas=True, layout=True,
                             block_out_channels=(32, 64, 64, 128), attention_levels=(3,), layers_per_block=1,
                             norm_num_groups=16),
-    # fits a 16 GB T4 at batch 64 in fp16
-    "colab": ModelConfig(block_out_channels=(64, 128, 256, 256), attention_levels=(2, 3), layers_per_block=2),
+    # the layout design at GPU widths, full resolution; fits a 16 GB T4 at batch 64 in fp16
+    "colab": ModelConfig(block_out_channels=(64, 128, 256, 256), attention_levels=(2, 3), layers_per_block=2,
+                         scale_shift=True, canvas=True, layout=True),
     # the course reference: 6 levels, attention at the fifth, 24 concatenated label channels
     "reference": ModelConfig(block_out_channels=(128, 128, 256, 256, 512, 512), attention_levels=(4,),
                              layers_per_block=2, conditioning="concat"),

@@ -45,6 +45,7 @@ class Profile:
     steps: int = DEFAULT_STEPS["dpmsolver"]
     guidance: tuple[float, ...] = (1.0, 3.0)
     ddpm_steps: int | None = None           # steps of a DDPM arm beside the profile's sampler in `cddpm demo`
+    ddpm_seeds: tuple[int, ...] | None = None  # seeds of that arm; None: the profile's seeds
     batch: str = "demo"
 
 
@@ -53,13 +54,14 @@ PROFILES: dict[str, Profile] = {
                      evaluator_epochs=1, gt_per_condition=1, run="outputs/smoke/run", max_steps=4, batch_size=8,
                      seeds=(0, 1), steps=3, guidance=(1.0, 2.0), ddpm_steps=3, batch="smoke"),
     # the demo trains a short evaluator of its own, so it never stands in for the full one at the default path;
-    # its model draws one object at a time onto a canvas (canvas64, measured in docs/ablations.md), 3200 steps
-    # of 32 (about 11 minutes on 2 cores), so that `make demo` stays within 20 minutes
-    "demo": Profile("demo", evaluator="outputs/evaluator/demo.pth", preset="canvas64", max_steps=3200,
-                    guidance=(5.0,)),
-    # one CPU hour of the same design: the full evaluator judges
-    "cpu": Profile("cpu", evaluator_epochs=None, preset="canvas64", run="outputs/runs/cpu", max_steps=17000,
-                   max_minutes=60, seeds=(0, 1, 2, 3, 4), guidance=(5.0,), ddpm_steps=1000, batch="cpu"),
+    # its model draws one object at a time, each in a box (layout64, measured in docs/ablations.md), 3800 steps
+    # of 32 (about 12 minutes on 2 cores), so that `make demo` stays within 20 minutes
+    "demo": Profile("demo", evaluator="outputs/evaluator/demo.pth", preset="layout64", max_steps=3800,
+                    guidance=(3.0,)),
+    # one CPU hour of the same design: the full evaluator judges; DDPM-1000 (50 times the sampling work) on one seed
+    "cpu": Profile("cpu", evaluator_epochs=None, preset="layout64", run="outputs/runs/cpu", max_steps=19000,
+                   max_minutes=60, seeds=(0, 1, 2, 3, 4), guidance=(3.0,), ddpm_steps=1000, ddpm_seeds=(0,),
+                   batch="cpu"),
     "colab": Profile("colab", preset="colab", run="outputs/runs/colab", evaluator_epochs=None, max_steps=40000,
                      batch_size=64, lr=2e-4,
                      mixed_precision="fp16", seeds=(0, 1, 2, 3, 4), guidance=(1.0, 2.0, 3.0), ddpm_steps=1000,
