@@ -364,3 +364,27 @@ def test_an_unreadable_image_says_permission_denied(tmp_path, monkeypatch):
 
     monkeypatch.setattr(data.Image, "open", denied)
     one_line(PermissionError, data.read_image, tmp_path / "a.png", 64, match="permission denied")
+
+
+def test_a_course_style_judge_learns_from_blurred_images(tmp_path, monkeypatch):
+    root = toy_root(tmp_path / "root", 64, seed=1)
+    seen = {}
+
+    def record(size):
+        def keep(images, generator=None):
+            seen.setdefault(size, []).append(images)
+            return images
+        return keep
+
+    for size in (64, 32):
+        monkeypatch.setattr(ET, "augment", record(size))
+        report = ET.train_evaluator(root, tmp_path / f"judge{size}.pth", epochs=1, batch_size=16, progress=False,
+                                    train_size=size)
+        assert report["train_size"] == size and all(x.shape[-2:] == (64, 64) for x in seen[size])
+
+    def edges(batches):  # energy of the differences between neighbouring pixels: upsampling turns steps into ramps
+        x = torch.cat(batches)
+        return (x[..., 1:] - x[..., :-1]).square().mean()
+
+    assert edges(seen[32]) < 0.8 * edges(seen[64])
+    one_line(ValueError, ET.train_evaluator, root, tmp_path / "x.pth", train_size=65, match="--train-size")

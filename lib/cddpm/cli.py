@@ -247,6 +247,8 @@ def _add_train_evaluator(sub) -> None:
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate of the one-cycle schedule")
     p.add_argument("--pos-weight", type=float, default=2.0, help="BCE weight of present objects (fewer misses)")
     p.add_argument("--seed", type=int, default=0, help="initialisation, validation split, batch order, augmentation")
+    p.add_argument("--train-size", type=int, default=64, help="learn from images read at this size and upsampled "
+                   "to 64x64 (32: the course's own judge, which forgives blur) [64]")
     _add_device(p)
     p.add_argument("--mixed-precision", choices=EVALUATOR_PRECISIONS, default="auto",
                    help="autocast; auto: bf16 where the hardware supports it (2x faster on recent CPUs) [auto]")
@@ -261,7 +263,7 @@ def _train_evaluator(args) -> int:
 
     report = train_evaluator(args.data, args.out, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                              pos_weight=args.pos_weight, seed=args.seed, device=args.device,
-                             mixed_precision=args.mixed_precision, force=args.force)
+                             mixed_precision=args.mixed_precision, force=args.force, train_size=args.train_size)
     _print_json({k: v for k, v in report.items() if k != "history"})
     return 0
 

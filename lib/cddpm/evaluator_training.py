@@ -62,14 +62,16 @@ def _use_bf16(mixed_precision: str, device: torch.device) -> bool:
 def train_evaluator(root: str | os.PathLike, out: str | os.PathLike, epochs: int = 12, batch_size: int = 64,
                     lr: float = 1e-3, seed: int = 0, val_fraction: float = 0.05, pos_weight: float = 2.0,
                     device: str | torch.device | None = None, mixed_precision: str = "auto", force: bool = False,
-                    progress: bool = True) -> dict:
+                    progress: bool = True, train_size: int = SIZE) -> dict:
     """Train the course's ResNet18 from scratch with BCE on ``root``'s train.json; save it to ``out``.
 
     Holds out ``val_fraction`` of the scenes, trains with AdamW and a one-cycle schedule on augmented
     batches, saves the official format at ``out`` and its measured accuracies to ``out`` with ``.json``.
     ``pos_weight`` weights the BCE of present objects: a class is present in ~8% of images, and unweighted
     training missed present objects four times as often as it invented absent ones. ``mixed_precision`` is one of
-    ``EVALUATOR_PRECISIONS``: ``auto`` autocasts to bf16 where the hardware supports it. Returns that report.
+    ``EVALUATOR_PRECISIONS``: ``auto`` autocasts to bf16 where the hardware supports it. ``train_size`` < 64
+    trains (and validates) on images read at that size and upsampled back to 64x64, as the course's own judge was
+    (32): a judge that has seen blur forgives it. Returns that report.
     """
     out = check_file_target(out, "--out", "checkpoint's file")
     check_file_target(out.with_suffix(".json"), "--out (its .json report)")
@@ -77,10 +79,17 @@ def train_evaluator(root: str | os.PathLike, out: str | os.PathLike, epochs: int
         raise FileExistsError(f"{out} exists; pass --force to replace it or choose another --out")
     if epochs < 1 or batch_size < 2 or not 0 <= val_fraction < 1 or pos_weight <= 0:
         raise ValueError("need epochs >= 1, batch size >= 2, 0 <= val_fraction < 1 and pos_weight > 0")
+    if not 8 <= train_size <= SIZE:
+        raise ValueError(f"--train-size {train_size} must lie in 8..{SIZE} (the course's judge: 32)")
     device = resolve_device(device)
     bf16 = _use_bf16(mixed_precision, device)
     start = time.perf_counter()
-    dataset = data.ICLEVRDataset(root, "train", size=SIZE, preload=True)
+    dataset = data.ICLEVRDataset(root, "train", size=train_size, preload=True)
+
+    def as_judged(images: torch.Tensor) -> torch.Tensor:  # uint8 at train_size -> float at 64x64
+        x = data.to_float(images)
+        return x if train_size == SIZE else F.interpolate(x, size=(SIZE, SIZE), mode="bilinear", align_corners=False)
+
     train_idx, val_idx = split_scenes([p.name for p in dataset.files], val_fraction, seed)
     if len(train_idx) < 2:
         raise ValueError(f"{root} has {len(train_idx)} training images after the validation split; render more")
@@ -92,7 +101,7 @@ def train_evaluator(root: str | os.PathLike, out: str | os.PathLike, epochs: int
     steps = max(1, len(train_idx) // batch_size)  # full batches only: BatchNorm and a steady step size
     optimizer = torch.optim.AdamW(network.parameters(), lr=lr, weight_decay=1e-4, fused=True)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=epochs * steps)
-    val_images, val_labels = data.to_float(dataset.images[val_idx]), dataset.labels[val_idx]
+    val_images, val_labels = as_judged(dataset.images[val_idx]), dataset.labels[val_idx]
     weight = torch.tensor(pos_weight, device=device)
     history = []
     for epoch in range(1, epochs + 1):
@@ -102,7 +111,7 @@ def train_evaluator(root: str | os.PathLike, out: str | os.PathLike, epochs: int
         losses = []
         bar = tqdm(batches, desc=f"evaluator epoch {epoch}/{epochs}", disable=not progress, leave=False)
         for idx in bar:
-            x = augment(data.to_float(dataset.images[idx]), generator)
+            x = augment(as_judged(dataset.images[idx]), generator)
             x = x.to(device, memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 logits = evaluator(x)
@@ -123,7 +132,8 @@ def train_evaluator(root: str | os.PathLike, out: str | os.PathLike, epochs: int
             tqdm.write("evaluator " + " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
                                                for k, v in row.items()), file=sys.stderr)
     evaluator.path = evaluator.save(out)
-    report = dict(checkpoint=str(out), data=str(root), epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+    report = dict(checkpoint=str(out), data=str(root), train_size=train_size, epochs=epochs, batch_size=batch_size,
+                  lr=lr, seed=seed,
                   val_fraction=val_fraction, pos_weight=pos_weight, device=str(device), bf16=bf16,
                   train_images=len(train_idx),
                   val_images=len(val_idx), seconds=round(time.perf_counter() - start, 1),
