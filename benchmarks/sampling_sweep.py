@@ -27,7 +27,10 @@ def main() -> None:
     p.add_argument("--evaluator", default="outputs/evaluator/checkpoint.pth")
     p.add_argument("--edit-threshold", type=float, default=canvas.EDIT_THRESHOLD,
                    help="canvas models: keep a pass's changes only above this (0: keep the whole drawn image)")
+    p.add_argument("--max-overlap", type=float, default=canvas.MAX_OVERLAP,
+                   help="layout models: how far a new object's box may lie under earlier ones")
     args = p.parse_args()
+    canvas.MAX_OVERLAP = args.max_overlap  # a module constant of the library (measured below it): patched in
     model, config, _ = runs.load_model(args.run, ema=args.ema)
     judge = Evaluator.load(args.evaluator)
     plain = sample._predict  # the library has no guidance interval (it did not help, docs/ablations.md): patched in
@@ -45,7 +48,8 @@ def main() -> None:
                       for seed in args.seeds]
             cells.append("/".join(f"{statistics.mean(s[k] for s in scores):.3f}"
                                   for k in ("topk", "exact_set", "extra_object_rate")))
-        print(f"{args.run} {'ema' if args.ema else 'raw'} {spec} edit>{args.edit_threshold:g}: test {cells[0]}  new_test {cells[1]}", flush=True)
+        print(f"{args.run} {'ema' if args.ema else 'raw'} {spec} edit>{args.edit_threshold:g} "
+              f"overlap<={args.max_overlap:g}: test {cells[0]}  new_test {cells[1]}", flush=True)
     sample._predict = plain
 
 

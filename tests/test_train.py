@@ -410,3 +410,15 @@ def test_train_takes_a_device_like_every_computing_command(tmp_path, data, capsy
     assert main(["train", "--out", str(tmp_path / "r2"), "--data", str(data), "--max-steps", "1", "--batch-size",
                  "4", "--device", "banana", *MICRO_ARGS]) == 2
     assert "unknown device 'banana'" in capsys.readouterr().err
+
+
+def test_a_run_written_before_a_field_existed_resumes_with_its_default(tmp_path, data):
+    first = config(data, tmp_path / "run", max_steps=2)
+    train(first)
+    path = tmp_path / "run" / "config.json"
+    stored = json.loads(path.read_text())
+    del stored["model"]["layout"], stored["train"]["snr_gamma"]  # as an older cddpm wrote it
+    path.write_text(json.dumps(stored))
+    assert train(dataclasses.replace(first, resume=True, max_steps=3))["step"] == 3
+    with pytest.raises(ValueError, match=r"train\.snr_gamma \(run None, now 5"):
+        train(dataclasses.replace(first, resume=True, max_steps=4, snr_gamma=5.0))

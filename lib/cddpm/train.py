@@ -358,10 +358,12 @@ class _StopOnInterrupt:
 def _mismatches(run: Path, stored: dict, config: TrainConfig, dataset: dict) -> list[str]:
     """``field (run X, now Y)`` for every model, data or fixed training setting that differs from the run."""
     now = {"model": config.model.to_dict(), "train": config.train_dict(), "dataset": dataset}
+    # a field added after the run was written is absent from its config.json: the run had the field's default
+    defaults = {"model": ModelConfig().to_dict(), "train": TrainConfig(max_steps=1).train_dict(), "dataset": {}}
     diffs = []
     for part, values in now.items():
         for key, value in values.items():
-            old = stored.get(part, {}).get(key)
+            old = stored.get(part, {}).get(key, json.loads(json.dumps(defaults[part].get(key))))
             if part == "train" and key in RESUMABLE or json.loads(json.dumps(value)) == old:
                 continue
             diffs.append(f"{part}.{key} (run {old}, now {json.loads(json.dumps(value))})")
