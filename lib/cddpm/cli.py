@@ -291,11 +291,13 @@ def _add_evaluate(sub) -> None:
 
 
 def _evaluate(args) -> int:
-    from . import device, evaluator
+    from . import data, device, evaluator
     from .paths import check_file_target, write_json
 
     if args.json is not None:
         check_file_target(args.json, "--json")
+    if args.conditions is not None:
+        data.load_condition_file(args.conditions)  # a bad file is said before the judge is loaded
     judge = evaluator.Evaluator.load(args.evaluator, device.resolve(args.device))
     if args.images:
         result = evaluator.evaluate_folder(judge, args.images, args.data, args.split, with_per_image=args.per_image,
