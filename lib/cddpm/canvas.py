@@ -62,6 +62,13 @@ def background(images: torch.Tensor) -> torch.Tensor:
     return images.median(dim=0).values
 
 
+def parent_images(images: torch.Tensor, parents: torch.Tensor, floor: torch.Tensor,
+                  index: torch.Tensor) -> torch.Tensor:
+    """The images that images[index] extend by one object: their parent, or ``floor`` for a one-object image."""
+    parent = parents[index]
+    return torch.where((parent == EMPTY)[:, None, None, None], floor, images[parent.clamp(min=0)])
+
+
 def stages(conditions: Sequence[Sequence[str]]) -> list[tuple[list[int], torch.Tensor, torch.Tensor]]:
     """Sampling plan: for stage s, the rows that get an object, the one-hot of that object (their s-th) and the
     multi-hot of all their objects so far (what a guide should then find)."""

@@ -178,9 +178,9 @@ def draw(model: torch.nn.Module, sampler: SchedulerMixin, conditions: Sequence[S
         context, within = current[index], None
         if model.config.layout:
             box = C.place(model.layout_boxes, added.argmax(1), occupied[index], [gens[i] for i in rows])
-            within = C.box_mask(box, current.shape[-1]).to(current.dtype)
-            context, within = torch.cat([context, within], 1), (within > 0).to(current.dtype)
-            occupied[index] |= within.bool()
+            mask = C.box_mask(box, current.shape[-1]).to(current.dtype)
+            context, within = torch.cat([context, mask], 1), (mask > 0).to(current.dtype)
+            occupied[index] |= mask > 0
         for k, x in enumerate(denoise(model, sampler, added, [gens[i] for i in rows], guidance, guide, guide_scale,
                                       canvas=context, target=so_far)):
             if k:

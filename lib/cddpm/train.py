@@ -176,9 +176,7 @@ class Trainer:
             self.net.background.copy_(to_float(floor))
             self.floor, self.parents = floor.to(acc.device), parents.to(acc.device)
         if config.model.layout:
-            before = torch.where((parents[examples] == canvas.EMPTY)[:, None, None, None], floor,
-                                 images[parents[examples].clamp(min=0)])
-            box = canvas.boxes(before, images[examples])
+            box = canvas.boxes(canvas.parent_images(images, parents, floor, examples), images[examples])
             self.net.layout_boxes.copy_(canvas.layout_table(box, labels[examples].argmax(1),
                                                             torch.Generator().manual_seed(config.seed)))
             self.boxes = torch.zeros(len(images), 4, dtype=torch.long).index_copy(0, examples, box).to(acc.device)
@@ -218,10 +216,7 @@ class Trainer:
         index = self._order[start:start + cfg.batch_size]
         x, base = to_float(self.images[index]), None
         if self.parents is not None:
-            parent = self.parents[index]
-            base = torch.where((parent == canvas.EMPTY)[:, None, None, None], self.floor,
-                               self.images[parent.clamp(min=0)])
-            base = to_float(base)
+            base = to_float(canvas.parent_images(self.images, self.parents, self.floor, index))
         if self.boxes is not None:
             base = torch.cat([base, canvas.box_mask(self.boxes[index], x.shape[-1]).to(base.dtype)], 1)
         if cfg.hflip:
