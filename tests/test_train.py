@@ -315,7 +315,10 @@ def test_a_profile_becomes_a_train_config_in_one_place(tmp_path, data):
 def test_ordinary_mistakes_are_one_line_errors(tmp_path, data, capsys):
     (tmp_path / "file").write_text("mine")
     assert main(["train", "--out", str(tmp_path / "file"), "--data", str(data), "--max-steps", "1", *MICRO_ARGS]) == 2
-    assert "is a file; a run is a folder" in capsys.readouterr().err
+    assert "is a file; choose a folder path" in capsys.readouterr().err
+    assert main(["train", "--out", str(tmp_path / "file" / "run"), "--data", str(data), "--max-steps", "1",
+                 *MICRO_ARGS]) == 2
+    assert "lies under the file" in capsys.readouterr().err
     empty = root(tmp_path / "empty", n=2)
     (empty / "train.json").write_text("{}")
     assert main(["train", "--out", str(tmp_path / "r1"), "--data", str(empty), "--max-steps", "1", *MICRO_ARGS]) == 2

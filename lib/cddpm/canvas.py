@@ -11,6 +11,7 @@ from the objects already drawn, so the network only has to draw a given object i
 """
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -51,6 +52,22 @@ def pairs(names: Sequence[str], label_lists: Sequence[Sequence[str]]) -> tuple[t
             continue
         added[i] = L.encode(sorted(new))
     return parent, added
+
+
+def usage(names: Sequence[str], label_lists: Sequence[Sequence[str]], parents: torch.Tensor) -> dict:
+    """How many images :func:`pairs` made training pairs (``used``) and why the others are not (``unused``: reason
+    -> count), for the run's record and the trainer's message."""
+    listed, reasons = set(names), []
+    for i in torch.nonzero(parents == NONE).flatten().tolist():
+        scene, step = scene_step(names[i])
+        if step is None:
+            why = "hold several objects and are not named NAME_k.png"
+        elif f"{scene}_{step - 1}{Path(names[i]).suffix}" not in listed:
+            why = "hold several objects and their NAME_{k-1}.png is not in train.json"
+        else:
+            why = "are not their NAME_{k-1}.png plus one object"
+        reasons.append(why)
+    return {"used": int((parents != NONE).sum()), "unused": dict(sorted(Counter(reasons).items()))}
 
 
 def background(images: torch.Tensor) -> torch.Tensor:

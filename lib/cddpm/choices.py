@@ -8,6 +8,7 @@ from __future__ import annotations
 SPLITS = ("test", "new_test")                       # the condition files besides train.json
 SAMPLERS = ("ddpm", "ddim", "dpmsolver")            # diffusers schedulers, see cddpm.sample.SAMPLERS
 DEFAULT_STEPS = {"ddpm": 1000, "ddim": 50, "dpmsolver": 20}
+SAMPLE_BATCH = 64                                   # images a sampler draws at once (the pipeline too)
 CONDITIONINGS = ("concat", "embed", "tokens")       # how the label reaches the UNet, see cddpm.model
 PREDICTION_TYPES = ("epsilon", "v_prediction")
 MIXED_PRECISIONS = ("no", "fp16", "bf16")           # the diffusion trainer's autocast, through accelerate

@@ -22,6 +22,7 @@ from .choices import (
     PREDICTION_TYPES,
     PRESETS,
     PROFILES,
+    SAMPLE_BATCH,
     SAMPLERS,
     SPLITS,
 )
@@ -48,7 +49,8 @@ def _add_render(sub) -> None:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--conditions", type=Path, help="a test.json-style file: render --per-condition images of each")
     src.add_argument("--split", choices=SPLITS, help="render the conditions of this split of --data")
-    src.add_argument("--labels-from", type=Path, metavar="ROOT", help="render a twin of ROOT's train.json")
+    src.add_argument("--labels-from", type=Path, metavar="ROOT",
+                     help="render a twin of ROOT's train.json (with ROOT's test.json and new_test.json)")
     p.add_argument("--data", type=Path, default=Path(DEFAULT_DATA), help="root whose --split conditions to render")
     p.add_argument("--per-condition", type=int, default=10, help="images per condition with --conditions/--split")
     p.set_defaults(func=_render)
@@ -56,6 +58,7 @@ def _add_render(sub) -> None:
 
 def _render(args) -> int:
     from . import data, render
+    from .paths import is_within
 
     # the canonical command (no --force, defaults spelled out) goes into meta.json, whoever calls main()
     source = (f"--conditions {args.conditions} --per-condition {args.per_condition}" if args.conditions else
@@ -63,6 +66,9 @@ def _render(args) -> int:
               f"--labels-from {args.labels_from}" if args.labels_from else f"--scenes {args.scenes}")
     command = f"cddpm render --out {args.out} {source} --seed {args.seed} --size {args.size}"
     common = dict(out=args.out, seed=args.seed, size=args.size, force=args.force, command=command)
+    read = args.conditions or (args.data if args.split else args.labels_from)
+    if read is not None and is_within(read, args.out):
+        raise ValueError(f"--out {args.out} holds the input {read}, which a render would replace; choose another --out")
     if args.conditions or args.split:
         if args.conditions:
             conditions = data.load_condition_file(args.conditions)
@@ -70,7 +76,8 @@ def _render(args) -> int:
             conditions = data.load_condition_lists(args.data, args.split)
         path = render.render_conditions(conditions, per_condition=args.per_condition, **common)
     elif args.labels_from:
-        path = render.render_twin(data.load_mapping(args.labels_from, "train"), **common)
+        splits = {split: data.load_condition_lists(args.labels_from, split) for split in SPLITS}
+        path = render.render_twin(data.load_mapping(args.labels_from, "train"), splits=splits, **common)
     else:
         path = render.render_dataset(scenes=args.scenes, **common)
     print(path)
@@ -147,7 +154,7 @@ def _add_sample(sub) -> None:
                    + ", ".join(f"{k} {v}" for k, v in DEFAULT_STEPS.items()) + ")")
     p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale w (1 = conditional)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=SAMPLE_BATCH)
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument("--evaluator", type=Path, default=None, help="evaluator checkpoint: adds accuracies to metrics.json")
     p.add_argument("--no-ema", dest="ema", action="store_false", help="use the raw weights instead of the EMA")
@@ -168,8 +175,6 @@ def _add_sample(sub) -> None:
 def _sample(args) -> int:
     from . import labels, sample
 
-    if args.batch_size < 1 or args.frames < 2:
-        raise ValueError("--batch-size must be >= 1 and --frames >= 2")
     metrics = sample.sample_split(
         args.run, args.out, split=args.split, labels=args.labels and [labels.parse(t) for t in args.labels],
         conditions=args.conditions, data=args.data, checkpoint=args.checkpoint, ema=args.ema, sampler=args.sampler, steps=args.steps,
@@ -285,17 +290,25 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--evaluator", type=Path, default=Path(DEFAULT_EVALUATOR),
                    help="checkpoint in the course's format (ours or the course's checkpoint.pth)")
     p.add_argument("--per-image", action="store_true", help="add each image's requested and predicted objects")
-    p.add_argument("--json", type=Path, metavar="OUT", help="also write the JSON object to OUT")
+    p.add_argument("--json", type=Path, metavar="OUT", help="also write the JSON object to OUT (an existing file only "
+                   "when an earlier evaluate wrote it)")
+    p.add_argument("--force", action="store_true", help="let --json replace a file cddpm evaluate did not write")
     _add_device(p)
     p.set_defaults(func=_evaluate)
 
 
 def _evaluate(args) -> int:
     from . import data, device, evaluator
-    from .paths import check_file_target, write_json
+    from .paths import check_output_file, json_holding, write_json
 
     if args.json is not None:
-        check_file_target(args.json, "--json")
+        inputs = [args.evaluator, args.conditions]
+        if args.root:
+            inputs += [args.root / name for name in (*data.ROOT_FILES, "iclevr")]
+        else:
+            inputs += sorted(args.images.glob("*.png")) + ([] if args.conditions else
+                                                           [args.data / name for name in data.ROOT_FILES])
+        check_output_file(args.json, "--json", inputs, json_holding(*evaluator.REPORT_KEYS), args.force)
     if args.conditions is not None:
         data.load_condition_file(args.conditions)  # a bad file is said before the judge is loaded
     judge = evaluator.Evaluator.load(args.evaluator, device.resolve(args.device))
@@ -308,7 +321,6 @@ def _evaluate(args) -> int:
         result = evaluator.evaluate_root(judge, args.root, with_per_image=args.per_image)
     _print_json(result)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
         write_json(args.json, result)
     return 0
 
@@ -412,6 +424,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
+        if getattr(args, "device", None) is not None:  # a bad --device is said before any command starts its work
+            from .device import resolve
+
+            resolve(args.device)
         return args.func(args) or 0
     except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError) as err:
         print(f"cddpm {args.command}: error: {err}", file=sys.stderr)

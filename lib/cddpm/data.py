@@ -22,6 +22,7 @@ from .choices import SPLITS
 from .paths import atomic_write
 
 CONDITION_SPLITS = SPLITS
+ROOT_FILES = ("objects.json", "train.json", *(f"{split}.json" for split in SPLITS))  # beside iclevr/
 NUMBERED_PNG = re.compile(r"^(0|[1-9]\d*)\.png$")  # generated images: 0.png .. N-1.png in condition order
 _SCENE_STEP = re.compile(r"^(.*)_(\d+)$")
 

@@ -206,6 +206,9 @@ def read_folder(folder: str | os.PathLike, count: int) -> tuple[torch.Tensor, in
     return torch.stack(arrays), resized
 
 
+REPORT_KEYS = ("topk", "exact_set", "extra_object_rate", "n", "split", "images", "evaluator")  # what both write
+
+
 def evaluate_folder(evaluator: Evaluator, folder: str | os.PathLike, root: str | os.PathLike,
                     split: str = "test", with_per_image: bool = False,
                     conditions: str | os.PathLike | None = None) -> dict:

@@ -8,6 +8,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -17,7 +18,9 @@ from . import data
 from .choices import EVALUATOR_PRECISIONS
 from .device import resolve as resolve_device
 from .evaluator import SIZE, Evaluator, build_network, summarize
-from .paths import check_file_target, write_json
+from .paths import check_output_file, json_holding, write_json
+
+REPORT_KEYS = ("checkpoint", "train_images", "validation", "history")  # how the .json beside a checkpoint is known
 
 
 def augment(images: torch.Tensor, generator: torch.Generator | None = None, max_shift: int = 4) -> torch.Tensor:
@@ -73,10 +76,11 @@ def train_evaluator(root: str | os.PathLike, out: str | os.PathLike, epochs: int
     trains (and validates) on images read at that size and upsampled back to 64x64, as the course's own judge was
     (32): a judge that has seen blur forgives it. Returns that report.
     """
-    out = check_file_target(out, "--out", "checkpoint's file")
-    check_file_target(out.with_suffix(".json"), "--out (its .json report)")
-    if out.exists() and not force:
-        raise FileExistsError(f"{out} exists; pass --force to replace it or choose another --out")
+    inputs = [Path(root) / name for name in (*data.ROOT_FILES, "iclevr")]
+    out = check_output_file(out, "--out", inputs, force=force, what="checkpoint's file")
+    if out.suffix == ".json":
+        raise ValueError(f"--out {out} ends in .json, the name of its report; name the checkpoint like NAME.pth")
+    check_output_file(out.with_suffix(".json"), "--out (its .json report)", inputs, json_holding(*REPORT_KEYS), force)
     if epochs < 1 or batch_size < 2 or not 0 <= val_fraction < 1 or pos_weight <= 0:
         raise ValueError("need epochs >= 1, batch size >= 2, 0 <= val_fraction < 1 and pos_weight > 0")
     if not 8 <= train_size <= SIZE:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,54 @@ def check_file_target(path: str | os.PathLike, flag: str, what: str = "file") ->
         raise NotADirectoryError(f"{flag} {path} lies under the file {above}; give a path inside a folder")
     if not os.access(above, os.W_OK):
         raise PermissionError(f"cannot write to {above}; choose a writable {flag}")
+    return path
+
+
+def check_folder_target(path: str | os.PathLike, flag: str) -> Path:
+    """``path`` as a Path, or a one-line error when it is a file, lies under a file, or its nearest existing folder
+    cannot be written."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise FileExistsError(f"{flag} {path} is a file; choose a folder path")
+    above = next((p for p in (path, *path.parents) if p.exists()), Path("."))
+    if not above.is_dir():
+        raise NotADirectoryError(f"{flag} {path} lies under the file {above}; give a path inside a folder")
+    if not os.access(above, os.W_OK):
+        raise PermissionError(f"cannot write to {above}; choose a writable {flag}")
+    return path
+
+
+def is_within(path: str | os.PathLike, source: str | os.PathLike) -> bool:
+    """Whether ``path`` is ``source`` (the same file, through links too) or lies inside the folder ``source``."""
+    path, source = Path(path), Path(source)
+    if path.exists() and source.exists() and os.path.samefile(path, source):
+        return True
+    return source.is_dir() and path.resolve().is_relative_to(source.resolve())
+
+
+def json_holding(*keys: str) -> Callable[[Path], bool]:
+    """A test of whether a file is a json object holding every one of ``keys``: how a report we wrote is recognised."""
+    def test(path: Path) -> bool:
+        try:
+            content = json.loads(Path(path).read_text())
+        except (OSError, ValueError):
+            return False
+        return isinstance(content, dict) and set(keys) <= set(content)
+
+    return test
+
+
+def check_output_file(path: str | os.PathLike, flag: str, inputs: Iterable[str | os.PathLike | None] = (),
+                      ours: Callable[[Path], bool] | None = None, force: bool = False, what: str = "file") -> Path:
+    """:func:`check_file_target`, and a one-line error when ``path`` is one of the command's ``inputs`` (or lies in an
+    input folder), or exists and is not ``ours`` (``None``: nothing existing is) unless ``force``."""
+    path = check_file_target(path, flag, what)
+    for source in inputs:
+        if source is not None and is_within(path, source):
+            raise FileExistsError(f"{flag} {path} would overwrite the command's input {source}; choose another {flag}")
+    if path.exists() and not force and not (ours is not None and ours(path)):
+        whose = "" if ours is None else " and cddpm did not write it"
+        raise FileExistsError(f"{flag} {path} exists{whose}; pass --force to replace it or choose another {flag}")
     return path
 
 

@@ -6,8 +6,8 @@
 
 Every step is ``cddpm.sample.draw``'s, and ``seed=s`` gives image i the generator ``cddpm.sample.generators(s, [i])``,
 so ``pipe(labels, seed=s, num_inference_steps=K, guidance_scale=w)`` draws the images of ``cddpm sample --labels ...
---seed s --steps K --guidance w`` (64x64, the same PNG bytes; the pipeline draws all labels in one batch, which
-``cddpm sample`` does up to its ``--batch-size``, 64 by default). An export's scheduler is ``cddpm sample``'s
+--seed s --steps K --guidance w`` (64x64, the same PNG bytes; both draw ``batch_size`` labels at a time, 64 by
+default). An export's scheduler is ``cddpm sample``'s
 default sampler, DPM-Solver++, built from the run's training schedule.
 
     OUT/model_index.json, unet/, scheduler/   diffusers' ``save_pretrained`` layout
@@ -16,6 +16,7 @@ default sampler, DPM-Solver++, built from the run's training schedule.
 """
 import json
 import math
+import numbers
 import os
 import shutil
 from collections.abc import Sequence
@@ -28,8 +29,10 @@ from PIL import Image
 
 from . import labels as L
 from . import runs, sample
+from .choices import SAMPLE_BATCH
 from .data import to_uint8
 from .model import ConditionalUNet
+from .paths import check_folder_target
 
 EXPORT_SAMPLER = "dpmsolver"  # `cddpm sample`'s default sampler
 MANIFEST = ".cddpm-export"
@@ -46,22 +49,32 @@ class CddpmPipeline(DiffusionPipeline):
         self.register_modules(unet=unet, scheduler=scheduler)
 
     @torch.no_grad()
-    def __call__(self, labels: Sequence[str | Sequence[str]], num_inference_steps: int = 20,
+    def __call__(self, labels: str | Sequence[str | Sequence[str]], num_inference_steps: int = 20,
                  guidance_scale: float = 1.0, generator: torch.Generator | list[torch.Generator] | None = None,
                  seed: int | None = None, output_type: str = "pil",
-                 return_dict: bool = True) -> ImagePipelineOutput | tuple:
-        """One 64x64 image per item of ``labels`` (a list of object names, or one comma-separated string), drawn with
-        classifier-free guidance ``guidance_scale`` (1: plain conditional) from ``seed`` as ``cddpm sample`` does, or
-        from ``generator`` (one, or one per image), else from torch's global random state."""
+                 return_dict: bool = True, batch_size: int = SAMPLE_BATCH) -> ImagePipelineOutput | tuple:
+        """One 64x64 image per item of ``labels`` (a list of object names, or one comma-separated string; a bare
+        string is one image), drawn with classifier-free guidance ``guidance_scale`` (1: plain conditional) from
+        ``seed`` as ``cddpm sample`` does, or from ``generator`` (one, or one per image), else from torch's global
+        random state; ``batch_size`` images at a time."""
+        labels = [labels] if isinstance(labels, str) else labels
         conditions = [L.parse(c) if isinstance(c, str) else L.check(c) for c in labels]
         if not conditions:
             raise ValueError("no labels; give one object list per image, e.g. ['red sphere', 'cyan cube,gray cube']")
         total = self.scheduler.config.num_train_timesteps
+        for name, value in (("num_inference_steps", num_inference_steps), ("batch_size", batch_size),
+                            ("seed", 0 if seed is None else seed)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise ValueError(f"{name}={value!r} must be a whole number")
         if not 1 <= num_inference_steps <= total:
             raise ValueError(f"num_inference_steps={num_inference_steps} outside 1..{total} (the training "
                              "schedule's length); pick one in range")
-        if not math.isfinite(guidance_scale) or guidance_scale < 0:
-            raise ValueError(f"guidance_scale={guidance_scale} must be a finite number >= 0 (1 is plain conditional)")
+        if batch_size < 1:
+            raise ValueError(f"batch_size={batch_size} must be >= 1 (images drawn at a time)")
+        if seed is not None and seed < 0:
+            raise ValueError(f"seed={seed} must be an integer >= 0")
+        if not isinstance(guidance_scale, numbers.Real) or not math.isfinite(guidance_scale) or guidance_scale < 0:
+            raise ValueError(f"guidance_scale={guidance_scale!r} must be a finite number >= 0 (1 is plain conditional)")
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"unknown output_type {output_type!r}; use one of {', '.join(OUTPUT_TYPES)}")
         if seed is not None and generator is not None:
@@ -74,10 +87,15 @@ class CddpmPipeline(DiffusionPipeline):
             raise ValueError(f"{len(gens)} generators for {len(conditions)} images; give one per image, or one")
 
         self.scheduler.set_timesteps(num_inference_steps)
+        drawn = []
         with self.progress_bar(total=sample.passes(self.unet, conditions) * len(self.scheduler.timesteps)) as bar:
-            for x in sample.draw(self.unet, self.scheduler, conditions, gens, guidance_scale, on_step=bar.update):
-                pass
-        images = sample.resize(x.float().clamp(-1, 1).cpu(), sample.COURSE_SIZE).clamp(-1, 1)
+            for start in range(0, len(conditions), batch_size):
+                rows = slice(start, start + batch_size)
+                for x in sample.draw(self.unet, self.scheduler, conditions[rows], gens[rows], guidance_scale,
+                                     on_step=bar.update):
+                    pass
+                drawn.append(x.float().clamp(-1, 1).cpu())
+        images = sample.resize(torch.cat(drawn), sample.COURSE_SIZE).clamp(-1, 1)
         if output_type == "pil":
             images = [Image.fromarray(a) for a in to_uint8(images).permute(0, 2, 3, 1).numpy()]
         elif output_type == "np":
@@ -111,9 +129,9 @@ def export(run: str | os.PathLike, out: str | os.PathLike, checkpoint: str = "la
 
 
 def _check_out(out: Path, force: bool) -> None:
-    """Refuse an ``out`` that is a file, holds anything an export did not write, or is an export without ``force``."""
-    if out.exists() and not out.is_dir():
-        raise FileExistsError(f"--out {out} is a file; choose a folder")
+    """Refuse an ``out`` that is a file (or lies under one), holds anything an export did not write, or is an export
+    without ``force``."""
+    check_folder_target(out, "--out")
     if not out.is_dir() or not any(out.iterdir()):
         return
     try:

@@ -27,6 +27,11 @@ def probe_sets(train_lists: list[list[str]], per_set: int = 32, seed: int = 0) -
     """``per_set`` object lists of each kind in ``NAMES`` (fewer where fewer exist), drawn with ``seed``."""
     if per_set < 1:
         raise ValueError(f"--per-set {per_set} must be >= 1")
+    if seed < 0:
+        raise ValueError(f"--seed {seed} must be an integer >= 0")
+    if not any(len(objects) > 1 for objects in train_lists):
+        raise ValueError("--data's train.json holds no image of two or more objects, so no pair of objects is rarer "
+                         "than another; point --data at a root with multi-object scenes")
     rng = np.random.default_rng(seed)
 
     def pick(candidates: list[tuple[str, ...]]) -> list[list[str]]:

@@ -7,6 +7,7 @@
     RUN/checkpoints/step-N/...                 optimiser, LR scheduler and RNG states for --resume
     RUN/metrics.jsonl                   one {"step", "loss", "lr", "images_per_s", ...} record per log interval
     RUN/loss.png                        the loss curve, drawn when training stops
+    RUN/.lock                           held by the training process (one trainer per run folder)
 
 ``config.json`` holds ``model`` (a ``ModelConfig``), ``train`` (the ``TrainConfig`` fields),
 ``scheduler`` (the training ``DDPMScheduler`` config, for ``from_config``), ``data`` (the i-CLEVR root)
@@ -23,18 +24,23 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+from filelock import FileLock, Timeout
 from safetensors.torch import load_file
 
 from .model import ConditionalUNet, ModelConfig
+from .paths import check_folder_target
 
 _STEP = re.compile(r"^step-(\d+)$")
 MODEL_FILE = "model.safetensors"
 EMA_FILE = "ema.safetensors"
 STATE_FILE = "state.json"
 METRICS_FILE = "metrics.jsonl"
+LOCK_FILE = ".lock"
 
 
 def read_config(run: str | os.PathLike) -> dict:
@@ -57,6 +63,44 @@ def read_config(run: str | os.PathLike) -> dict:
         raise ValueError(f"{path} has unknown model fields {unknown} (written by another cddpm version?); "
                          "restore it from a copy, or train a new --out")
     return config
+
+
+@contextmanager
+def locked(run: str | os.PathLike, hold: bool = True) -> Iterator[Path]:
+    """Hold ``RUN/.lock`` for the block (the system releases it when the process ends, a crash included) so that a
+    second trainer of the same folder refuses in one line; ``hold=False`` (accelerate's other processes) does nothing.
+
+    When the block fails before the run's config.json exists, the lock file and the folders made for it go again.
+    """
+    run = Path(run)
+    if not hold:
+        yield run
+        return
+    check_folder_target(run, "--out")
+    made = [p for p in (run, *run.parents) if not p.exists()]
+    run.mkdir(parents=True, exist_ok=True)
+    path = run / LOCK_FILE
+    new = not path.exists()
+    lock = FileLock(path, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise FileExistsError(f"--out {run} is being trained by another process (it holds {path}); wait for it to "
+                              "finish, or train into another --out") from None
+    try:
+        yield run
+    except BaseException:
+        if not (run / "config.json").exists():
+            if new:
+                path.unlink(missing_ok=True)
+            for folder in made:  # deepest first; only what is still empty
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
+        raise
+    finally:
+        lock.release()
 
 
 def read_metrics(run: str | os.PathLike) -> list[dict]:

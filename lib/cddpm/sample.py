@@ -27,10 +27,10 @@ from tqdm.auto import tqdm
 from . import canvas as C
 from . import figures, runs
 from . import labels as L
-from .choices import DEFAULT_STEPS, EDIT_THRESHOLD
+from .choices import DEFAULT_STEPS, EDIT_THRESHOLD, SAMPLE_BATCH
 from .data import NUMBERED_PNG, load_condition_file, load_condition_lists, to_float, to_uint8
 from .device import resolve as resolve_device
-from .paths import write_json
+from .paths import check_folder_target, write_json
 
 # DDPM/DDIM use "trailing" timesteps so that few-step sampling starts at t = T-1 (pure noise), not at
 # T - T/K as "leading" does; at 1000 steps both are identical. DPM-Solver keeps its "linspace" default.
@@ -202,7 +202,7 @@ def _lists(labels: torch.Tensor | Sequence[Sequence[str]]) -> list[list[str]]:
 
 def generate(model: torch.nn.Module, scheduler_config: dict, labels: torch.Tensor | Sequence[Sequence[str]],
              sampler: str | SchedulerMixin = "dpmsolver", steps: int | None = None, guidance: float = 1.0,
-             seed: int = 0, batch_size: int = 64, size: int | None = COURSE_SIZE, guide: Guide | None = None,
+             seed: int = 0, batch_size: int = SAMPLE_BATCH, size: int | None = COURSE_SIZE, guide: Guide | None = None,
              guide_scale: float = 0.0, progress: bool = False, edit_threshold: float = EDIT_THRESHOLD) -> torch.Tensor:
     """Images in [-1, 1] (N, 3, size, size) on the CPU for N label lists (or an (N, 24) multi-hot, objects then in
     class order), in order. ``sampler``: a name, or a sampler already built (its own steps; ``steps`` None)."""
@@ -258,16 +258,13 @@ def classifier_guide(evaluator) -> Guide:
 
 
 MARKER = ".cddpm-sample"  # written before sampling starts: an interrupted output is still recognised as ours
-_OUTPUTS = re.compile(r"^(grid_|captions_)[\w-]+\.png$|^denoise\.png$|^metrics\.json$|^images$|^\.cddpm-sample$")
+_OUTPUTS = re.compile(r"^(grid_|captions_).+\.png$|^denoise\.png$|^metrics\.json$|^images$|^\.cddpm-sample$")
 
 
-def prepare_out(out: str | os.PathLike, name: str) -> Path:
-    """Check ``out`` before sampling: a new or empty folder, or an earlier sample output whose ``images/{name}``
-    is cleared of its numbered PNGs and whose ``metrics.json`` is removed (so nothing stale stays beside the new
-    images, even if this run is interrupted); anything else is refused."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise FileExistsError(f"--out {out} is a file; choose a folder")
+def check_out(out: str | os.PathLike, name: str) -> Path:
+    """Refuse an ``out`` that is a file, lies under one, or holds anything but earlier sample outputs (numbered PNGs
+    only in ``images/{name}``); touches nothing."""
+    out = check_folder_target(out, "--out")
     if out.is_dir() and any(out.iterdir()):
         foreign = sorted(p.name for p in out.iterdir() if not _OUTPUTS.match(p.name))
         images = out / "images"
@@ -279,9 +276,16 @@ def prepare_out(out: str | os.PathLike, name: str) -> Path:
             shown = ", ".join(foreign[:3]) or "no metrics.json"
             raise FileExistsError(f"--out {out} holds files a sampling run did not write ({shown}); "
                                   "choose a new or empty folder")
-        for png in (images / name).glob("*.png"):
-            png.unlink()
-        (out / "metrics.json").unlink(missing_ok=True)  # written again when this run finishes
+    return out
+
+
+def prepare_out(out: str | os.PathLike, name: str) -> Path:
+    """:func:`check_out`, then claim ``out``: clear ``images/{name}`` of its numbered PNGs and remove ``metrics.json``
+    (so nothing stale stays beside the new images, even if this run is interrupted), and write the marker."""
+    out = check_out(out, name)
+    for png in (out / "images" / name).glob("*.png"):
+        png.unlink()
+    (out / "metrics.json").unlink(missing_ok=True)  # written again when this run finishes
     try:
         out.mkdir(parents=True, exist_ok=True)
         (out / MARKER).touch()  # also the write test
@@ -294,7 +298,7 @@ def sample_split(run: str | os.PathLike, out: str | os.PathLike, split: str | No
                  labels: Sequence[Sequence[str]] | None = None, data: str | os.PathLike | None = None,
                  conditions: str | os.PathLike | None = None,
                  checkpoint: str = "last", ema: bool = True, sampler: str = "dpmsolver", steps: int | None = None,
-                 guidance: float = 1.0, seed: int = 0, batch_size: int = 64,
+                 guidance: float = 1.0, seed: int = 0, batch_size: int = SAMPLE_BATCH,
                  evaluator: str | os.PathLike | None = None, classifier_guidance: float = 0.0,
                  guide_evaluator: str | os.PathLike | None = None,
                  denoise_labels: Sequence[str] = DENOISE_LABELS, frames: int = 8,
@@ -315,6 +319,14 @@ def sample_split(run: str | os.PathLike, out: str | os.PathLike, split: str | No
     for value, flag in ((guidance, "--guidance"), (classifier_guidance, "--classifier-guidance")):
         if not math.isfinite(value) or value < 0:
             raise ValueError(f"{flag} {value} must be a finite number >= 0 (--guidance 1 is plain conditional)")
+    # every value is checked before --out is touched (prepare_out clears an earlier output)
+    if not math.isfinite(edit_threshold) or not 0 <= edit_threshold < 2:
+        raise ValueError(f"--edit-threshold {edit_threshold} must lie in [0, 2): changes of images in [-1, 1] stay "
+                         f"below 2 (0 keeps whole passes; default {EDIT_THRESHOLD})")
+    for value, flag, low in ((seed, "--seed", 0), (batch_size, "--batch-size", 1), (frames, "--frames", 2)):
+        if value < low:
+            raise ValueError(f"{flag} {value} must be an integer >= {low}")
+    denoise_labels = L.check(denoise_labels)
     if classifier_guidance and guide_evaluator is None:
         raise ValueError("classifier guidance needs --guide-evaluator PATH (an evaluator other than the judging one)")
     if guide_evaluator is not None and not classifier_guidance:
@@ -322,15 +334,17 @@ def sample_split(run: str | os.PathLike, out: str | os.PathLike, split: str | No
     for path, flag in ((evaluator, "--evaluator"), (guide_evaluator, "--guide-evaluator")):
         if path is not None and not Path(path).is_file():
             raise FileNotFoundError(f"{flag} {path} does not exist; train one with `cddpm train-evaluator` or fix it")
+    name = split if split is not None else Path(conditions).stem if conditions is not None else "labels"
+    check_out(out, name)  # before the model loads
     device = resolve_device(device)
     model, config, folder = runs.load_model(run, checkpoint, ema, device)
     scheduler_config = config["scheduler"]
     if split is not None:
-        name, conditions = split, load_condition_lists(data if data is not None else config["data"], split)
+        conditions = load_condition_lists(data if data is not None else config["data"], split)
     elif conditions is not None:
-        name, conditions = Path(conditions).stem, load_condition_file(conditions)
+        conditions = load_condition_file(conditions)
     else:
-        conditions, name = [L.check(c) for c in labels], "labels"
+        conditions = [L.check(c) for c in labels]
     schedule = make_sampler(sampler, scheduler_config, steps)  # once, for images and strip; fails before any work
     steps = schedule.num_inference_steps
     judge = Evaluator.load(evaluator, device) if evaluator is not None else None
@@ -342,8 +356,6 @@ def sample_split(run: str | os.PathLike, out: str | os.PathLike, split: str | No
                              f"{evaluator}, which inflates the score; guide with one trained independently (another seed)")
         guide = classifier_guide(guiding)
     out = prepare_out(out, name)
-    if not math.isfinite(edit_threshold) or edit_threshold < 0:
-        raise ValueError(f"--edit-threshold {edit_threshold} must be a finite number >= 0 (0 keeps whole passes)")
     common = dict(sampler=schedule, guidance=guidance, seed=seed, guide=guide, guide_scale=classifier_guidance,
                   edit_threshold=edit_threshold)
 

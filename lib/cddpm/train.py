@@ -104,6 +104,8 @@ class TrainConfig:
             raise ValueError("warmup, weight_decay and max_grad_norm must be >= 0")
         if not 0 <= self.p_uncond < 1:
             raise ValueError(f"p_uncond={self.p_uncond} must lie in [0, 1); 0.1 is usual, 0 disables guidance")
+        if not 0 <= self.seed < 2**32:  # set_seed seeds numpy, which takes 32 bits
+            raise ValueError(f"seed={self.seed} must be an integer from 0 to {2**32 - 1} (--seed)")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay={self.ema_decay} must lie in [0, 1), e.g. 0.9999")
         if self.prediction_type not in PREDICTION_TYPES:
@@ -127,9 +129,11 @@ def load_config(run: str | Path) -> TrainConfig:
 
 
 def describe_dataset(ds: ICLEVRDataset) -> dict:
-    """Size and content hash of a training split: what a resumed run must find again."""
+    """Size and content hashes of a preloaded training split (its train.json and its decoded pixels): what a resumed
+    run must find again."""
     digest = hashlib.sha1(json.dumps(ds.mapping).encode()).hexdigest()[:16]
-    return {"split": "train", "images": len(ds), "train_json_sha1": digest}
+    pixels = hashlib.sha1(ds.images.contiguous().numpy().data).hexdigest()[:16]  # hashes the buffer, no copy
+    return {"split": "train", "images": len(ds), "train_json_sha1": digest, "images_sha1": pixels}
 
 
 def make_accelerator(config: TrainConfig) -> Accelerator:
@@ -353,11 +357,14 @@ class _StopOnInterrupt:
 def _mismatches(run: Path, stored: dict, config: TrainConfig, dataset: dict) -> list[str]:
     """``field (run X, now Y)`` for every model, data or fixed training setting that differs from the run."""
     now = {"model": config.model.to_dict(), "train": config.train_dict(), "dataset": dataset}
-    # a field added after the run was written is absent from its config.json: the run had the field's default
+    # a field added after the run was written is absent from its config.json: the run had the field's default;
+    # a dataset record it lacks (e.g. images_sha1) was not kept then, so there is nothing to compare
     defaults = {"model": ModelConfig().to_dict(), "train": TrainConfig(max_steps=1).train_dict(), "dataset": {}}
     diffs = []
     for part, values in now.items():
         for key, value in values.items():
+            if part == "dataset" and key not in stored.get(part, {}):
+                continue
             old = stored.get(part, {}).get(key, json.loads(json.dumps(defaults[part].get(key))))
             if part == "train" and key in RESUMABLE or json.loads(json.dumps(value)) == old:
                 continue
@@ -365,20 +372,22 @@ def _mismatches(run: Path, stored: dict, config: TrainConfig, dataset: dict) -> 
     return diffs
 
 
-def _starting_point(config: TrainConfig, dataset: dict) -> Path | None:
+def _starting_point(config: TrainConfig, dataset: dict, acc: Accelerator) -> Path | None:
     """The checkpoint to resume from (None: a fresh run); refuses to overwrite or to resume a different run."""
     run = Path(config.out)
-    if run.exists() and not run.is_dir():
-        raise FileExistsError(f"--out {run} is a file; a run is a folder, choose a new or empty one")
     if not (run / "config.json").is_file():
-        if run.is_dir() and any(run.iterdir()):
+        if run.is_dir() and any(p.name != runs.LOCK_FILE for p in run.iterdir()):
             raise FileExistsError(f"{run} is not empty and holds no training run; choose a new or empty --out")
         return None
     if not config.resume:
         raise FileExistsError(f"{run} already holds a training run; pass --resume to continue it or choose another --out")
-    diffs = _mismatches(run, runs.read_config(run), config, dataset)
+    stored = runs.read_config(run)
+    diffs = _mismatches(run, stored, config, dataset)
     if diffs:
         raise ValueError(f"cannot resume {run}: {'; '.join(diffs)}; use the run's settings or train a new --out")
+    if "images_sha1" not in stored.get("dataset", {}):
+        _say(acc, f"note: {run} was written before runs kept a hash of their images; only the names and labels of "
+                  f"{config.data} were compared")
     found = runs.checkpoints(run)
     return found[-1] if found else None
 
@@ -398,18 +407,31 @@ def train(config: TrainConfig, on_log: Callable[[dict], None] | None = None,
     curve from it. Ctrl-C saves a checkpoint at the end of the current step, then raises KeyboardInterrupt.
     """
     acc = accelerator or make_accelerator(config)
+    with runs.locked(config.out, acc.is_main_process):  # one trainer per run folder
+        return _train(config, on_log, acc)
+
+
+def _train(config: TrainConfig, on_log: Callable[[dict], None] | None, acc: Accelerator) -> dict:
+    """:func:`train`'s work, done while the run folder is locked."""
     run = Path(config.out)
     with acc.main_process_first():
         ds = ICLEVRDataset(config.data, size=config.model.sample_size, preload=True)
     dataset = describe_dataset(ds)
-    start = _starting_point(config, dataset)
-    acc.wait_for_everyone()  # every process has looked at the run before the main one writes to it
     labels, parents = ds.labels, None
     if config.model.canvas:
         parents, labels = canvas.pairs(list(ds.mapping), list(ds.mapping.values()))
+        dataset.update(canvas.usage(list(ds.mapping), list(ds.mapping.values()), parents))
+        left = "; ".join(f"{n} {why}" for why, n in dataset["unused"].items())
+        _say(acc, f"canvas training uses {dataset['used']} of {len(ds)} images in {config.data}/train.json"
+                  + (f"; left out: {left}" if left else ""))
+    start = _starting_point(config, dataset, acc)
+    acc.wait_for_everyone()  # every process has looked at the run before the main one writes to it
     trainer = Trainer(config, ds.images, labels, acc, parents)
     if start is not None:
         trainer.load(start)
+        if trainer.step > trainer.total_steps:
+            raise ValueError(f"{run} is at step {trainer.step}, past the {trainer.total_steps} steps of --max-steps/"
+                             "--epochs; give a larger value to continue, or leave it out")
         _say(acc, f"resuming {run} from {start.name}")
     metrics = run / runs.METRICS_FILE
     if acc.is_main_process:

@@ -24,6 +24,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .. import labels as L
+from ..paths import check_folder_target
 from . import raycast
 from . import scenes as S
 
@@ -72,8 +73,10 @@ def render_conditions(conditions: Sequence[Sequence[str]], out: str | os.PathLik
 
 
 def render_twin(mapping: Mapping[str, Sequence[str]], out: str | os.PathLike, seed: int = 0, size: int = 64,
-                force: bool = False, command: str | None = None, workers: int | None = None) -> Path:
-    """Write a synthetic image for every name -> labels of a train.json, under the same names.
+                force: bool = False, command: str | None = None, workers: int | None = None,
+                splits: Mapping[str, Sequence[Sequence[str]]] | None = None) -> Path:
+    """Write a synthetic image for every name -> labels of a train.json, under the same names, and ``splits``
+    (split name -> object lists: the twinned root's test.json and new_test.json) as they are.
 
     Names like ``CLEVR_train_{scene}_{k}.png`` share scene ``scene``'s generator, so the twin of a
     rendered root with the same seed has that root's images, and a course scene grows object by object.
@@ -81,6 +84,7 @@ def render_twin(mapping: Mapping[str, Sequence[str]], out: str | os.PathLike, se
     _check_common(seed, size, out, force)
     if not mapping:
         raise ValueError("the train.json to twin is empty; give a root with at least one image")
+    splits = {split: [L.check(c) for c in lists] for split, lists in (splits or {}).items()}
     jobs = []
     for name, labels in mapping.items():
         if Path(name).name != name or not name.endswith(".png"):
@@ -88,7 +92,7 @@ def render_twin(mapping: Mapping[str, Sequence[str]], out: str | os.PathLike, se
         match = OFFICIAL_NAME.fullmatch(name)
         key = (SCENE, int(match[1])) if match else (TWIN, int.from_bytes(hashlib.sha256(name.encode()).digest()[:8]))
         jobs.append(Job(key, tuple(L.check(labels)), ((name, len(labels)),)))
-    return _write(out, jobs, seed, size, force, dict(kind="twin", command=command), workers)
+    return _write(out, jobs, seed, size, force, dict(kind="twin", command=command), workers, splits)
 
 
 def _check_int(flag: str, value: int, low: int, high: int) -> None:
@@ -128,8 +132,7 @@ def _foreign(out: Path) -> list[str]:
 
 def _target(out: Path, force: bool) -> None:
     """Refuse to overwrite anything but an empty folder, or with ``force`` an earlier render holding nothing else."""
-    if out.exists() and not out.is_dir():
-        raise FileExistsError(f"--out {out} is a file; choose a folder path")
+    check_folder_target(out, "--out")
     if out.is_dir() and any(out.iterdir()):
         if not force:
             raise FileExistsError(f"--out {out} is not empty; pass --force to replace it or choose another folder")
@@ -162,8 +165,9 @@ def _alive(pid: int) -> bool:
 
 
 def _write(out: str | os.PathLike, jobs: list[Job], seed: int, size: int, force: bool, meta: dict,
-           workers: int | None) -> Path:
-    """Render ``jobs`` into a temporary sibling of ``out``, write the json files, then swap it in."""
+           workers: int | None, splits: Mapping[str, list[list[str]]] | None = None) -> Path:
+    """Render ``jobs`` into a temporary sibling of ``out``, write the json files (``splits``' condition lists, the
+    others drawn), then swap it in."""
     out = Path(out)
     _target(out, force)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -179,8 +183,8 @@ def _write(out: str | os.PathLike, jobs: list[Job], seed: int, size: int, force:
         files = {
             "objects.json": L.objects_dict(),
             "train.json": mapping,
-            "test.json": S.draw_conditions(S.SPLIT_LENGTHS["test"], split_rng),
-            "new_test.json": S.draw_conditions(S.SPLIT_LENGTHS["new_test"], split_rng),
+            **{f"{split}.json": S.draw_conditions(length, split_rng) for split, length in S.SPLIT_LENGTHS.items()},
+            **{f"{split}.json": lists for split, lists in (splits or {}).items()},
             "scenes.json": {name: truth[name] for name in mapping},
             "meta.json": dict(renderer=VERSION, seed=seed, size=size, samples_per_pixel=raycast.SAMPLES**2,
                               images=len(mapping), **meta),
