@@ -58,6 +58,10 @@ def test_evaluate_json_never_replaces_an_input_nor_a_file_it_did_not_write(tiny_
     for argv, target in ((base, judge), (base + ["--conditions", str(conditions)], conditions),
                          (base, tiny_root / "test.json"), (base, images / "0.png")):
         one_line_error(capsys, argv + ["--json", str(target), "--force"], f"--json {target} would overwrite")
+    link = tmp_path / "link.json"
+    os.link(conditions, link)  # another name of an input is the input
+    one_line_error(capsys, base + ["--conditions", str(conditions), "--json", str(link), "--force"],
+                   f"--json {link} would overwrite the command's input {conditions}")
     assert {p: p.read_bytes() for p in before} == before
     one_line_error(capsys, ["evaluate", "--root", str(tiny_root), "--evaluator", str(judge), "--json",
                             str(tiny_root / "train.json")], "would overwrite the command's input")
