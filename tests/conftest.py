@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,14 @@ from cddpm import labels as L
 torch.set_num_threads(1)  # CI runs the suite with 2 pytest workers on 2 cores
 
 OFFICIAL = Path(__file__).resolve().parents[1].parent / "shared" / "iclevr-official"
+
+
+@pytest.fixture(autouse=True)
+def fresh_accelerate_state():
+    """Each test starts accelerate afresh: its state is one per process, and its mixed precision cannot change."""
+    yield
+    if "accelerate.state" in sys.modules:
+        sys.modules["accelerate.state"].AcceleratorState._reset_state(reset_partial_state=True)
 
 
 @pytest.fixture

@@ -38,7 +38,9 @@ def test_the_command_line_offers_the_shared_choices_and_defaults():
     assert tuple(option("train", "--conditioning").choices) == choices.CONDITIONINGS
     assert tuple(option("train", "--prediction-type").choices) == choices.PREDICTION_TYPES
     assert tuple(option("train", "--mixed-precision").choices) == choices.MIXED_PRECISIONS
-    assert tuple(option("train-evaluator", "--mixed-precision").choices) == choices.EVALUATOR_PRECISIONS
+    assert tuple(option("train-evaluator", "--mixed-precision").choices) == choices.MIXED_PRECISIONS
+    assert option("train-evaluator", "--mixed-precision").default == choices.DEFAULT_PRECISION
+    assert train.TrainConfig().mixed_precision == profiles.Profile("x").mixed_precision == choices.DEFAULT_PRECISION
     assert tuple(option("demo", "--profile").choices) == choices.PROFILES
     assert option("sample", "--edit-threshold").default == choices.EDIT_THRESHOLD
     assert option("train-evaluator", "--out").default.as_posix() == choices.DEFAULT_EVALUATOR

@@ -124,6 +124,53 @@ def test_load_rejects_other_files(tmp_path, content, match):
     assert str(path) in text and "Sequential(Linear(512, 24), Sigmoid())" in text
 
 
+def as_numpy1_pickle(path: Path) -> None:
+    """Rewrite ``path`` as numpy 1 pickled its scalars (``numpy.core.multiarray.scalar``; numpy 2: ``numpy._core``)."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as zin:
+        entries = [(info, zin.read(info.filename)) for info in zin.infolist()]
+    assert any(b"numpy._core.multiarray" in data for _, data in entries)
+    with zipfile.ZipFile(path, "w") as zout:
+        for info, data in entries:
+            zout.writestr(info, data.replace(b"numpy._core.multiarray", b"numpy.core.multiarray"))
+
+
+@pytest.mark.parametrize("numpy1", [False, True], ids=["numpy2", "numpy1"])
+def test_course_checkpoints_with_wrapper_prefixes_and_numpy_scalars_load(tmp_path, numpy1):
+    torch.manual_seed(0)
+    net = E.build_network().eval()
+    images = torch.rand(3, 3, 64, 64) * 2 - 1
+    expected = E.Evaluator(net).scores(images)
+    wrapped = nn.DataParallel(net).state_dict()  # module.conv1.weight, ... (DataParallel keeps the CPU without GPUs)
+    assert all(k.startswith("module.") for k in wrapped)
+    path = tmp_path / "checkpoint.pth"
+    torch.save({"model": wrapped, "epoch": np.int64(3), "acc": np.float64(0.9), "best": np.float32(0.8),
+                "done": np.bool_(True), "optimizer": {"lr": 1e-3}}, path)
+    if numpy1:
+        as_numpy1_pickle(path)
+    assert torch.allclose(E.Evaluator.load(path).scores(images), expected)
+    compiled = {f"_orig_mod.{k}": v for k, v in net.state_dict().items()}  # a torch.compile'd network's keys
+    torch.save({"model": compiled}, path)
+    assert torch.allclose(E.Evaluator.load(path).scores(images), expected)
+
+
+class Payload:
+    def __reduce__(self):  # what a malicious pickle does: call something on load
+        return (print, ("payload ran",))
+
+
+def test_other_pickled_objects_are_refused_whole_with_the_fix(tmp_path, capsys):
+    path = tmp_path / "checkpoint.pth"
+    torch.save({"model": E.build_network().state_dict(), "extra": Payload()}, path)
+    text = one_line(ValueError, E.Evaluator.load, path, match="a safe load refuses it: Unsupported global: GLOBAL ")
+    assert "print was not an allowed global" in text  # what it refused, not torch's first line of advice
+    assert f"torch.save({{'model': torch.load('{path}', weights_only=False)['model']}}, '{path}')" in text
+    assert "payload ran" not in capsys.readouterr().out
+    torch.save({"model": E.build_network().state_dict(), "array": np.zeros(3)}, path)  # arrays: not scalars
+    one_line(ValueError, E.Evaluator.load, path, match="_reconstruct")
+
+
 def test_load_missing_file_names_the_fix(tmp_path):
     one_line(FileNotFoundError, E.Evaluator.load, tmp_path / "nope.pth", match="cddpm train-evaluator")
 
@@ -291,7 +338,7 @@ def test_train_evaluator_cli_defaults_are_the_library_defaults(monkeypatch, tmp_
 
 
 def test_train_evaluator_mixed_precision_and_its_deprecated_alias(monkeypatch, tmp_path, capsys):
-    # one flag name with the diffusion trainer: --mixed-precision {auto,no,bf16}; the old --precision still works
+    # one flag with the diffusion trainer: --mixed-precision {auto,no,fp16,bf16}; the old --precision still works
     seen = {}
     monkeypatch.setattr(ET, "train_evaluator", lambda root, out, **kw: seen.update(kw) or {"checkpoint": str(out)})
     base = ["train-evaluator", "--data", str(tmp_path), "--out", str(tmp_path / "e.pth")]
@@ -304,11 +351,10 @@ def test_train_evaluator_mixed_precision_and_its_deprecated_alias(monkeypatch, t
     with pytest.raises(SystemExit):
         cli.main(["train-evaluator", "--help"])
     shown = capsys.readouterr().out
-    assert "--mixed-precision {auto,no,bf16}" in shown and "--precision" not in shown.replace("--mixed-precision", "")
+    assert "--mixed-precision {auto,no,fp16,bf16}" in shown
+    assert "--precision" not in shown.replace("--mixed-precision", "")
     with pytest.raises(SystemExit):
         cli.main(base + ["--mixed-precision", "fp32"])
-    assert ET._use_bf16("no", torch.device("cpu")) is False and ET._use_bf16("bf16", torch.device("cpu")) is True
-    one_line(ValueError, ET._use_bf16, "fp32", torch.device("cpu"), match="unknown mixed precision 'fp32'")
 
 
 def test_nan_weights_are_refused_and_digest_follows_the_weights(tmp_path):
@@ -388,3 +434,20 @@ def test_a_course_style_judge_learns_from_blurred_images(tmp_path, monkeypatch):
 
     assert edges(seen[32]) < 0.8 * edges(seen[64])
     one_line(ValueError, ET.train_evaluator, root, tmp_path / "x.pth", train_size=65, match="--train-size")
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_train_evaluator_takes_its_precision_from_the_hardware_and_records_it(tmp_path, monkeypatch, capsys, native):
+    from cddpm import device
+
+    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: native)
+    autocast, real = [], torch.autocast
+    monkeypatch.setattr(torch, "autocast", lambda *a, **k: autocast.append(k) or real(*a, **k))
+    root = toy_root(tmp_path / "toy", n=18, seed=0)
+    report = ET.train_evaluator(root, tmp_path / "judge.pth", epochs=1, batch_size=8, progress=False)
+    used = "bf16" if native else "no"
+    assert report["mixed_precision"] == "auto" and report["precision"] == used
+    assert report["precision_reason"].startswith("auto: this CPU")
+    assert {(k["dtype"], k["enabled"]) for k in autocast} == {(torch.bfloat16, True) if native else (None, False)}
+    said = [line for line in capsys.readouterr().err.splitlines() if line.startswith("precision:")]
+    assert said == [device.describe_precision(used, report["precision_reason"])]

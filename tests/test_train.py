@@ -269,7 +269,9 @@ def launch_two_cpu_processes(data: Path, run: Path, *flags: str) -> None:
 @pytest.mark.slow
 def test_accelerate_launch_two_cpu_processes(tmp_path, data):
     run = tmp_path / "run"
-    launch_two_cpu_processes(data, run, "--max-steps", "3", "--save-every", "2")
+    launch_two_cpu_processes(data, run, "--max-steps", "3", "--save-every", "2", "--log-every", "1", "--save-minutes",
+                             "1e-9")
+    assert [p.name for p in runs.checkpoints(run)] == ["step-1", "step-2", "step-3"]  # the processes agree when
     folder = runs.resolve(run, "last")
     assert folder.name == "step-3" and (folder / "random_states_1.pkl").is_file()
     assert runs.read_state(folder)["num_processes"] == 2
@@ -307,7 +309,7 @@ def test_a_profile_becomes_a_train_config_in_one_place(tmp_path, data):
     config = profiles.train_config(p, conditioning="concat")
     assert (config.max_steps, config.batch_size, config.save_every, config.resume) == (8, p.batch_size, 2, False)
     assert config.model.conditioning == "concat" and config.preset == p.preset and config.warmup == 8
-    train(dataclasses.replace(config, max_steps=2, mixed_precision="no"))  # one precision per test process
+    train(dataclasses.replace(config, max_steps=2))
     assert profiles.train_config(p).resume  # the run has checkpoints now: continued, not refused
     assert not profiles.train_config(p, resume=False).resume
 
@@ -425,3 +427,60 @@ def test_a_run_written_before_a_field_existed_resumes_with_its_default(tmp_path,
     assert train(dataclasses.replace(first, resume=True, max_steps=3))["step"] == 3
     with pytest.raises(ValueError, match=r"train\.snr_gamma \(run None, now 5"):
         train(dataclasses.replace(first, resume=True, max_steps=4, snr_gamma=5.0))
+
+
+def test_precision_follows_the_hardware_is_said_once_and_recorded(tmp_path, data, capsys, monkeypatch):
+    from accelerate.state import AcceleratorState
+
+    from cddpm import device
+
+    run = tmp_path / "run"
+    argv = ["train", "--data", str(data), "--out", str(run), *MICRO_ARGS, "--batch-size", "4", "--max-steps", "1"]
+    for native, used, steps in ((False, "no", "1"), (True, "bf16", "2")):  # the same run resumed on another CPU
+        AcceleratorState._reset_state(reset_partial_state=True)  # as in a new process
+        monkeypatch.setattr(device, "cpu_has_native_bf16", lambda native=native: native)
+        assert main([*argv[:-1], steps, *(["--resume"] if steps == "2" else [])]) == 0
+        stored = json.loads((run / "config.json").read_text())
+        assert stored["train"]["mixed_precision"] == "auto"  # what was asked for: a resume asks again
+        assert stored["precision"]["used"] == used and stored["precision"]["reason"].startswith("auto: this CPU")
+        said = [line for line in capsys.readouterr().err.splitlines() if line.startswith("precision:")]
+        assert said == [device.describe_precision(used, stored["precision"]["reason"])]
+
+
+def test_bf16_asked_for_on_a_cpu_without_it_warns_in_one_line(tmp_path, data, capsys, monkeypatch):
+    from cddpm import device
+
+    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: False)
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "run"), *MICRO_ARGS, "--batch-size", "4",
+                 "--max-steps", "1", "--mixed-precision", "bf16"]) == 0
+    warned = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert len(warned) == 1 and "several times slower" in warned[0] and "--mixed-precision auto or no" in warned[0]
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["precision"]["used"] == "bf16"
+
+
+def test_save_minutes_checkpoints_by_training_time(tmp_path, data):
+    train(config(data, tmp_path / "a", max_steps=5, save_every=100, log_every=2, save_minutes=1e-9))
+    assert [p.name for p in runs.checkpoints(tmp_path / "a")] == ["step-2", "step-4", "step-5"]
+    train(config(data, tmp_path / "b", max_steps=5, save_every=100, log_every=2, save_minutes=60))
+    assert [p.name for p in runs.checkpoints(tmp_path / "b")] == ["step-5"]
+    with pytest.raises(ValueError, match="save_minutes=0 must be positive"):
+        config(data, tmp_path / "c", save_minutes=0)
+
+
+def test_a_checkpoint_without_a_loss_scale_resumes_in_fp16(tmp_path, data, monkeypatch):
+    # a run saved in bf16 or fp32 (no scaler.pt) continued on a GPU that autocasts fp16 (a T4): a fresh loss scale
+    import cddpm.train as T
+
+    first = config(data, tmp_path / "run", max_steps=2)
+    train(first)
+    assert not (runs.checkpoint_dir(first.out, 2) / "scaler.pt").exists()
+    make = T.make_accelerator
+
+    def with_a_loss_scale(cfg):
+        acc = make(cfg)
+        acc.scaler = torch.amp.GradScaler("cpu")
+        return acc
+
+    monkeypatch.setattr(T, "make_accelerator", with_a_loss_scale)
+    assert train(dataclasses.replace(first, resume=True, max_steps=3))["step"] == 3
+    assert (runs.checkpoint_dir(first.out, 3) / "scaler.pt").is_file()

@@ -15,9 +15,9 @@ from .choices import (
     CONDITIONINGS,
     DEFAULT_DATA,
     DEFAULT_EVALUATOR,
+    DEFAULT_PRECISION,
     DEFAULT_STEPS,
     EDIT_THRESHOLD,
-    EVALUATOR_PRECISIONS,
     MIXED_PRECISIONS,
     PREDICTION_TYPES,
     PRESETS,
@@ -255,8 +255,9 @@ def _add_train_evaluator(sub) -> None:
     p.add_argument("--train-size", type=int, default=64, help="learn from images read at this size and upsampled "
                    "to 64x64 (32: the course's own judge, which forgives blur) [64]")
     _add_device(p)
-    p.add_argument("--mixed-precision", choices=EVALUATOR_PRECISIONS, default="auto",
-                   help="autocast; auto: bf16 where the hardware supports it (2x faster on recent CPUs) [auto]")
+    p.add_argument("--mixed-precision", choices=MIXED_PRECISIONS, default=DEFAULT_PRECISION,
+                   help="autocast; auto: bf16 where the hardware computes it natively, fp16 on GPUs before Ampere, "
+                        f"else fp32 [{DEFAULT_PRECISION}]")
     p.add_argument("--precision", dest="mixed_precision", choices=("auto", "bf16", "fp32"), default=argparse.SUPPRESS,
                    action=_DeprecatedPrecision, help=argparse.SUPPRESS)
     p.add_argument("--force", action="store_true", help="replace an existing --out")
@@ -364,12 +365,15 @@ def _add_train(sub) -> None:
     t.add_argument("--hflip", action=argparse.BooleanOptionalAction, help="random horizontal flips [no]")
     t.add_argument("--seed", type=int, help="weights, data order, noise [0]")
     f = p.add_argument_group("speed")
-    f.add_argument("--mixed-precision", choices=MIXED_PRECISIONS, help="autocast through accelerate [no]")
+    f.add_argument("--mixed-precision", choices=MIXED_PRECISIONS, help="autocast through accelerate; auto: bf16 where "
+                   f"the hardware computes it natively, fp16 on GPUs before Ampere, else fp32 [{DEFAULT_PRECISION}]")
     _add_device(f)
     f.add_argument("--channels-last", action=argparse.BooleanOptionalAction, help="channels_last memory format [no]")
     f.add_argument("--compile", action=argparse.BooleanOptionalAction, help="torch.compile the model [no]")
     o = p.add_argument_group("checkpoints and logs")
     o.add_argument("--save-every", type=int, help="checkpoint every N steps (and at the end) [1000]")
+    o.add_argument("--save-minutes", type=float, help="also checkpoint after M minutes of training since the last "
+                   "save, e.g. 10 where a session may end (Colab) [off]")
     o.add_argument("--keep", type=int, help="checkpoints kept, newest first [3]")
     o.add_argument("--log-every", type=int, help="metrics.jsonl record every N steps [50]")
     o.add_argument("--max-minutes", type=float, help="stop with a checkpoint after this much training time [none]")

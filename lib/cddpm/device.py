@@ -1,7 +1,12 @@
-"""The one place a compute device is chosen: CUDA when present unless asked otherwise, with one-line errors."""
+"""The one place a compute device and its autocast precision are chosen: CUDA when present unless asked otherwise,
+bf16 only where the hardware computes it natively; one-line errors."""
 from __future__ import annotations
 
+import platform
+
 import torch
+
+from .choices import MIXED_PRECISIONS
 
 
 def resolve(name: str | torch.device | None = None) -> torch.device:
@@ -23,3 +28,54 @@ def resolve(name: str | torch.device | None = None) -> torch.device:
     elif device.type not in ("cpu", "cuda", "mps"):
         raise ValueError(f"--device {name}: cddpm runs on cpu, cuda or mps, not {device.type}")
     return device
+
+
+# Native bf16 on a CPU. oneDNN (which runs autocast's convolutions and matmuls on the CPU) answers
+# torch.ops.mkldnn._is_mkldnn_bf16_supported(), and honours ONEDNN_MAX_CPU_ISA: with ONEDNN_MAX_CPU_ISA=AVX2 (the
+# stand-in for an AVX2-only CPU such as a Zen 3, beside ATEN_CPU_CAPABILITY=avx2, which alone does not change
+# it) it says False on an AVX512-BF16 machine, as on the real thing. On x86 it asks only for AVX512_CORE, though
+# (True under ONEDNN_MAX_CPU_ISA=AVX512_CORE), so Skylake to Ice Lake, which emulate bf16, pass it; there the CPU
+# must also have AVX512-BF16 (CPUID, through torch.cpu; every AMX CPU has it). Checked with torch 2.14 / oneDNN 3.12.
+_X86 = ("x86_64", "amd64", "i386", "i686")
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 in hardware (AVX512-BF16/AMX on x86, the BF16 extension on Arm): only there is
+    bf16 autocast faster than fp32; emulated, it is several times slower."""
+    if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return False
+    return platform.machine().lower() not in _X86 or torch.cpu._is_avx512_bf16_supported()
+
+
+def choose_precision(requested: str, device: torch.device) -> tuple[str, str]:
+    """The autocast precision (``no``, ``fp16`` or ``bf16``) that ``requested`` (one of ``MIXED_PRECISIONS``) means
+    on ``device``, and why. ``auto``: bf16 where the hardware computes it natively (a CPU with native bf16, a GPU
+    of compute capability >= 8.0), fp16 on older GPUs, fp32 (``no``) otherwise."""
+    if requested not in MIXED_PRECISIONS:
+        raise ValueError(f"unknown mixed precision {requested!r}; use one of {', '.join(MIXED_PRECISIONS)}")
+    if requested == "fp16" and device.type != "cuda":
+        raise ValueError(f"fp16 mixed precision needs a CUDA GPU, not {device.type}; use --mixed-precision auto, no or "
+                         "bf16 on this machine")
+    if device.type == "cuda":
+        major, minor = torch.cuda.get_device_capability(device)
+        where = f"{torch.cuda.get_device_name(device)} (compute capability {major}.{minor})"
+        # from Ampere (8.0) on; torch.cuda.is_bf16_supported() also says True on a T4 (7.5), which emulates it
+        native, fallback, slower = major >= 8, "fp16", "slower than fp16"
+    elif device.type == "cpu":
+        where, native, fallback, slower = "this CPU", cpu_has_native_bf16(), "no", "several times slower than fp32"
+    else:
+        return (requested, "requested") if requested != "auto" else ("no", f"auto: fp32 on {device.type}")
+    if requested == "auto":
+        if native:
+            return "bf16", f"auto: {where} computes bf16 natively"
+        return fallback, (f"auto: {where} has no native bf16 (emulated, it is {slower}), so "
+                          f"{'fp32' if fallback == 'no' else fallback}")
+    if requested == "bf16" and not native:
+        return "bf16", (f"requested; warning: {where} has no native bf16, so it is emulated and {slower}; "
+                        f"use --mixed-precision auto or {fallback}")
+    return requested, "requested"
+
+
+def describe_precision(precision: str, reason: str) -> str:
+    """The one line a trainer prints about its precision: what runs and why."""
+    return f"precision: {'fp32' if precision == 'no' else precision + ' autocast'} ({reason})"

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 from torch import nn
@@ -19,11 +21,31 @@ from torchvision.models import resnet18
 
 from . import data, metrics
 from . import labels as L
-from .paths import atomic_write
+from .paths import atomic_write, read_error
 
 SIZE = 64
 EXPECTED = ("torch.save({'model': state_dict}) of a torchvision resnet18 whose fc is "
             "Sequential(Linear(512, 24), Sigmoid()) (the course's checkpoint.pth format)")
+
+
+def _numpy_scalar_globals() -> list:
+    """What a pickled numpy scalar (an ``epoch`` or ``acc`` saved beside the weights) needs: its constructor, under
+    numpy 1's name and numpy 2's (``numpy.core`` became ``numpy._core``), and the dtypes. Plain data that a
+    weights-only load may rebuild; any other Python object stays refused."""
+    scalar = np.int64(0).__reduce__()[0]
+
+    def renamed(*args):
+        return scalar(*args)
+
+    other = "numpy.core.multiarray" if scalar.__module__ == "numpy._core.multiarray" else "numpy._core.multiarray"
+    renamed.__module__, renamed.__name__, renamed.__qualname__ = other, "scalar", "scalar"
+    kinds = (np.bool_, np.int32, np.int64, np.float16, np.float32, np.float64)
+    return [scalar, renamed, np.dtype, *{type(np.dtype(kind)) for kind in kinds}]
+
+
+NUMPY_SCALARS = _numpy_scalar_globals()
+# prefixes that wrappers add to every key: DataParallel / DistributedDataParallel, torch.compile
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
 
 def build_network() -> nn.Module:
@@ -101,15 +123,24 @@ class Evaluator:
             raise FileNotFoundError(f"evaluator checkpoint {path} not found; train one with "
                                     f"`cddpm train-evaluator --out {path}` or pass the course's checkpoint.pth")
         try:
+            torch.serialization.add_safe_globals(NUMPY_SCALARS)  # torch >= 2.4; the context manager needs 2.5
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:  # torch raises many types for corrupt or foreign files
-            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise ValueError(f"{path} is not a readable torch checkpoint ({reason}); expected {EXPECTED}") from None
+            reason = read_error(err)
+            fix = (f"if you trust the file, keep only its weights: torch.save({{'model': torch.load('{path}', "
+                   f"weights_only=False)['model']}}, '{path}')" if reason.startswith("a safe load refuses")
+                   else "restore the file or give the course's checkpoint.pth")
+            raise ValueError(f"{path} is not a readable torch checkpoint ({reason}); {fix}; expected {EXPECTED}") from None
         if not isinstance(checkpoint, dict) or "model" not in checkpoint:
             found = list(checkpoint)[:5] if isinstance(checkpoint, dict) else type(checkpoint).__name__
-            raise ValueError(f"{path} has no 'model' entry (found {found}); expected {EXPECTED}")
+            raise ValueError(f"{path} has no 'model' entry (found {found}); if one of them holds the weights, save "
+                             f"them as torch.save({{'model': weights}}, '{path}'); expected {EXPECTED}")
         network = build_network()
         state = checkpoint["model"]
+        if isinstance(state, dict):  # keys saved from a wrapped network, e.g. module.conv1.weight
+            state = OrderedDict(state)
+            for prefix in WRAPPER_PREFIXES:
+                torch.nn.modules.utils.consume_prefix_in_state_dict_if_present(state, prefix)
         problem = _mismatch(network.state_dict(), state) if isinstance(state, dict) else "not a state dict"
         if problem:
             raise ValueError(f"{path} holds another architecture: {problem}; expected {EXPECTED}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -104,3 +105,13 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Write ``obj`` to ``path`` as indented json (with a final newline) atomically."""
     return write_text(path, json.dumps(obj, indent=2) + "\n")
+
+
+def read_error(err: BaseException) -> str:
+    """Why a file could not be read, on one line and whole; torch's weights-only refusal, whose first lines are
+    advice to programmers, becomes what it refused."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))  # torch colours part of that advice
+    refused = re.search(r"WeightsUnpickler error: (.+?)(?:\. Please use|\n|$)", text)
+    if refused:
+        return f"a safe load refuses it: {refused.group(1).strip()}"
+    return " ".join(text.split()) or type(err).__name__

@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .choices import DEFAULT_STEPS
+from .choices import DEFAULT_PRECISION, DEFAULT_STEPS
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,8 @@ class Profile:
     timestep_shift: float = 1.0             # > 1: noisier training timesteps
     align_evaluator: str | None = None      # evaluator whose features the denoiser aligns to (REPA); None: off
     align_epochs: int = 3                   # epochs of that evaluator when it is missing (trained with seed + 1)
-    mixed_precision: str = "bf16"           # CPU autocast; the GPU profiles use fp16
+    mixed_precision: str = DEFAULT_PRECISION  # auto: bf16 where native, fp16 on GPUs before Ampere, else fp32
+    save_minutes: float | None = None       # also checkpoint after this much training time since the last save
     device: str | None = None               # cuda, cpu, ... for every step; None: cuda when present
     seeds: tuple[int, ...] = (0, 1, 2)
     splits: tuple[str, ...] = ("test", "new_test")
@@ -62,13 +63,15 @@ PROFILES: dict[str, Profile] = {
     "cpu": Profile("cpu", evaluator_epochs=None, preset="layout64", run="outputs/runs/cpu", max_steps=19000,
                    max_minutes=60, seeds=(0, 1, 2, 3, 4), guidance=(3.0,), ddpm_steps=1000, ddpm_seeds=(0,),
                    batch="cpu"),
+    # a Colab disconnect loses at most 10 minutes of training, whatever the GPU (a T4 runs the colab preset at
+    # TBD-LEAD images/s, so 10000 steps of 64 there take TBD-LEAD minutes)
     "colab": Profile("colab", preset="colab", run="outputs/runs/colab", evaluator_epochs=None, max_steps=40000,
-                     batch_size=64, lr=2e-4,
-                     mixed_precision="fp16", seeds=(0, 1, 2, 3, 4), guidance=(1.0, 2.0, 3.0), ddpm_steps=1000,
+                     batch_size=64, lr=2e-4, save_minutes=10,
+                     seeds=(0, 1, 2, 3, 4), guidance=(1.0, 2.0, 3.0), ddpm_steps=1000,
                      batch="colab"),
     "reference": Profile("reference", preset="reference", run="outputs/runs/reference", evaluator_epochs=None,
                          max_steps=60000, batch_size=64, lr=2e-4, prediction_type="epsilon",
-                         mixed_precision="fp16", seeds=(0, 1, 2, 3, 4), sampler="ddpm", steps=1000, guidance=(1.0,),
+                         seeds=(0, 1, 2, 3, 4), sampler="ddpm", steps=1000, guidance=(1.0,),
                          ddpm_steps=1000, batch="reference"),
 }
 
@@ -88,7 +91,8 @@ def train_config(p: Profile, resume: bool | None = None, **model_overrides):
                        max_steps=p.max_steps, batch_size=p.batch_size, lr=p.lr, warmup=min(p.warmup, p.max_steps),
                        prediction_type=p.prediction_type, snr_gamma=p.snr_gamma, timestep_shift=p.timestep_shift,
                        align_evaluator=p.align_evaluator, mixed_precision=p.mixed_precision,
-                       max_minutes=p.max_minutes, save_every=max(1, p.max_steps // 4), resume=resume, device=p.device)
+                       max_minutes=p.max_minutes, save_every=max(1, p.max_steps // 4), save_minutes=p.save_minutes,
+                       resume=resume, device=p.device)
 
 
 def default_name() -> str:

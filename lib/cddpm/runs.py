@@ -33,7 +33,7 @@ from filelock import FileLock, Timeout
 from safetensors.torch import load_file
 
 from .model import ConditionalUNet, ModelConfig
-from .paths import check_folder_target
+from .paths import check_folder_target, read_error
 
 _STEP = re.compile(r"^step-(\d+)$")
 MODEL_FILE = "model.safetensors"
@@ -195,8 +195,7 @@ def unreadable(path: Path, err: Exception, fix: str) -> ValueError:
     """The one-line error for a checkpoint file that cannot be read, naming it, the reason and ``fix``."""
     if isinstance(err, FileNotFoundError):
         return ValueError(f"{path} is missing; {fix}")
-    reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    return ValueError(f"{path} is unreadable ({reason}); {fix}")
+    return ValueError(f"{path} is unreadable ({read_error(err)}); {fix}")
 
 
 def load_weights(path: Path, fix: str) -> dict[str, torch.Tensor]:

@@ -24,8 +24,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from accelerate import Accelerator
-from accelerate.utils import is_compiled_module, set_seed
+from accelerate import Accelerator, PartialState
+from accelerate.utils import broadcast_object_list, is_compiled_module, parse_flag_from_env, set_seed
+from accelerate.utils.constants import SCALER_NAME
 from accelerate.utils.other import load as accelerate_load
 from diffusers.optimization import get_cosine_schedule_with_warmup
 from diffusers.training_utils import EMAModel
@@ -33,15 +34,17 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from . import align, canvas, report, runs
-from .choices import MIXED_PRECISIONS
+from .choices import DEFAULT_PRECISION, MIXED_PRECISIONS
 from .data import ICLEVRDataset, to_float
+from .device import choose_precision, describe_precision
 from .device import resolve as resolve_device
 from .diffusion import PREDICTION_TYPES, train_scheduler, training_loss
 from .model import ConditionalUNet, ModelConfig, preset
 from .paths import write_json, write_text
 
 # settings that may differ when a run is resumed; every other one must match the run's config.json
-RESUMABLE = ("data", "out", "preset", "max_steps", "epochs", "save_every", "keep", "log_every", "max_minutes",
+RESUMABLE = ("data", "out", "preset", "max_steps", "epochs", "save_every", "save_minutes", "keep", "log_every",
+             "max_minutes",
              "mixed_precision", "channels_last", "compile", "tensorboard", "resume", "inexact_resume", "device",
              "align_evaluator")
 
@@ -70,11 +73,12 @@ class TrainConfig:
     align_weight: float = 0.5          # weight of that alignment loss
     ema_decay: float = 0.9999         # the cap of the EMA decay, which warms up as 1 - (1 + step)^-3/4
     hflip: bool = False                # random horizontal flips: labels allow it, but they mirror the key light
-    mixed_precision: str = "no"
+    mixed_precision: str = DEFAULT_PRECISION  # auto | no | fp16 | bf16, see cddpm.device.choose_precision
     channels_last: bool = False
     compile: bool = False              # torch.compile the model
     seed: int = 0
     save_every: int = 1000
+    save_minutes: float | None = None  # also checkpoint once this much training time passed since the last save
     keep: int = 3                      # checkpoints kept (the newest)
     log_every: int = 50
     max_minutes: float | None = None   # stop (with a checkpoint) after this much training time
@@ -92,7 +96,7 @@ class TrainConfig:
         positive = {"batch_size": self.batch_size, "grad_accum": self.grad_accum, "save_every": self.save_every,
                     "keep": self.keep, "log_every": self.log_every, "lr": self.lr}
         positive.update({k: v for k, v in (("max_steps", self.max_steps), ("epochs", self.epochs),
-                                           ("max_minutes", self.max_minutes),
+                                           ("max_minutes", self.max_minutes), ("save_minutes", self.save_minutes),
                                            ("snr_gamma", self.snr_gamma),
                                            ("timestep_shift", self.timestep_shift)) if v is not None})
         bad = [f"{k}={v}" for k, v in positive.items() if not v > 0]
@@ -137,11 +141,13 @@ def describe_dataset(ds: ICLEVRDataset) -> dict:
 
 
 def make_accelerator(config: TrainConfig) -> Accelerator:
-    """The accelerate driver of a run: device, mixed precision, gradient accumulation, trackers."""
-    if config.mixed_precision == "fp16" and not torch.cuda.is_available():
-        raise ValueError("fp16 mixed precision needs a CUDA GPU; use --mixed-precision bf16 or no on this machine")
+    """The accelerate driver of a run: device, mixed precision (``config.mixed_precision`` resolved for the device
+    accelerate picks), gradient accumulation, trackers."""
     on_cpu = config.device is not None and resolve_device(config.device).type == "cpu"
-    return Accelerator(mixed_precision=config.mixed_precision, gradient_accumulation_steps=config.grad_accum,
+    # the device accelerate will pick, found as its AcceleratorState does (accelerate launch may ask for the CPU)
+    device = PartialState(cpu=on_cpu or parse_flag_from_env("ACCELERATE_USE_CPU")).device
+    precision, _ = choose_precision(config.mixed_precision, device)
+    return Accelerator(mixed_precision=precision, gradient_accumulation_steps=config.grad_accum,
                        log_with="tensorboard" if config.tensorboard else None, project_dir=config.out, cpu=on_cpu)
 
 
@@ -303,7 +309,14 @@ class Trainer:
                     raise ValueError(f"cannot resume exactly: {problem}; or pass --inexact-resume to go on with "
                                      "other noise and data order") from None
                 _say(acc, f"warning: {path} cannot be read; resuming inexactly (--inexact-resume)")
-        acc.load_state(str(folder))
+        # a bf16 or fp32 checkpoint resumed in fp16 (on another GPU) has no loss scale to restore: it starts afresh
+        scaler = acc.scaler
+        if not (folder / SCALER_NAME).is_file():
+            acc.scaler = None
+        try:
+            acc.load_state(str(folder))
+        finally:
+            acc.scaler = scaler
 
     def _save_weights(self, models: list, weights: list, folder: str) -> None:
         """accelerate hook: the plain ConditionalUNet's weights (no DDP/compile prefixes), the EMA and the step."""
@@ -413,6 +426,8 @@ def train(config: TrainConfig, on_log: Callable[[dict], None] | None = None,
 
 def _train(config: TrainConfig, on_log: Callable[[dict], None] | None, acc: Accelerator) -> dict:
     """:func:`train`'s work, done while the run folder is locked."""
+    chosen, reason = choose_precision(config.mixed_precision, acc.device)
+    precision = {"used": acc.mixed_precision, "reason": reason if chosen == acc.mixed_precision else "the caller's Accelerator"}
     run = Path(config.out)
     with acc.main_process_first():
         ds = ICLEVRDataset(config.data, size=config.model.sample_size, preload=True)
@@ -427,6 +442,7 @@ def _train(config: TrainConfig, on_log: Callable[[dict], None] | None, acc: Acce
     start = _starting_point(config, dataset, acc)
     acc.wait_for_everyone()  # every process has looked at the run before the main one writes to it
     trainer = Trainer(config, ds.images, labels, acc, parents)
+    _say(acc, describe_precision(precision["used"], precision["reason"]))
     if start is not None:
         trainer.load(start)
         if trainer.step > trainer.total_steps:
@@ -438,7 +454,7 @@ def _train(config: TrainConfig, on_log: Callable[[dict], None] | None, acc: Acce
         write_json(run / "config.json", {
             "model": config.model.to_dict(), "train": config.train_dict(),
             "scheduler": dict(trainer.noise_scheduler.config), "data": str(Path(config.data).resolve()),
-            "dataset": dataset, "processes": acc.num_processes, "device": str(acc.device)})
+            "dataset": dataset, "processes": acc.num_processes, "device": str(acc.device), "precision": precision})
         kept = [r for r in runs.read_metrics(run) if r["step"] <= trainer.step]
         write_text(metrics, "".join(json.dumps(r) + "\n" for r in kept))
     if config.tensorboard:
@@ -448,6 +464,7 @@ def _train(config: TrainConfig, on_log: Callable[[dict], None] | None, acc: Acce
         _say(acc, f"{run} is already trained to step {trainer.step}; raise --max-steps/--epochs to continue")
     images_per_step = config.batch_size * acc.num_processes * config.grad_accum
     budget = config.max_minutes * 60 if config.max_minutes else math.inf
+    saved_at = trainer.train_seconds  # training time at the last checkpoint, for save_minutes
     record, loss_sum, window = {}, 0.0, 0
     base, started, paused = trainer.train_seconds, time.perf_counter(), 0.0  # paused: time spent saving
     window_start = started
@@ -480,10 +497,12 @@ def _train(config: TrainConfig, on_log: Callable[[dict], None] | None, acc: Acce
                         on_log(record)
                 if config.tensorboard:
                     acc.log({k: record[k] for k in ("loss", "lr", "images_per_s", "epoch")}, step=trainer.step)
-            if trainer.step % config.save_every == 0 or last:
+            save_due = (boundary and config.save_minutes is not None  # the main process's clock decides for all
+                        and broadcast_object_list([trainer.train_seconds - saved_at >= config.save_minutes * 60])[0])
+            if trainer.step % config.save_every == 0 or last or save_due:
                 pause = time.perf_counter()
                 trainer.save(run)
-                pause = time.perf_counter() - pause
+                saved_at, pause = trainer.train_seconds, time.perf_counter() - pause
                 paused, window_start = paused + pause, window_start + pause
             if last:
                 break
