@@ -43,10 +43,9 @@ from .model import ConditionalUNet, ModelConfig, preset
 from .paths import write_json, write_text
 
 # settings that may differ when a run is resumed; every other one must match the run's config.json
-RESUMABLE = ("data", "out", "preset", "max_steps", "epochs", "save_every", "save_minutes", "keep", "log_every",
-             "max_minutes",
+RESUMABLE = ("data", "out", "preset", "max_steps", "epochs", "save_every", "keep", "log_every", "max_minutes",
              "mixed_precision", "channels_last", "compile", "tensorboard", "resume", "inexact_resume", "device",
-             "align_evaluator")
+             "align_evaluator", "save_minutes")
 
 
 @dataclass
@@ -427,7 +426,8 @@ def train(config: TrainConfig, on_log: Callable[[dict], None] | None = None,
 def _train(config: TrainConfig, on_log: Callable[[dict], None] | None, acc: Accelerator) -> dict:
     """:func:`train`'s work, done while the run folder is locked."""
     chosen, reason = choose_precision(config.mixed_precision, acc.device)
-    precision = {"used": acc.mixed_precision, "reason": reason if chosen == acc.mixed_precision else "the caller's Accelerator"}
+    precision = {"used": acc.mixed_precision,
+                 "reason": reason if chosen == acc.mixed_precision else "set by the caller's Accelerator"}
     run = Path(config.out)
     with acc.main_process_first():
         ds = ICLEVRDataset(config.data, size=config.model.sample_size, preload=True)
