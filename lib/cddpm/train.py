@@ -442,13 +442,13 @@ def _train(config: TrainConfig, on_log: Callable[[dict], None] | None, acc: Acce
     start = _starting_point(config, dataset, acc)
     acc.wait_for_everyone()  # every process has looked at the run before the main one writes to it
     trainer = Trainer(config, ds.images, labels, acc, parents)
-    _say(acc, describe_precision(precision["used"], precision["reason"]))
     if start is not None:
         trainer.load(start)
         if trainer.step > trainer.total_steps:
             raise ValueError(f"{run} is at step {trainer.step}, past the {trainer.total_steps} steps of --max-steps/"
                              "--epochs; give a larger value to continue, or leave it out")
         _say(acc, f"resuming {run} from {start.name}")
+    _say(acc, describe_precision(precision["used"], precision["reason"]))  # after every refusal: an error stays one line
     metrics = run / runs.METRICS_FILE
     if acc.is_main_process:
         write_json(run / "config.json", {
