@@ -336,6 +336,8 @@ def _add_train(sub) -> None:
     length = t.add_mutually_exclusive_group()
     length.add_argument("--max-steps", type=int, help="optimiser steps (the cosine LR schedule ends there)")
     length.add_argument("--epochs", type=float, help="passes over the training split, instead of --max-steps")
+    t.add_argument("--minutes", type=float, help="time budget: the speed measured at the start sets the steps "
+                   "(--max-steps caps them), so that the LR schedule ends on time; a resume keeps them")
     t.add_argument("--batch-size", type=int, help="images per process per micro-batch [64]")
     t.add_argument("--grad-accum", type=int, help="micro-batches per optimiser step [1]")
     t.add_argument("--lr", type=float, help="peak AdamW learning rate [1e-3]")
@@ -360,7 +362,6 @@ def _add_train(sub) -> None:
     o.add_argument("--save-every", type=int, help="checkpoint every N steps (and at the end) [1000]")
     o.add_argument("--keep", type=int, help="checkpoints kept, newest first [3]")
     o.add_argument("--log-every", type=int, help="metrics.jsonl record every N steps [50]")
-    o.add_argument("--max-minutes", type=float, help="stop with a checkpoint after this much training time [none]")
     o.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, help="also log to RUN/tensorboard [no]")
     p.set_defaults(func=_train)
 
@@ -377,8 +378,8 @@ def _train(args) -> int:
     settable = {f.name for f in dataclasses.fields(train.TrainConfig)} - {"model", "preset", "out", "resume",
                                                                           "inexact_resume"}
     given = {k: v for k, v in vars(args).items() if k in settable and v is not None}
-    if "max_steps" in given or "epochs" in given:  # one length replaces the other
-        given = {"max_steps": None, "epochs": None, **given}
+    if given.keys() & {"max_steps", "epochs", "minutes"}:  # a length given replaces the run's
+        given = {"max_steps": None, "epochs": None, "minutes": None, **given}
     overrides = model.parse_overrides(args.model or [])
     if args.conditioning:
         overrides["conditioning"] = args.conditioning
