@@ -242,7 +242,9 @@ def _add_train_evaluator(sub) -> None:
                                    "and its validation accuracies (OUT with .json).")
     p.add_argument("--data", type=Path, default=Path(DEFAULT_DATA), help="i-CLEVR root whose train.json to learn")
     p.add_argument("--out", type=Path, default=Path(DEFAULT_EVALUATOR), help="checkpoint to write")
-    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--epochs", type=int, default=12, help="passes over the training images; with --minutes, their cap")
+    p.add_argument("--minutes", type=float, default=None, help="time budget: the speed measured at the start sets "
+                   "the steps (the last epoch may be partial), so that the schedule ends on time [none]")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate of the one-cycle schedule")
     p.add_argument("--pos-weight", type=float, default=2.0, help="BCE weight of present objects (fewer misses)")
@@ -263,7 +265,8 @@ def _train_evaluator(args) -> int:
 
     report = train_evaluator(args.data, args.out, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                              pos_weight=args.pos_weight, seed=args.seed, device=args.device,
-                             mixed_precision=args.mixed_precision, force=args.force, train_size=args.train_size)
+                             mixed_precision=args.mixed_precision, force=args.force, train_size=args.train_size,
+                             minutes=args.minutes)
     _print_json({k: v for k, v in report.items() if k != "history"})
     return 0
 
