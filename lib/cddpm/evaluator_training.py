@@ -12,13 +12,13 @@ from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from . import budget, data
 from .choices import EVALUATOR_PRECISIONS
 from .device import resolve as resolve_device
 from .evaluator import SIZE, Evaluator, build_network, summarize
 from .paths import check_file_target, write_json
+from .progress import tqdm
 
 
 def augment(images: torch.Tensor, generator: torch.Generator | None = None, max_shift: int = 4) -> torch.Tensor:

@@ -31,7 +31,6 @@ from accelerate.utils.other import load as accelerate_load
 from diffusers.optimization import get_cosine_schedule_with_warmup
 from diffusers.training_utils import EMAModel
 from safetensors.torch import save_file
-from tqdm.auto import tqdm
 
 from . import align, budget, canvas, report, runs
 from .choices import MIXED_PRECISIONS
@@ -40,6 +39,7 @@ from .device import resolve as resolve_device
 from .diffusion import PREDICTION_TYPES, train_scheduler, training_loss
 from .model import ConditionalUNet, ModelConfig, preset
 from .paths import write_json, write_text
+from .progress import tqdm
 
 # settings that may differ when a run is resumed; every other one must match the run's config.json
 # (``minutes`` is checked against the step count the run was sized to, see _recorded_budget)
