@@ -80,7 +80,8 @@ def train_evaluator(root: str | os.PathLike, out: str | os.PathLike, epochs: int
     check_file_target(out.with_suffix(".json"), "--out (its .json report)")
     if out.exists() and not force:
         raise FileExistsError(f"{out} exists; pass --force to replace it or choose another --out")
-    if epochs < 1 or batch_size < 2 or not 0 <= val_fraction < 1 or pos_weight <= 0 or not (minutes is None or minutes > 0):
+    if (epochs < 1 or batch_size < 2 or not 0 <= val_fraction < 1 or pos_weight <= 0
+            or not (minutes is None or minutes > 0)):
         raise ValueError("need epochs >= 1, batch size >= 2, 0 <= val_fraction < 1, pos_weight > 0 and minutes > 0")
     if not 8 <= train_size <= SIZE:
         raise ValueError(f"--train-size {train_size} must lie in 8..{SIZE} (the course's judge: 32)")
@@ -104,7 +105,8 @@ def train_evaluator(root: str | os.PathLike, out: str | os.PathLike, epochs: int
         over ``total`` steps when given; returns the loss."""
         evaluator = Evaluator(build_network().to(device, memory_format=torch.channels_last), device)
         optimizer = torch.optim.AdamW(evaluator.network.parameters(), lr=lr, weight_decay=1e-4, fused=True)
-        schedule = total and torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total)
+        schedule = None if total is None else torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr,
+                                                                                   total_steps=total)
 
         def step(idx: torch.Tensor) -> float:
             x = augment(as_judged(dataset.images[idx]), generator).to(device, memory_format=torch.channels_last)
@@ -115,7 +117,7 @@ def train_evaluator(root: str | os.PathLike, out: str | os.PathLike, epochs: int
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            if schedule:
+            if schedule is not None:
                 schedule.step()
             return loss.item()
         return evaluator, step
