@@ -439,7 +439,7 @@ def _recorded_budget(run: Path, config: TrainConfig) -> dict:
     if recorded is None or recorded["minutes"] != config.minutes:
         was = f"sized for {recorded['minutes']:g} minutes ({recorded['steps']} steps)" if recorded else "set in steps"
         raise ValueError(f"cannot resume {run} with a {config.minutes:g}-minute budget: its length was {was}; resume "
-                         "with its own settings, or give --max-steps N to set another length")
+                         "with its own settings, give --max-steps N to set another length, or move it aside")
     return recorded
 
 
