@@ -1,5 +1,6 @@
 """`cddpm batch` in the smoke profile: papermill executes 03_sample per combination, then 04_report."""
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -84,7 +85,7 @@ def test_demo_runs_the_ddpm_arm_on_its_own_seeds(tmp_path, monkeypatch):
     from cddpm import evaluator, profiles, workflow
 
     batches = []
-    monkeypatch.setattr(batch, "_execute", lambda *args: None)
+    monkeypatch.setattr(batch, "_execute", lambda *args, **kwargs: None)
     monkeypatch.setattr(batch, "run_batch", lambda b: batches.append(b) or {"failed": [], "report": None})
     monkeypatch.setattr(evaluator.Evaluator, "load", staticmethod(lambda *args: None))
     monkeypatch.setattr(workflow, "judge_on_ground_truth", lambda p, judge: {})
@@ -97,3 +98,66 @@ def test_demo_runs_the_ddpm_arm_on_its_own_seeds(tmp_path, monkeypatch):
     monkeypatch.setitem(profiles.PROFILES, "smoke", dataclasses.replace(smoke, seeds=(0, 1, 2)))
     batch.run_demo("smoke", outputs=str(tmp_path))
     assert batches[1].seeds == [0, 1, 2]  # no ddpm_seeds: the profile's seeds
+
+
+def test_the_demo_prints_its_plan_first_and_shows_its_notebooks_as_they_run(tmp_path, monkeypatch, capsys):
+    import dataclasses
+
+    from cddpm import evaluator, profiles, workflow
+
+    monkeypatch.chdir(tmp_path)
+    calls = []
+    monkeypatch.setattr(batch, "_execute", lambda nb, out, params, stream=False: calls.append(
+        (nb.name, stream, capsys.readouterr().out)))
+    monkeypatch.setattr(batch, "run_batch", lambda b: {"failed": [], "report": None})
+    monkeypatch.setattr(evaluator.Evaluator, "load", staticmethod(lambda *args: None))
+    monkeypatch.setattr(workflow, "judge_on_ground_truth", lambda p, judge: {})
+    budgeted = dataclasses.replace(profiles.PROFILES["smoke"], evaluator_minutes=1.5, minutes=4, render_minutes=0.5,
+                                   sample_minutes=2, seeds=(0, 1, 2), guidance=(3.0,), ddpm_steps=None)
+    monkeypatch.setitem(profiles.PROFILES, "smoke", budgeted)
+    assert batch.run_demo("smoke", notebooks=str(ROOT / "notebooks"), outputs="out") == 0
+    assert [(name, stream) for name, stream, _ in calls] == [("01_data.ipynb", True), ("02_train.ipynb", True)]
+    plan = calls[0][2]  # everything printed before the first notebook started
+    assert "demo [smoke]: the plan" in plan
+    assert f"render 16 scenes into {budgeted.data_root}: 0.5 min (estimated)" in plan
+    assert f"judge  train {budgeted.evaluator}: 1.5 min (a budget" in plan
+    assert f"train  train tiny into {budgeted.run}: 4 min (a budget" in plan
+    assert "6 runs of dpmsolver 3 steps (test + new_test, guidance 3)" in plan and ": 2 min (estimated)" in plan
+    assert "in all 8 min\n" in plan
+    assert "01_data took" in calls[1][2]  # each stage's time, as it ends
+
+
+def test_the_plan_says_what_is_already_there(tmp_path, monkeypatch):
+    import dataclasses
+
+    from cddpm import profiles
+
+    monkeypatch.chdir(tmp_path)
+    p = dataclasses.replace(profiles.PROFILES["demo"], data_root="mine", evaluator="judge.pth", run="run", max_steps=7,
+                            minutes=None)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "judge.pth").write_bytes(b"")
+    plan = "\n".join(batch.demo_plan(p))
+    assert "data   use mine: 0 min" in plan and "judge  use judge.pth: 0 min" in plan  # a root we do not render
+    assert "train layout64 into run for 7 steps: not estimated" in plan and "and the stages not estimated" in plan
+    (tmp_path / "run" / "checkpoints" / "step-3").mkdir(parents=True)
+    assert "train  continue run to the length it started with" in "\n".join(batch.demo_plan(p))
+
+
+def test_a_streamed_notebook_shows_its_progress_bars_as_text(tmp_path, capsys, monkeypatch):
+    import nbformat
+
+    from cddpm import progress
+
+    monkeypatch.delenv(progress.ENV, raising=False)
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("steps = 3", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("from cddpm.progress import tqdm\nfor _ in tqdm(range(steps), desc='probe bar'):\n"
+                                  "    pass")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, tmp_path / "bar.ipynb")
+    batch._execute(tmp_path / "bar.ipynb", tmp_path / "shown.ipynb", {"steps": 4}, stream=True)
+    assert "probe bar: 100%" in capsys.readouterr().err and "4/4" in (tmp_path / "shown.ipynb").read_text()
+    assert progress.ENV not in os.environ  # only the notebook's kernel saw it
+    batch._execute(tmp_path / "bar.ipynb", tmp_path / "quiet.ipynb", {"steps": 4})
+    assert "probe bar" not in capsys.readouterr().err

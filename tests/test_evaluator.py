@@ -451,3 +451,34 @@ def test_train_evaluator_takes_its_precision_from_the_hardware_and_records_it(tm
     assert {(k["dtype"], k["enabled"]) for k in autocast} == {(torch.bfloat16, True) if native else (None, False)}
     said = [line for line in capsys.readouterr().err.splitlines() if line.startswith("precision:")]
     assert said == [device.describe_precision(used, report["precision_reason"])]
+
+
+def test_a_minutes_budget_sets_the_judges_steps_from_its_measured_speed(tmp_path, monkeypatch):
+    from cddpm import budget
+
+    root = toy_root(tmp_path / "root", 24, seed=1)  # 24 images, 8 a batch: 2 full batches an epoch
+    probes, real = [], budget.measure
+    for name, value in (("WARMUP_STEPS", 0), ("MIN_STEPS", 1), ("MIN_SECONDS", 0.0)):  # a one-step probe
+        monkeypatch.setattr(budget, name, value)
+
+    def at(steps_per_s):  # the probe still runs; it reports this speed
+        monkeypatch.setattr(budget, "measure", lambda step: probes.append(
+            __import__("dataclasses").replace(real(step), steps_per_s=steps_per_s)) or probes[-1])
+
+    plain = ET.train_evaluator(root, tmp_path / "plain.pth", epochs=2, batch_size=8, progress=False)
+    per_epoch = plain["steps"] // 2
+    at((2 * per_epoch + 0.99) / 600)  # 10 minutes hold 2 epochs' steps, whatever the seconds spent before (< 30)
+    sized = ET.train_evaluator(root, tmp_path / "sized.pth", batch_size=8, progress=False, minutes=10)
+    assert len(probes) == 1 and probes[0].steps == 1
+    assert sized["steps"] == 2 * per_epoch and sized["epochs"] == 2 and len(sized["history"]) == 2
+    assert sized["budget"]["minutes"] == 10 and sized["budget"]["images_per_s"] == pytest.approx(probes[0].steps_per_s * 8)
+    # the probe leaves no trace: the same seed and steps give the same judge as the plain 2-epoch run
+    a, b = (torch.load(tmp_path / f"{name}.pth")["model"] for name in ("plain", "sized"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    at((per_epoch + 1.99) / 600)  # one epoch and 1 step: the one-cycle schedule ends inside the second epoch
+    partial = ET.train_evaluator(root, tmp_path / "partial.pth", batch_size=8, progress=False, minutes=10)
+    assert partial["steps"] == per_epoch + 1 and [r["epoch"] for r in partial["history"]] == [1, 2]
+    assert partial["epochs"] == round((per_epoch + 1) / per_epoch, 3)
+    capped = ET.train_evaluator(root, tmp_path / "capped.pth", epochs=1, batch_size=8, progress=False, minutes=10)
+    assert capped["steps"] == per_epoch  # epochs cap the budget
+    one_line(ValueError, ET.train_evaluator, root, tmp_path / "x.pth", minutes=0, match="minutes > 0")

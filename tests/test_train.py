@@ -192,14 +192,14 @@ def test_checkpoints_are_complete_pruned_and_loadable(tmp_path, data, umask_022)
     assert [p.name for p in runs.checkpoints(run)] == ["step-5"]
 
 
-def test_epochs_options_time_limit_and_tensorboard(tmp_path, data):
+def test_epochs_options_and_tensorboard(tmp_path, data):
     out = train(config(data, tmp_path / "a", max_steps=None, epochs=2, grad_accum=2, batch_size=2, hflip=True,
                        prediction_type="v_prediction", channels_last=True,
                        model=dataclasses.replace(MICRO, conditioning="concat")))
     assert out["step"] == 8 and out["epoch"] == 2.0  # 16 images / (2 x 2) per step
     assert torch.isfinite(torch.tensor(out["loss"]))
-    stopped = train(config(data, tmp_path / "b", max_steps=1000, max_minutes=1e-9, log_every=2, tensorboard=True))
-    assert stopped["step"] == 2 and [p.name for p in runs.checkpoints(tmp_path / "b")] == ["step-2"]
+    logged = train(config(data, tmp_path / "b", max_steps=2, log_every=2, tensorboard=True))
+    assert logged["step"] == 2 and [p.name for p in runs.checkpoints(tmp_path / "b")] == ["step-2"]
     assert list((tmp_path / "b" / "tensorboard").glob("events.out.tfevents.*"))
 
 
@@ -279,12 +279,13 @@ def test_accelerate_launch_two_cpu_processes(tmp_path, data):
 
 
 @pytest.mark.slow
-def test_accelerate_launch_two_cpu_processes_stop_together_on_the_time_limit(tmp_path, data):
+def test_accelerate_launch_two_cpu_processes_agree_on_a_budget(tmp_path, data):
     run = tmp_path / "run"
-    launch_two_cpu_processes(data, run, "--max-steps", "1000", "--log-every", "2", "--max-minutes", "1e-9")
-    assert [p.name for p in runs.checkpoints(run)] == ["step-2"]  # both processes stopped at the first log step
-    assert (runs.checkpoint_dir(run, 2) / "random_states_1.pkl").is_file()
-    assert [r["step"] for r in runs.read_metrics(run)] == [2]
+    launch_two_cpu_processes(data, run, "--minutes", "0.25", "--max-steps", "20", "--log-every", "1")
+    steps = runs.read_config(run)["budget"]["steps"]  # both processes probed together and took the same steps
+    assert [p.name for p in runs.checkpoints(run)] == [f"step-{steps}"]
+    assert (runs.checkpoint_dir(run, steps) / "random_states_1.pkl").is_file()
+    assert [r["step"] for r in runs.read_metrics(run)] == list(range(1, steps + 1))
 
 
 def test_timestep_shift_draws_noisier_steps_and_one_is_uniform():
@@ -308,8 +309,8 @@ def test_a_profile_becomes_a_train_config_in_one_place(tmp_path, data):
     p = profiles.get("smoke", data_root=str(data), run=str(tmp_path / "run"), max_steps=8)
     config = profiles.train_config(p, conditioning="concat")
     assert (config.max_steps, config.batch_size, config.save_every, config.resume) == (8, p.batch_size, 2, False)
-    assert config.model.conditioning == "concat" and config.preset == p.preset and config.warmup == 8
-    train(dataclasses.replace(config, max_steps=2))
+    assert config.model.conditioning == "concat" and config.preset == p.preset and config.warmup == p.warmup
+    train(dataclasses.replace(config, max_steps=2, mixed_precision="no"))  # one precision per test process
     assert profiles.train_config(p).resume  # the run has checkpoints now: continued, not refused
     assert not profiles.train_config(p, resume=False).resume
 
@@ -484,3 +485,90 @@ def test_a_checkpoint_without_a_loss_scale_resumes_in_fp16(tmp_path, data, monke
     monkeypatch.setattr(T, "make_accelerator", with_a_loss_scale)
     assert train(dataclasses.replace(first, resume=True, max_steps=3))["step"] == 3
     assert (runs.checkpoint_dir(first.out, 3) / "scaler.pt").is_file()
+
+
+def at_a_tenth_of_a_step_per_second(monkeypatch) -> list:
+    """Make every speed probe (which still runs its steps) report 0.1 steps/s: a 1-minute budget is then 5 steps
+    (6 minus the seconds spent before training, which are more than 0 and far less than 10). Returns the probes."""
+    from cddpm import budget
+
+    probes, real = [], budget.measure
+    monkeypatch.setattr(budget, "MIN_SECONDS", 0.0)
+    monkeypatch.setattr(budget, "measure", lambda step, agree: probes.append(
+        dataclasses.replace(real(step, agree), steps_per_s=0.1)) or probes[-1])
+    return probes
+
+
+def test_a_budget_sizes_the_run_so_its_lr_schedule_ends_on_time(tmp_path, data, monkeypatch):
+    probes = at_a_tenth_of_a_step_per_second(monkeypatch)
+    result = train(config(data, tmp_path / "budget", max_steps=None, minutes=1.0))
+    assert len(probes) == 1 and probes[0].steps >= 3  # the probe ran steps of its own
+    stored = runs.read_config(tmp_path / "budget")
+    assert stored["train"]["minutes"] == 1.0 and stored["train"]["max_steps"] is None
+    assert stored["budget"]["steps"] == result["step"] == 5 and stored["budget"]["steps_per_s"] == 0.1
+    assert result["budget"] == stored["budget"] and 0 < stored["budget"]["seconds_before_training"] < 10
+    lrs = [r["lr"] for r in runs.read_metrics(tmp_path / "budget")]
+    assert len(lrs) == 5 and max(lrs) > 1e-4 and lrs[-1] == pytest.approx(0, abs=1e-12)  # cosine ends at step 5
+    # the probe leaves no trace: the same seed and step count give the same weights as a plain 5-step run
+    train(config(data, tmp_path / "steps", max_steps=5))
+    for name in (runs.MODEL_FILE, runs.EMA_FILE):
+        a, b = (weights(tmp_path / run / "checkpoints/step-5", name) for run in ("budget", "steps"))
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+
+
+def test_a_budget_is_capped_by_max_steps_and_short_runs_still_decay(tmp_path, data, monkeypatch):
+    at_a_tenth_of_a_step_per_second(monkeypatch)
+    assert train(config(data, tmp_path / "capped", max_steps=3, minutes=1.0))["step"] == 3
+    # a warm-up longer than the run takes half of it, so the LR still reaches 0 at the last step
+    lrs = [r["lr"] for r in runs.read_metrics(train(config(data, tmp_path / "short", max_steps=4, warmup=200))["run"])]
+    assert lrs[1] == max(lrs) and lrs[-1] == pytest.approx(0, abs=1e-12)
+
+
+def test_a_budgeted_run_resumes_exactly_or_refuses(tmp_path, data, monkeypatch):
+    probes = at_a_tenth_of_a_step_per_second(monkeypatch)
+    one_go = config(data, tmp_path / "a", max_steps=None, minutes=1.0, batch_size=6)  # crosses epochs
+    train(one_go)
+
+    class Crash(Exception):
+        pass
+
+    def crash_after_checkpoint(record):
+        if record["step"] == 4:  # step-3 is saved; step 4 is logged, then the process "dies"
+            raise Crash
+
+    pieces = dataclasses.replace(one_go, out=str(tmp_path / "b"))
+    with pytest.raises(Crash):
+        train(pieces, on_log=crash_after_checkpoint)
+    assert len(probes) == 2
+    with pytest.raises(ValueError, match=r"sized for 1 minutes \(5 steps\); resume with its own settings") as err:
+        train(dataclasses.replace(pieces, resume=True, minutes=2.0))
+    assert "\n" not in str(err.value)
+    assert train(dataclasses.replace(pieces, resume=True))["step"] == 5
+    assert len(probes) == 2  # the resume kept the step count it was sized to, without measuring again
+    for name in (runs.MODEL_FILE, runs.EMA_FILE):
+        a, b = (weights(tmp_path / run / "checkpoints/step-5", name) for run in "ab")
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+    # a longer run in steps may follow; a run in steps is not resumed by a budget
+    assert train(dataclasses.replace(pieces, resume=True, minutes=None, max_steps=6))["step"] == 6
+    with pytest.raises(ValueError, match=r"cannot resume .* with a 1-minute budget: its length was set in steps"):
+        train(dataclasses.replace(pieces, resume=True))
+
+
+def test_cli_budget_and_a_run_written_with_the_old_time_limit(tmp_path, data, capsys, monkeypatch):
+    from cddpm import budget
+
+    monkeypatch.setattr(budget, "MIN_SECONDS", 0.0)
+    run = tmp_path / "run"
+    base = ["train", "--data", str(data), "--out", str(run), *MICRO_ARGS, "--batch-size", "4"]
+    assert main([*base, "--minutes", "5", "--max-steps", "3"]) == 0  # the real probe; 3 steps fit easily in 5 min
+    captured = capsys.readouterr()
+    sized = json.loads(captured.out)["budget"]
+    assert sized["steps"] == 3 and sized["max_steps"] == 3 and sized["probe_steps"] >= 3 and sized["steps_per_s"] > 0
+    assert "5-minute budget" in captured.err and "-> 3 steps (the max_steps cap)" in captured.err
+    assert main([*base, "--minutes", "5", "--epochs", "2"]) == 2
+    assert "give minutes with max_steps as its cap, not with epochs" in capsys.readouterr().err
+    stored = json.loads((run / "config.json").read_text())
+    stored["train"]["max_minutes"] = 14  # earlier versions' stop-only time limit
+    (run / "config.json").write_text(json.dumps(stored))
+    assert main(["train", "--out", str(run), "--resume", "--max-steps", "4"]) == 0  # a length given replaces the budget
+    assert json.loads(capsys.readouterr().out)["step"] == 4 and load_config(run).minutes is None

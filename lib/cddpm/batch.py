@@ -12,7 +12,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tqdm.auto import tqdm
+from . import progress
+from .progress import tqdm
 
 
 def tag(split: str, seed: int, checkpoint: str, sampler: str, steps: int, guidance: float) -> str:
@@ -89,15 +90,29 @@ def _notebook(folder: str, name: str) -> Path:
     return path
 
 
-def _execute(notebook: Path, output: Path, parameters: dict) -> None:
-    """Run ``notebook`` with papermill; a parameter its ``parameters`` cell lacks is a bug, not a warning."""
+def _execute(notebook: Path, output: Path, parameters: dict, stream: bool = False) -> None:
+    """Run ``notebook`` with papermill; a parameter its ``parameters`` cell lacks is a bug, not a warning.
+
+    ``stream`` shows the notebook's stderr (status lines, its progress bars as text) on ours while it runs; the
+    executed notebook keeps each bar's last state.
+    """
     import papermill as pm
 
     unknown = sorted(set(parameters) - set(pm.inspect_notebook(str(notebook))))
     if unknown:
         raise ValueError(f"{notebook.name} has no parameter(s) {unknown}; add them to its parameters cell")
-    pm.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name="python3",
-                        progress_bar=False, cwd=os.getcwd())
+    before = os.environ.get(progress.ENV)
+    if stream:
+        os.environ[progress.ENV] = "text"  # the kernel inherits it
+    try:
+        pm.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name="python3",
+                            progress_bar=False, cwd=os.getcwd(),
+                            **(dict(stderr_file=sys.stderr, coalesce_streams=True) if stream else {}))
+    finally:
+        if stream and before is None:
+            del os.environ[progress.ENV]
+        elif stream:
+            os.environ[progress.ENV] = before
 
 
 def run_batch(batch: Batch) -> dict:
@@ -139,6 +154,41 @@ def run_batch(batch: Batch) -> dict:
     return {"done": done, "skipped": skipped, "failed": failed, "report": report}
 
 
+def demo_plan(p) -> list[str]:
+    """What ``cddpm demo`` will do on profile ``p``: a line per stage with its minutes (a budget the stage sizes its
+    work to on this machine, or an estimate of fixed work; both set in ``cddpm.profiles``), then their sum."""
+    from . import profiles, runs
+
+    sized = "a budget: steps sized on this machine at the start"
+    root, rows = Path(p.data_root), []
+    if (root / "train.json").is_file() or p.data_root != profiles.PROFILES[p.name].data_root:
+        rows.append(("data", f"use {root}", 0, ""))
+    else:
+        rows.append(("data", f"render {p.scenes} scenes into {root}", p.render_minutes, "estimated"))
+    if Path(p.evaluator).is_file():
+        rows.append(("judge", f"use {p.evaluator}", 0, ""))
+    elif p.evaluator_minutes is not None:
+        rows.append(("judge", f"train {p.evaluator}", p.evaluator_minutes, sized))
+    else:
+        rows.append(("judge", f"train {p.evaluator} for {p.evaluator_epochs or 'the default'} epochs", None, ""))
+    if runs.checkpoints(p.run):
+        rows.append(("train", f"continue {p.run} to the length it started with", None, ""))
+    elif p.minutes is not None:
+        rows.append(("train", f"train {p.preset} into {p.run}", p.minutes, sized))
+    else:
+        rows.append(("train", f"train {p.preset} into {p.run} for {p.max_steps} steps", None, ""))
+    arms = [(p.sampler, p.steps, p.seeds)] + ([("ddpm", p.ddpm_steps, p.ddpm_seeds or p.seeds)] if p.ddpm_steps else [])
+    sampling = " and ".join(f"{len(seeds) * len(p.splits) * len(p.guidance)} runs of {sampler} {steps} steps"
+                            for sampler, steps, seeds in arms)
+    rows.append(("sample", f"{sampling} ({' + '.join(p.splits)}, guidance {' '.join(f'{w:g}' for w in p.guidance)}), "
+                           "the report and the judge on ground truth", p.sample_minutes, "estimated"))
+    lines = [f"  {stage:<7}{what}: " + ("not estimated" if m is None else f"{m:g} min" + (f" ({how})" if how else ""))
+             for stage, what, m, how in rows]
+    known = [m for _, _, m, _ in rows if m is not None]
+    return lines + [f"  {'in all':<7}{sum(known):g} min" + (" and the stages not estimated" if len(known) < len(rows)
+                                                             else "")]
+
+
 def run_demo(profile: str | None = None, notebooks: str = "notebooks", outputs: str = "outputs",
              device: str | None = None) -> int:
     """The README's main job: 01_data and 02_train, a sampling batch at the profile's setting (plus a DDPM arm
@@ -150,10 +200,13 @@ def run_demo(profile: str | None = None, notebooks: str = "notebooks", outputs: 
     p = profiles.get(profile)
     record_dir = Path(outputs) / "papermill" / p.batch
     record_dir.mkdir(parents=True, exist_ok=True)
+    print(f"demo [{p.name}]: the plan (minutes from cddpm/profiles.py)", *demo_plan(p), sep="\n", flush=True)
     for name in ("01_data", "02_train"):
         print(f"demo [{p.name}]: executing {name}.ipynb -> {record_dir / name}.ipynb", flush=True)
+        begun = time.perf_counter()
         _execute(_notebook(notebooks, f"{name}.ipynb"), record_dir / f"{name}.ipynb",
-                 {"profile": p.name, **({"device": device} if device else {})})
+                 {"profile": p.name, **({"device": device} if device else {})}, stream=True)
+        print(f"demo [{p.name}]: {name} took {time.perf_counter() - begun:.0f} s", flush=True)
     arms = [([p.sampler], [p.steps], p.seeds)] + ([(["ddpm"], [p.ddpm_steps], p.ddpm_seeds or p.seeds)]
                                                   if p.ddpm_steps else [])
     failed = []

@@ -247,7 +247,9 @@ def _add_train_evaluator(sub) -> None:
                                    "and its validation accuracies (OUT with .json).")
     p.add_argument("--data", type=Path, default=Path(DEFAULT_DATA), help="i-CLEVR root whose train.json to learn")
     p.add_argument("--out", type=Path, default=Path(DEFAULT_EVALUATOR), help="checkpoint to write")
-    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--epochs", type=int, default=12, help="passes over the training images; with --minutes, their cap")
+    p.add_argument("--minutes", type=float, default=None, help="time budget: the speed measured at the start sets "
+                   "the steps (the last epoch may be partial), so that the schedule ends on time [none]")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate of the one-cycle schedule")
     p.add_argument("--pos-weight", type=float, default=2.0, help="BCE weight of present objects (fewer misses)")
@@ -269,7 +271,8 @@ def _train_evaluator(args) -> int:
 
     report = train_evaluator(args.data, args.out, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                              pos_weight=args.pos_weight, seed=args.seed, device=args.device,
-                             mixed_precision=args.mixed_precision, force=args.force, train_size=args.train_size)
+                             mixed_precision=args.mixed_precision, force=args.force, train_size=args.train_size,
+                             minutes=args.minutes)
     _print_json({k: v for k, v in report.items() if k != "history"})
     return 0
 
@@ -349,6 +352,8 @@ def _add_train(sub) -> None:
     length = t.add_mutually_exclusive_group()
     length.add_argument("--max-steps", type=int, help="optimiser steps (the cosine LR schedule ends there)")
     length.add_argument("--epochs", type=float, help="passes over the training split, instead of --max-steps")
+    t.add_argument("--minutes", type=float, help="time budget: the speed measured at the start sets the steps "
+                   "(--max-steps caps them), so that the LR schedule ends on time; a resume keeps them")
     t.add_argument("--batch-size", type=int, help="images per process per micro-batch [64]")
     t.add_argument("--grad-accum", type=int, help="micro-batches per optimiser step [1]")
     t.add_argument("--lr", type=float, help="peak AdamW learning rate [1e-3]")
@@ -376,7 +381,6 @@ def _add_train(sub) -> None:
                    "save, e.g. 10 where a session may end (Colab) [off]")
     o.add_argument("--keep", type=int, help="checkpoints kept, newest first [3]")
     o.add_argument("--log-every", type=int, help="metrics.jsonl record every N steps [50]")
-    o.add_argument("--max-minutes", type=float, help="stop with a checkpoint after this much training time [none]")
     o.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, help="also log to RUN/tensorboard [no]")
     p.set_defaults(func=_train)
 
@@ -393,8 +397,8 @@ def _train(args) -> int:
     settable = {f.name for f in dataclasses.fields(train.TrainConfig)} - {"model", "preset", "out", "resume",
                                                                           "inexact_resume"}
     given = {k: v for k, v in vars(args).items() if k in settable and v is not None}
-    if "max_steps" in given or "epochs" in given:  # one length replaces the other
-        given = {"max_steps": None, "epochs": None, **given}
+    if given.keys() & {"max_steps", "epochs", "minutes"}:  # a length given replaces the run's
+        given = {"max_steps": None, "epochs": None, "minutes": None, **given}
     overrides = model.parse_overrides(args.model or [])
     if args.conditioning:
         overrides["conditioning"] = args.conditioning

@@ -4,22 +4,23 @@ The network, its checkpoint format and the scoring live in :mod:`cddpm.evaluator
 """
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
-from . import data
+from . import budget, data
 from .choices import DEFAULT_PRECISION
 from .device import choose_precision, describe_precision
 from .device import resolve as resolve_device
 from .evaluator import SIZE, Evaluator, build_network, summarize
 from .paths import check_output_file, json_holding, write_json
+from .progress import tqdm
 
 REPORT_KEYS = ("checkpoint", "train_images", "validation", "history")  # how the .json beside a checkpoint is known
 
@@ -55,7 +56,8 @@ def split_scenes(names: Sequence[str], val_fraction: float, seed: int) -> tuple[
 def train_evaluator(root: str | os.PathLike, out: str | os.PathLike, epochs: int = 12, batch_size: int = 64,
                     lr: float = 1e-3, seed: int = 0, val_fraction: float = 0.05, pos_weight: float = 2.0,
                     device: str | torch.device | None = None, mixed_precision: str = DEFAULT_PRECISION,
-                    force: bool = False, progress: bool = True, train_size: int = SIZE) -> dict:
+                    force: bool = False, progress: bool = True, train_size: int = SIZE,
+                    minutes: float | None = None) -> dict:
     """Train the course's ResNet18 from scratch with BCE on ``root``'s train.json; save it to ``out``.
 
     Holds out ``val_fraction`` of the scenes, trains with AdamW and a one-cycle schedule on augmented
@@ -64,15 +66,18 @@ def train_evaluator(root: str | os.PathLike, out: str | os.PathLike, epochs: int
     training missed present objects four times as often as it invented absent ones. ``mixed_precision`` is one of
     ``MIXED_PRECISIONS``, resolved by :func:`cddpm.device.choose_precision` (``auto``: bf16 where native).
     ``train_size`` < 64 trains (and validates) on images read at that size and upsampled back to 64x64, as the
-    course's own judge was (32): a judge that has seen blur forgives it. Returns that report.
+    course's own judge was (32): a judge that has seen blur forgives it. ``minutes``: a time budget, counted from this call; the speed
+    measured on a throwaway copy of the network at the start sets the steps (``epochs`` caps them, and the last
+    epoch may be partial) so that the schedule ends on time. Returns that report.
     """
     inputs = [Path(root) / name for name in (*data.ROOT_FILES, "iclevr")]
     out = check_output_file(out, "--out", inputs, force=force, what="checkpoint's file")
     if out.suffix == ".json":
         raise ValueError(f"--out {out} ends in .json, the name of its report; name the checkpoint like NAME.pth")
     check_output_file(out.with_suffix(".json"), "--out (its .json report)", inputs, json_holding(*REPORT_KEYS), force)
-    if epochs < 1 or batch_size < 2 or not 0 <= val_fraction < 1 or pos_weight <= 0:
-        raise ValueError("need epochs >= 1, batch size >= 2, 0 <= val_fraction < 1 and pos_weight > 0")
+    if (epochs < 1 or batch_size < 2 or not 0 <= val_fraction < 1 or pos_weight <= 0
+            or not (minutes is None or minutes > 0)):
+        raise ValueError("need epochs >= 1, batch size >= 2, 0 <= val_fraction < 1, pos_weight > 0 and minutes > 0")
     if not 8 <= train_size <= SIZE:
         raise ValueError(f"--train-size {train_size} must lie in 8..{SIZE} (the course's judge: 32)")
     device = resolve_device(device)
@@ -90,26 +95,19 @@ def train_evaluator(root: str | os.PathLike, out: str | os.PathLike, epochs: int
         raise ValueError(f"{root} has {len(train_idx)} training images after the validation split; render more")
 
     print(describe_precision(precision, reason), file=sys.stderr)
-    torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
-    network = build_network().to(device, memory_format=torch.channels_last)
-    evaluator = Evaluator(network, device)
-    steps = max(1, len(train_idx) // batch_size)  # full batches only: BatchNorm and a steady step size
-    optimizer = torch.optim.AdamW(network.parameters(), lr=lr, weight_decay=1e-4, fused=True)
-    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")  # fp16 gradients would underflow
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=epochs * steps)
-    val_images, val_labels = as_judged(dataset.images[val_idx]), dataset.labels[val_idx]
     weight = torch.tensor(pos_weight, device=device)
-    history = []
-    for epoch in range(1, epochs + 1):
-        network.train()
-        order = train_idx[torch.randperm(len(train_idx), generator=generator)]
-        batches = order[: steps * min(batch_size, len(order))].view(steps, -1)
-        losses = []
-        bar = tqdm(batches, desc=f"evaluator epoch {epoch}/{epochs}", disable=not progress, leave=False)
-        for idx in bar:
-            x = augment(as_judged(dataset.images[idx]), generator)
-            x = x.to(device, memory_format=torch.channels_last)
+
+    def make_step(generator: torch.Generator, total: int | None) -> tuple[Evaluator, Callable[[torch.Tensor], float]]:
+        """A new network and ``step(indices)``: one optimiser step on those images, and one of a one-cycle schedule
+        over ``total`` steps when given; returns the loss."""
+        evaluator = Evaluator(build_network().to(device, memory_format=torch.channels_last), device)
+        optimizer = torch.optim.AdamW(evaluator.network.parameters(), lr=lr, weight_decay=1e-4, fused=True)
+        scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")  # fp16 gradients would underflow
+        schedule = None if total is None else torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr,
+                                                                                   total_steps=total)
+
+        def step(idx: torch.Tensor) -> float:
+            x = augment(as_judged(dataset.images[idx]), generator).to(device, memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                 logits = evaluator(x)
             loss = F.binary_cross_entropy_with_logits(logits.float(), dataset.labels[idx].to(device),
@@ -118,9 +116,40 @@ def train_evaluator(root: str | os.PathLike, out: str | os.PathLike, epochs: int
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
-            schedule.step()
-            losses.append(loss.item())
-            bar.set_postfix(loss=f"{loss.item():.4f}")
+            if schedule is not None:
+                schedule.step()
+            return loss.item()
+        return evaluator, step
+
+    steps = max(1, len(train_idx) // batch_size)  # full batches only: BatchNorm and a steady step size
+    total, sized = epochs * steps, None
+    if minutes is not None:  # timed on a throwaway network, before the seeded one is made
+        draw, size = torch.Generator().manual_seed(seed), min(batch_size, len(train_idx))
+        _, probe = make_step(draw, None)
+        speed = budget.measure(lambda: probe(train_idx[torch.randint(len(train_idx), (size,), generator=draw)]))
+        spent = time.perf_counter() - start
+        total = budget.steps_for_budget(speed.steps_per_s, minutes, spent, cap=epochs * steps)
+        epochs = math.ceil(total / steps)
+        sized = dict(minutes=minutes, steps=total, images_per_s=speed.steps_per_s * batch_size,
+                     probe_steps=speed.steps, probe_seconds=speed.seconds, seconds_before_training=spent)
+        if progress:
+            tqdm.write(f"evaluator: {minutes:g}-minute budget: {sized['images_per_s']:.0f} images/s over "
+                       f"{speed.steps} timed steps on this machine -> {total} steps ({total / steps:.2f} epochs)",
+                       file=sys.stderr)
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    evaluator, train_step = make_step(generator, total)
+    val_images, val_labels = as_judged(dataset.images[val_idx]), dataset.labels[val_idx]
+    history = []
+    for epoch in range(1, epochs + 1):
+        evaluator.network.train()
+        order = train_idx[torch.randperm(len(train_idx), generator=generator)]
+        batches = order[: steps * min(batch_size, len(order))].view(steps, -1)[: total - (epoch - 1) * steps]
+        losses = []
+        bar = tqdm(batches, desc=f"evaluator epoch {epoch}/{epochs}", disable=not progress, leave=False)
+        for idx in bar:
+            losses.append(train_step(idx))
+            bar.set_postfix(loss=f"{losses[-1]:.4f}")
         row = dict(epoch=epoch, train_loss=sum(losses) / len(losses), seconds=round(time.perf_counter() - start, 1))
         if len(val_idx):
             scores = evaluator.scores(val_images, check_range=False)
@@ -130,7 +159,9 @@ def train_evaluator(root: str | os.PathLike, out: str | os.PathLike, epochs: int
             tqdm.write("evaluator " + " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
                                                for k, v in row.items()), file=sys.stderr)
     evaluator.path = evaluator.save(out)
-    report = dict(checkpoint=str(out), data=str(root), train_size=train_size, epochs=epochs, batch_size=batch_size,
+    report = dict(checkpoint=str(out), data=str(root), train_size=train_size,
+                  epochs=epochs if sized is None else round(total / steps, 3), steps=total, budget=sized,
+                  batch_size=batch_size,
                   lr=lr, seed=seed,
                   val_fraction=val_fraction, pos_weight=pos_weight, device=str(device),
                   mixed_precision=mixed_precision, precision=precision, precision_reason=reason,

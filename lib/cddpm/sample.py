@@ -22,7 +22,6 @@ from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
-from tqdm.auto import tqdm
 
 from . import canvas as C
 from . import figures, runs
@@ -31,6 +30,7 @@ from .choices import DEFAULT_STEPS, EDIT_THRESHOLD, SAMPLE_BATCH
 from .data import NUMBERED_PNG, load_condition_file, load_condition_lists, to_float, to_uint8
 from .device import resolve as resolve_device
 from .paths import check_folder_target, write_json
+from .progress import tqdm
 
 # DDPM/DDIM use "trailing" timesteps so that few-step sampling starts at t = T-1 (pure noise), not at
 # T - T/K as "leading" does; at 1000 steps both are identical. DPM-Solver keeps its "linspace" default.

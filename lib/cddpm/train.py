@@ -10,6 +10,7 @@ batches it would have seen without the pause.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import hashlib
 import json
 import math
@@ -31,9 +32,8 @@ from accelerate.utils.other import load as accelerate_load
 from diffusers.optimization import get_cosine_schedule_with_warmup
 from diffusers.training_utils import EMAModel
 from safetensors.torch import save_file
-from tqdm.auto import tqdm
 
-from . import align, canvas, report, runs
+from . import align, budget, canvas, report, runs
 from .choices import DEFAULT_PRECISION, MIXED_PRECISIONS
 from .data import ICLEVRDataset, to_float
 from .device import choose_precision, describe_precision
@@ -41,9 +41,11 @@ from .device import resolve as resolve_device
 from .diffusion import PREDICTION_TYPES, train_scheduler, training_loss
 from .model import ConditionalUNet, ModelConfig, preset
 from .paths import write_json, write_text
+from .progress import tqdm
 
 # settings that may differ when a run is resumed; every other one must match the run's config.json
-RESUMABLE = ("data", "out", "preset", "max_steps", "epochs", "save_every", "keep", "log_every", "max_minutes",
+# (``minutes`` is checked against the step count the run was sized to, see _recorded_budget)
+RESUMABLE = ("data", "out", "preset", "max_steps", "epochs", "save_every", "keep", "log_every", "minutes",
              "mixed_precision", "channels_last", "compile", "tensorboard", "resume", "inexact_resume", "device",
              "align_evaluator", "save_minutes")
 
@@ -56,8 +58,10 @@ class TrainConfig:
     out: str = "outputs/runs/tiny"
     model: ModelConfig = field(default_factory=lambda: preset("tiny"))
     preset: str | None = "tiny"        # the preset ``model`` started from (a record only)
-    max_steps: int | None = None       # optimiser steps; give this or ``epochs``
+    max_steps: int | None = None       # optimiser steps; give this, ``epochs`` or ``minutes`` (then it caps them)
     epochs: float | None = None
+    minutes: float | None = None       # time budget: the speed measured at the start sets the steps, so that the
+                                       # cosine LR schedule ends on time (config.json's "budget" records them)
     batch_size: int = 64               # per process; one optimiser step sees batch_size * processes * grad_accum
     grad_accum: int = 1
     lr: float = 1e-3
@@ -80,7 +84,6 @@ class TrainConfig:
     save_minutes: float | None = None  # also checkpoint once this much training time passed since the last save
     keep: int = 3                      # checkpoints kept (the newest)
     log_every: int = 50
-    max_minutes: float | None = None   # stop (with a checkpoint) after this much training time
     tensorboard: bool = False
     resume: bool = False
     inexact_resume: bool = False       # resume although the checkpoint's random states cannot be restored
@@ -95,7 +98,7 @@ class TrainConfig:
         positive = {"batch_size": self.batch_size, "grad_accum": self.grad_accum, "save_every": self.save_every,
                     "keep": self.keep, "log_every": self.log_every, "lr": self.lr}
         positive.update({k: v for k, v in (("max_steps", self.max_steps), ("epochs", self.epochs),
-                                           ("max_minutes", self.max_minutes), ("save_minutes", self.save_minutes),
+                                           ("minutes", self.minutes), ("save_minutes", self.save_minutes),
                                            ("snr_gamma", self.snr_gamma),
                                            ("timestep_shift", self.timestep_shift)) if v is not None})
         bad = [f"{k}={v}" for k, v in positive.items() if not v > 0]
@@ -103,6 +106,8 @@ class TrainConfig:
             raise ValueError(f"{', '.join(bad)} must be positive")
         if self.max_steps is not None and self.epochs is not None:
             raise ValueError("give either max_steps or epochs, not both")
+        if self.minutes is not None and self.epochs is not None:
+            raise ValueError("give minutes with max_steps as its cap, not with epochs")
         if min(self.warmup, self.weight_decay, self.max_grad_norm) < 0:
             raise ValueError("warmup, weight_decay and max_grad_norm must be >= 0")
         if not 0 <= self.p_uncond < 1:
@@ -124,6 +129,7 @@ class TrainConfig:
 def load_config(run: str | Path) -> TrainConfig:
     """The ``TrainConfig`` a run was trained with, read back from its ``config.json``."""
     stored = runs.read_config(run)
+    stored["train"].pop("max_minutes", None)  # a stop-only time limit of earlier versions; the run's steps stand
     unknown = sorted(set(stored["train"]) - {f.name for f in dataclasses.fields(TrainConfig)})
     if unknown:
         raise ValueError(f"{Path(run) / 'config.json'} has unknown training settings {unknown} (written by another "
@@ -161,7 +167,8 @@ class Trainer:
     def __init__(self, config: TrainConfig, images: torch.Tensor, labels: torch.Tensor,
                  accelerator: Accelerator | None = None, parents: torch.Tensor | None = None):
         if config.max_steps is None and config.epochs is None:
-            raise ValueError("the run has no length; give max_steps or epochs (--max-steps N or --epochs E)")
+            raise ValueError("the run has no length; give max_steps, epochs or minutes (--max-steps N, --epochs E "
+                             "or --minutes M)")
         if config.model.canvas != (parents is not None):
             raise ValueError("a canvas model trains on (image, parent) pairs and only a canvas model does; "
                              "pass parents from cddpm.canvas.pairs exactly when config.model.canvas is set")
@@ -193,8 +200,10 @@ class Trainer:
             self.net.to(memory_format=torch.channels_last)
         optimizer = torch.optim.AdamW(self.net.parameters(), lr=config.lr, weight_decay=config.weight_decay,
                                       fused=True if acc.device.type == "cuda" else None)
-        # accelerate steps a prepared LR scheduler once per process per optimiser step
-        lr_scheduler = get_cosine_schedule_with_warmup(optimizer, config.warmup * acc.num_processes,
+        # accelerate steps a prepared LR scheduler once per process per optimiser step; the warm-up takes at most
+        # half the run, so that a short (or budget-sized) run still decays to 0 at its last step
+        warmup = min(config.warmup, self.total_steps // 2)
+        lr_scheduler = get_cosine_schedule_with_warmup(optimizer, warmup * acc.num_processes,
                                                        self.total_steps * acc.num_processes)
         self.model, self.optimizer, self.lr_scheduler = acc.prepare(self.net, optimizer, lr_scheduler)
         if config.compile and not is_compiled_module(self.model):
@@ -410,6 +419,51 @@ def _say(acc: Accelerator, message: str) -> None:
         tqdm.write(message, file=sys.stderr)
 
 
+def _probe(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor,
+           parents: torch.Tensor | None) -> tuple[budget.Speed, float]:
+    """This run's speed on this machine, timed on a throwaway Trainer (on its own accelerator, with a schedule it
+    never finishes), and the seconds that Trainer took to set up."""
+    built = time.perf_counter()
+    probe = Trainer(dataclasses.replace(config, max_steps=10**6, tensorboard=False), images, labels, None, parents)
+    built = time.perf_counter() - built
+
+    def agree(mine: bool) -> bool:  # processes stop probing together: each probe step is a collective one
+        if mine:
+            probe.accelerator.set_trigger()
+        return probe.accelerator.check_trigger()
+
+    return budget.measure(probe.train_step, agree), built
+
+
+def _size_budget(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor, parents: torch.Tensor | None,
+                 acc: Accelerator, called: float) -> dict:
+    """The steps of a ``minutes`` run on this machine: as many as fit at the probed speed in what is left of the
+    budget (counted from ``called``), the run's own set-up counted once more."""
+    speed, built = _probe(config, images, labels, parents)
+    gc.collect()  # the probe's model, optimiser and device copy of the data
+    rate, spent = speed.steps_per_s, time.perf_counter() - called + built
+    if acc.num_processes > 1:  # one step count for all
+        rate, spent = acc.reduce(torch.tensor([rate, spent], device=acc.device), "mean").tolist()
+    steps = budget.steps_for_budget(rate, config.minutes, spent, config.max_steps)
+    images_per_s = rate * config.batch_size * acc.num_processes * config.grad_accum
+    _say(acc, f"{config.out}: {config.minutes:g}-minute budget: {rate:.3g} steps/s ({images_per_s:.0f} images/s) over "
+              f"{speed.steps} timed steps on this machine, {spent:.0f} s before training -> {steps} steps"
+              + (" (the max_steps cap)" if steps == config.max_steps else ""))
+    return {"minutes": config.minutes, "steps": steps, "steps_per_s": rate, "images_per_s": images_per_s,
+            "probe_steps": speed.steps, "probe_seconds": speed.seconds, "seconds_before_training": spent,
+            "max_steps": config.max_steps}
+
+
+def _recorded_budget(run: Path, config: TrainConfig) -> dict:
+    """The steps a ``minutes`` run was sized to at its start: a resume keeps them (or refuses), so it stays exact."""
+    recorded = runs.read_config(run).get("budget")
+    if recorded is None or recorded["minutes"] != config.minutes:
+        was = f"sized for {recorded['minutes']:g} minutes ({recorded['steps']} steps)" if recorded else "set in steps"
+        raise ValueError(f"cannot resume {run} with a {config.minutes:g}-minute budget: its length was {was}; resume "
+                         "with its own settings, give --max-steps N to set another length, or move it aside")
+    return recorded
+
+
 def train(config: TrainConfig, on_log: Callable[[dict], None] | None = None,
           accelerator: Accelerator | None = None) -> dict:
     """Train (or, with ``config.resume``, continue) the run in ``config.out``; return the last log record.
@@ -417,13 +471,15 @@ def train(config: TrainConfig, on_log: Callable[[dict], None] | None = None,
     ``on_log(record)`` is called on the main process at every log interval with the record written to
     ``metrics.jsonl`` (step, epoch, loss, lr, images_per_s, train_seconds): a notebook can draw a live loss
     curve from it. Ctrl-C saves a checkpoint at the end of the current step, then raises KeyboardInterrupt.
+    A ``minutes`` budget counts from this call: a new run measures its speed and takes the steps that fit.
     """
+    called = time.perf_counter()
     acc = accelerator or make_accelerator(config)
     with runs.locked(config.out, acc.is_main_process):  # one trainer per run folder
-        return _train(config, on_log, acc)
+        return _train(config, on_log, acc, called)
 
 
-def _train(config: TrainConfig, on_log: Callable[[dict], None] | None, acc: Accelerator) -> dict:
+def _train(config: TrainConfig, on_log: Callable[[dict], None] | None, acc: Accelerator, called: float) -> dict:
     """:func:`train`'s work, done while the run folder is locked."""
     chosen, reason = choose_precision(config.mixed_precision, acc.device)
     precision = {"used": acc.mixed_precision,
@@ -441,20 +497,27 @@ def _train(config: TrainConfig, on_log: Callable[[dict], None] | None, acc: Acce
                   + (f"; left out: {left}" if left else ""))
     start = _starting_point(config, dataset, acc)
     acc.wait_for_everyone()  # every process has looked at the run before the main one writes to it
-    trainer = Trainer(config, ds.images, labels, acc, parents)
+    sized = None
+    if config.minutes is not None:
+        sized = (_recorded_budget(run, config) if start is not None else
+                 _size_budget(config, ds.images, labels, parents, acc, called))
+    trainer = Trainer(config if sized is None else dataclasses.replace(config, max_steps=sized["steps"]), ds.images,
+                      labels, acc, parents)
     if start is not None:
         trainer.load(start)
         if trainer.step > trainer.total_steps:
             raise ValueError(f"{run} is at step {trainer.step}, past the {trainer.total_steps} steps of --max-steps/"
                              "--epochs; give a larger value to continue, or leave it out")
-        _say(acc, f"resuming {run} from {start.name}")
+        _say(acc, f"resuming {run} from {start.name}"
+                  + (f" (sized for {sized['minutes']:g} minutes at its start: {sized['steps']} steps)" if sized else ""))
     _say(acc, describe_precision(precision["used"], precision["reason"]))  # after every refusal: an error stays one line
     metrics = run / runs.METRICS_FILE
     if acc.is_main_process:
         write_json(run / "config.json", {
             "model": config.model.to_dict(), "train": config.train_dict(),
             "scheduler": dict(trainer.noise_scheduler.config), "data": str(Path(config.data).resolve()),
-            "dataset": dataset, "processes": acc.num_processes, "device": str(acc.device), "precision": precision})
+            "dataset": dataset, "processes": acc.num_processes, "device": str(acc.device), "precision": precision,
+            **({"budget": sized} if sized else {})})
         kept = [r for r in runs.read_metrics(run) if r["step"] <= trainer.step]
         write_text(metrics, "".join(json.dumps(r) + "\n" for r in kept))
     if config.tensorboard:
@@ -463,7 +526,6 @@ def _train(config: TrainConfig, on_log: Callable[[dict], None] | None, acc: Acce
     if trainer.step >= trainer.total_steps:
         _say(acc, f"{run} is already trained to step {trainer.step}; raise --max-steps/--epochs to continue")
     images_per_step = config.batch_size * acc.num_processes * config.grad_accum
-    budget = config.max_minutes * 60 if config.max_minutes else math.inf
     saved_at = trainer.train_seconds  # training time at the last checkpoint, for save_minutes
     record, loss_sum, window = {}, 0.0, 0
     base, started, paused = trainer.train_seconds, time.perf_counter(), 0.0  # paused: time spent saving
@@ -475,11 +537,8 @@ def _train(config: TrainConfig, on_log: Callable[[dict], None] | None, acc: Acce
             loss_sum, window = loss_sum + trainer.train_step(), window + 1
             bar.update()
             trainer.train_seconds = base + time.perf_counter() - started - paused
-            boundary = trainer.step % config.log_every == 0  # the time limit is checked here, on every process
-            if boundary and trainer.train_seconds - base >= budget:
-                acc.set_trigger()
-            out_of_time = boundary and acc.check_trigger()  # any process out of time: all stop at this step
-            last = trainer.step == trainer.total_steps or stop.requested or out_of_time
+            boundary = trainer.step % config.log_every == 0
+            last = trainer.step == trainer.total_steps or stop.requested
             if boundary or last:
                 loss = acc.reduce(loss_sum / window, "mean").item()  # waits for the device
                 now = time.perf_counter()
@@ -514,4 +573,5 @@ def _train(config: TrainConfig, on_log: Callable[[dict], None] | None, acc: Acce
     checkpoint = runs.checkpoint_dir(run, trainer.step)
     if stop.requested:
         raise KeyboardInterrupt(f"stopped at step {trainer.step}; saved {checkpoint}; continue with --resume")
-    return {**record, "step": trainer.step, "checkpoint": str(checkpoint), "run": str(run)}
+    return {**record, "step": trainer.step, "checkpoint": str(checkpoint), "run": str(run),
+            **({"budget": sized} if sized else {})}

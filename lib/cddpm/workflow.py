@@ -23,10 +23,10 @@ def ensure_data(p: profiles.Profile, command: str = "cddpm demo") -> Path:
 
 
 def ensure_evaluator(p: profiles.Profile) -> ev.Evaluator:
-    """The profile's judge, trained on its data first (with the profile's epochs) when the file is missing."""
+    """The profile's judge, trained on its data first (the profile's epochs or minutes) when the file is missing."""
     if not Path(p.evaluator).is_file():
         kwargs = {"epochs": p.evaluator_epochs} if p.evaluator_epochs else {}
-        train_evaluator(p.data_root, p.evaluator, seed=p.seed, device=p.device, **kwargs)
+        train_evaluator(p.data_root, p.evaluator, seed=p.seed, device=p.device, minutes=p.evaluator_minutes, **kwargs)
     return ev.Evaluator.load(p.evaluator, resolve_device(p.device))
 
 

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from tqdm.auto import tqdm
 
 from .. import labels as L
 from ..paths import check_folder_target
+from ..progress import TERMINAL_ONLY, tqdm
 from . import raycast
 from . import scenes as S
 
@@ -211,7 +211,7 @@ def _render_all(jobs: list[Job], seed: int, size: int, folder: Path, workers: in
     pool = (ProcessPoolExecutor(workers, initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN))
             if workers > 1 else None)
     try:
-        with tqdm(total=images, unit="img", desc="render", disable=None) as bar:
+        with tqdm(total=images, unit="img", desc="render", disable=TERMINAL_ONLY) as bar:
             for result in (pool.map if pool else map)(_render_chunk, args):
                 truth.update(result)
                 bar.update(len(result))

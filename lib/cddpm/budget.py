@@ -1,0 +1,50 @@
+"""Work sized by minutes: a trainer times a few of its own steps on this machine, then takes as many as fit.
+
+Both trainers (``cddpm.train`` and ``cddpm.evaluator_training``) use it, so that a profile can say how long a
+stage may take rather than how many steps, and the LR schedule still ends at the last step.
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+WARMUP_STEPS = 2     # untimed first steps: memory allocation, kernel selection
+MIN_STEPS = 3        # timed steps, at least ...
+MIN_SECONDS = 2.0    # ... and for at least this long (many steps on a GPU)
+
+
+@dataclass(frozen=True)
+class Speed:
+    """What a probe measured: ``steps`` timed steps in ``seconds``."""
+
+    steps_per_s: float
+    steps: int
+    seconds: float
+
+
+def measure(step: Callable[[], object], agree: Callable[[bool], bool] = bool,
+            clock: Callable[[], float] = time.perf_counter) -> Speed:
+    """Time ``step()`` after ``WARMUP_STEPS`` untimed calls, until ``MIN_STEPS`` and ``MIN_SECONDS`` are both reached.
+
+    ``float(step())`` waits for the device. ``agree(mine)`` says whether to stop when this process would
+    (``mine``): processes that train together pass one that stops all of them at the same step.
+    """
+    for _ in range(WARMUP_STEPS):
+        float(step())
+    start, steps = clock(), 0
+    while True:
+        float(step())
+        steps += 1
+        if agree(steps >= MIN_STEPS and clock() - start >= MIN_SECONDS):
+            break
+    seconds = clock() - start
+    return Speed(steps / seconds, steps, seconds)
+
+
+def steps_for_budget(steps_per_s: float, minutes: float, spent_s: float = 0.0, cap: int | None = None) -> int:
+    """The steps that fit in ``minutes`` at ``steps_per_s`` once ``spent_s`` seconds of it are gone: at least 1,
+    at most ``cap``."""
+    steps = max(1, math.floor(steps_per_s * (minutes * 60 - spent_s)))
+    return steps if cap is None else min(steps, cap)
