@@ -422,12 +422,12 @@ def test_an_interrupted_sampling_leaves_no_stale_metrics_and_can_be_redone(run, 
 
 def test_the_notebook_sampling_step_fills_from_the_profile_and_names_the_batch_folder(run, tmp_path, monkeypatch,
                                                                                          capsys, evaluators):
-    from cddpm import batch, profiles, workflow
+    from cddpm import batch, folders, profiles, workflow
 
     monkeypatch.chdir(tmp_path)
     p = profiles.get("smoke", run=str(run), evaluator=str(tmp_path / "missing.pth"), steps=2)
     metrics, out = workflow.sample(p, "test", seed=3)
-    assert out == batch.samples_dir(p.batch) / batch.tag("test", 3, "last", p.sampler, 2, max(p.guidance))
+    assert out == folders.samples(p.outputs, p.batch) / batch.tag("test", 3, "last", p.sampler, 2, max(p.guidance))
     assert (metrics["sampler"], metrics["steps"], metrics["guidance"]) == (p.sampler, 2, max(p.guidance))
     assert "topk" not in metrics and "no evaluator at" in capsys.readouterr().err  # said, not silent
     with pytest.raises(FileNotFoundError, match="nowhere.pth"):

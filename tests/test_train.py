@@ -369,7 +369,7 @@ def test_feature_alignment_learns_and_its_head_is_saved_with_the_model(tmp_path)
 
 
 def test_workflow_steps_do_their_work_once(tmp_path, monkeypatch):
-    from cddpm import profiles, workflow
+    from cddpm import folders, profiles, provenance, workflow
 
     monkeypatch.chdir(tmp_path)
     p = profiles.get("smoke", scenes=4, evaluator_epochs=1)
@@ -380,7 +380,7 @@ def test_workflow_steps_do_their_work_once(tmp_path, monkeypatch):
     judge = workflow.ensure_evaluator(p)
     scores = workflow.judge_on_ground_truth(p, judge)
     assert set(scores) == set(p.splits) and all(0 <= s["topk"] <= 1 for s in scores.values())
-    assert (tmp_path / "outputs/gt/smoke/test/train.json").is_file()
+    assert (folders.ground_truth(p.outputs, provenance.data_key(root), "test") / "train.json").is_file()
 
 
 @pytest.mark.parametrize("damage, message", [

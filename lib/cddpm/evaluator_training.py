@@ -14,10 +14,11 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import data
-from .choices import EVALUATOR_PRECISIONS
+from .choices import EVALUATOR_PRECISIONS, HELD_OUT
 from .device import resolve as resolve_device
 from .evaluator import SIZE, Evaluator, build_network, summarize
 from .paths import check_file_target, write_json
+from .provenance import mapping_sha
 
 
 def augment(images: torch.Tensor, generator: torch.Generator | None = None, max_shift: int = 4) -> torch.Tensor:
@@ -48,6 +49,14 @@ def split_scenes(names: Sequence[str], val_fraction: float, seed: int) -> tuple[
     return torch.nonzero(~is_val).flatten(), torch.nonzero(is_val).flatten()
 
 
+def held_out(names: Sequence[str]) -> torch.Tensor:
+    """Which images of a root are its held-out set: ``HELD_OUT`` of its scenes, whole, the same for every caller.
+    A profile keeps them out of training on a root it did not render, and checks its judge on them."""
+    mask = torch.zeros(len(names), dtype=torch.bool)
+    mask[split_scenes(names, HELD_OUT, seed=0)[1]] = True
+    return mask
+
+
 def _use_bf16(mixed_precision: str, device: torch.device) -> bool:
     """bf16 autocast where the hardware has it (``auto``): about 2x faster on AVX512-BF16 CPUs."""
     if mixed_precision not in EVALUATOR_PRECISIONS:
@@ -62,7 +71,7 @@ def _use_bf16(mixed_precision: str, device: torch.device) -> bool:
 def train_evaluator(root: str | os.PathLike, out: str | os.PathLike, epochs: int = 12, batch_size: int = 64,
                     lr: float = 1e-3, seed: int = 0, val_fraction: float = 0.05, pos_weight: float = 2.0,
                     device: str | torch.device | None = None, mixed_precision: str = "auto", force: bool = False,
-                    progress: bool = True, train_size: int = SIZE) -> dict:
+                    progress: bool = True, train_size: int = SIZE, hold_out: bool = False) -> dict:
     """Train the course's ResNet18 from scratch with BCE on ``root``'s train.json; save it to ``out``.
 
     Holds out ``val_fraction`` of the scenes, trains with AdamW and a one-cycle schedule on augmented
@@ -71,7 +80,9 @@ def train_evaluator(root: str | os.PathLike, out: str | os.PathLike, epochs: int
     training missed present objects four times as often as it invented absent ones. ``mixed_precision`` is one of
     ``EVALUATOR_PRECISIONS``: ``auto`` autocasts to bf16 where the hardware supports it. ``train_size`` < 64
     trains (and validates) on images read at that size and upsampled back to 64x64, as the course's own judge was
-    (32): a judge that has seen blur forgives it. Returns that report.
+    (32): a judge that has seen blur forgives it. ``hold_out`` validates on the root's :func:`held_out` scenes
+    instead of ``val_fraction``'s. The checkpoint records the hash of the train.json it learned
+    (``provenance.mapping_sha``, under ``evaluator.TRAINED_ON``). Returns that report.
     """
     out = check_file_target(out, "--out", "checkpoint's file")
     check_file_target(out.with_suffix(".json"), "--out (its .json report)")
@@ -90,14 +101,19 @@ def train_evaluator(root: str | os.PathLike, out: str | os.PathLike, epochs: int
         x = data.to_float(images)
         return x if train_size == SIZE else F.interpolate(x, size=(SIZE, SIZE), mode="bilinear", align_corners=False)
 
-    train_idx, val_idx = split_scenes([p.name for p in dataset.files], val_fraction, seed)
+    names = [p.name for p in dataset.files]
+    if hold_out:
+        is_val = held_out(names)
+        train_idx, val_idx = torch.nonzero(~is_val).flatten(), torch.nonzero(is_val).flatten()
+    else:
+        train_idx, val_idx = split_scenes(names, val_fraction, seed)
     if len(train_idx) < 2:
         raise ValueError(f"{root} has {len(train_idx)} training images after the validation split; render more")
 
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     network = build_network().to(device, memory_format=torch.channels_last)
-    evaluator = Evaluator(network, device)
+    evaluator = Evaluator(network, device, trained_on=mapping_sha(dataset.mapping))
     steps = max(1, len(train_idx) // batch_size)  # full batches only: BatchNorm and a steady step size
     optimizer = torch.optim.AdamW(network.parameters(), lr=lr, weight_decay=1e-4, fused=True)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=epochs * steps)
@@ -132,7 +148,8 @@ def train_evaluator(root: str | os.PathLike, out: str | os.PathLike, epochs: int
             tqdm.write("evaluator " + " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
                                                for k, v in row.items()), file=sys.stderr)
     evaluator.path = evaluator.save(out)
-    report = dict(checkpoint=str(out), data=str(root), train_size=train_size, epochs=epochs, batch_size=batch_size,
+    report = dict(checkpoint=str(out), data=str(root), train_json_sha1=evaluator.trained_on, hold_out=hold_out,
+                  train_size=train_size, epochs=epochs, batch_size=batch_size,
                   lr=lr, seed=seed,
                   val_fraction=val_fraction, pos_weight=pos_weight, device=str(device), bf16=bf16,
                   train_images=len(train_idx),

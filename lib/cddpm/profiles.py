@@ -2,7 +2,9 @@
 ``colab``, ``reference``.
 
 A notebook's ``parameters`` cell names a profile (``CDDPM_PROFILE`` or papermill's injection) and may
-override any field; ``None`` means "the profile's value".
+override any field; ``None`` means "the profile's value". Paths a profile leaves out follow the outputs layout
+(:mod:`cddpm.folders`) under its ``outputs``: on other data than its synthetic set, its run and batch are named
+after the profile and that data's key, and the judge it trains is filed under that key.
 """
 from __future__ import annotations
 
@@ -11,7 +13,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .choices import DEFAULT_STEPS
+from . import folders
+from .choices import DEFAULT_OUTPUTS, DEFAULT_STEPS
 
 
 @dataclass(frozen=True)
@@ -19,14 +22,15 @@ class Profile:
     """Every knob the notebooks and ``cddpm demo`` read."""
 
     name: str
-    data_root: str = "data/synthetic-iclevr"
+    outputs: str = DEFAULT_OUTPUTS          # where everything below that is not given goes (cddpm.folders)
+    data_root: str | None = None            # None: the synthetic set (folders.synthetic_data), rendered when missing
     scenes: int = 6003                      # synthetic scenes rendered when data_root is missing (3 images each)
     seed: int = 0
-    evaluator: str = "outputs/evaluator/checkpoint.pth"
+    evaluator: str | None = None            # None: a judge trained on the data (evaluator_path)
     evaluator_epochs: int | None = 3        # None: the train-evaluator default
     gt_per_condition: int = 10              # ground-truth renders per test condition
     preset: str = "tiny"
-    run: str = "outputs/runs/demo"
+    run: str | None = None                  # None: OUTPUTS/runs/<the batch name>
     max_steps: int = 1000
     batch_size: int = 32
     lr: float = 1e-3
@@ -46,30 +50,27 @@ class Profile:
     guidance: tuple[float, ...] = (1.0, 3.0)
     ddpm_steps: int | None = None           # steps of a DDPM arm beside the profile's sampler in `cddpm demo`
     ddpm_seeds: tuple[int, ...] | None = None  # seeds of that arm; None: the profile's seeds
-    batch: str = "demo"
+    batch: str | None = None                # batch (and run) name; None: the profile's name, plus the data's key
+                                            # on other data than the synthetic set
 
 
 PROFILES: dict[str, Profile] = {
-    "smoke": Profile("smoke", data_root="outputs/smoke/data", scenes=16, evaluator="outputs/smoke/evaluator/checkpoint.pth",
-                     evaluator_epochs=1, gt_per_condition=1, run="outputs/smoke/run", max_steps=4, batch_size=8,
-                     seeds=(0, 1), steps=3, guidance=(1.0, 2.0), ddpm_steps=3, batch="smoke"),
+    "smoke": Profile("smoke", outputs="outputs/smoke", scenes=16, evaluator_epochs=1, gt_per_condition=1,
+                     max_steps=4, batch_size=8, seeds=(0, 1), steps=3, guidance=(1.0, 2.0), ddpm_steps=3),
     # the demo trains a short evaluator of its own, so it never stands in for the full one at the default path;
     # its model draws one object at a time, each in a box (layout64, measured in docs/ablations.md), 3800 steps
     # of 32 (about 12 minutes on 2 cores), so that `make demo` stays within 20 minutes
-    "demo": Profile("demo", evaluator="outputs/evaluator/demo.pth", preset="layout64", max_steps=3800,
-                    guidance=(3.0,)),
+    "demo": Profile("demo", preset="layout64", max_steps=3800, guidance=(3.0,)),
     # one CPU hour of the same design: the full evaluator judges; DDPM-1000 (50 times the sampling work) on one seed
-    "cpu": Profile("cpu", evaluator_epochs=None, preset="layout64", run="outputs/runs/cpu", max_steps=19000,
-                   max_minutes=60, seeds=(0, 1, 2, 3, 4), guidance=(3.0,), ddpm_steps=1000, ddpm_seeds=(0,),
-                   batch="cpu"),
-    "colab": Profile("colab", preset="colab", run="outputs/runs/colab", evaluator_epochs=None, max_steps=40000,
+    "cpu": Profile("cpu", evaluator_epochs=None, preset="layout64", max_steps=19000,
+                   max_minutes=60, seeds=(0, 1, 2, 3, 4), guidance=(3.0,), ddpm_steps=1000, ddpm_seeds=(0,)),
+    "colab": Profile("colab", preset="colab", evaluator_epochs=None, max_steps=40000,
                      batch_size=64, lr=2e-4,
-                     mixed_precision="fp16", seeds=(0, 1, 2, 3, 4), guidance=(1.0, 2.0, 3.0), ddpm_steps=1000,
-                     batch="colab"),
-    "reference": Profile("reference", preset="reference", run="outputs/runs/reference", evaluator_epochs=None,
+                     mixed_precision="fp16", seeds=(0, 1, 2, 3, 4), guidance=(1.0, 2.0, 3.0), ddpm_steps=1000),
+    "reference": Profile("reference", preset="reference", evaluator_epochs=None,
                          max_steps=60000, batch_size=64, lr=2e-4, prediction_type="epsilon",
                          mixed_precision="fp16", seeds=(0, 1, 2, 3, 4), sampler="ddpm", steps=1000, guidance=(1.0,),
-                         ddpm_steps=1000, batch="reference"),
+                         ddpm_steps=1000),
 }
 
 
@@ -79,7 +80,7 @@ def train_config(p: Profile, resume: bool | None = None, **model_overrides):
     ``resume=None`` continues the profile's run when it already has checkpoints and starts it otherwise;
     ``model_overrides`` replace fields of the profile's preset (e.g. ``conditioning="concat"``).
     """
-    from . import model, runs
+    from . import model, provenance, runs
     from .train import TrainConfig
 
     if resume is None:
@@ -88,7 +89,19 @@ def train_config(p: Profile, resume: bool | None = None, **model_overrides):
                        max_steps=p.max_steps, batch_size=p.batch_size, lr=p.lr, warmup=min(p.warmup, p.max_steps),
                        prediction_type=p.prediction_type, snr_gamma=p.snr_gamma, timestep_shift=p.timestep_shift,
                        align_evaluator=p.align_evaluator, mixed_precision=p.mixed_precision,
-                       max_minutes=p.max_minutes, save_every=max(1, p.max_steps // 4), resume=resume, device=p.device)
+                       max_minutes=p.max_minutes, save_every=max(1, p.max_steps // 4), resume=resume, device=p.device,
+                       hold_out=not provenance.rendered(p.data_root))
+
+
+def evaluator_path(p: Profile) -> Path:
+    """The profile's judge: the one it names, else the one 01_data trains on its data, filed under the data's key
+    (``checkpoint`` with train-evaluator's default epochs, ``epochsN`` otherwise)."""
+    from .provenance import data_key
+
+    if p.evaluator is not None:
+        return Path(p.evaluator)
+    name = "checkpoint" if p.evaluator_epochs is None else f"epochs{p.evaluator_epochs}"
+    return folders.evaluator(p.outputs, data_key(p.data_root), name)
 
 
 def default_name() -> str:
@@ -97,7 +110,7 @@ def default_name() -> str:
 
 
 def get(name: str | None = None, **overrides) -> Profile:
-    """The named profile with every non-``None`` override applied."""
+    """The named profile with every non-``None`` override applied, its data root, run and batch name filled in."""
     name = name or default_name()
     if name not in PROFILES:
         raise ValueError(f"unknown profile {name!r}; use one of {', '.join(PROFILES)}")
@@ -105,4 +118,13 @@ def get(name: str | None = None, **overrides) -> Profile:
     unknown = sorted(set(overrides) - fields)
     if unknown:
         raise ValueError(f"unknown profile field(s) {unknown}; valid: {', '.join(sorted(fields))}")
-    return dataclasses.replace(PROFILES[name], **{k: v for k, v in overrides.items() if v is not None})
+    p = dataclasses.replace(PROFILES[name], **{k: v for k, v in overrides.items() if v is not None})
+    synthetic = folders.synthetic_data(p.outputs)
+    if p.data_root is None or Path(p.data_root) == synthetic:
+        p, suffix = dataclasses.replace(p, data_root=str(synthetic)), ""
+    else:  # another data set: a run and a batch of their own, never those of the synthetic set
+        from .provenance import data_key
+
+        suffix = "-" + data_key(p.data_root)
+    batch = p.batch or p.name + suffix
+    return dataclasses.replace(p, batch=batch, run=p.run or str(folders.run(p.outputs, batch)))

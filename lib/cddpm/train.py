@@ -10,7 +10,6 @@ batches it would have seen without the pause.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import shutil
@@ -37,8 +36,10 @@ from .choices import MIXED_PRECISIONS
 from .data import ICLEVRDataset, to_float
 from .device import resolve as resolve_device
 from .diffusion import PREDICTION_TYPES, train_scheduler, training_loss
+from .evaluator_training import held_out
 from .model import ConditionalUNet, ModelConfig, preset
 from .paths import write_json, write_text
+from .provenance import mapping_sha
 
 # settings that may differ when a run is resumed; every other one must match the run's config.json
 RESUMABLE = ("data", "out", "preset", "max_steps", "epochs", "save_every", "keep", "log_every", "max_minutes",
@@ -82,6 +83,7 @@ class TrainConfig:
     resume: bool = False
     inexact_resume: bool = False       # resume although the checkpoint's random states cannot be restored
     device: str | None = None          # cpu or cuda; None: accelerate's choice (the GPU when present)
+    hold_out: bool = False             # leave the root's held-out scenes (evaluator_training.held_out) out of training
 
     def __post_init__(self):
         if isinstance(self.model, dict):
@@ -126,10 +128,11 @@ def load_config(run: str | Path) -> TrainConfig:
     return TrainConfig(**{**stored["train"], "model": stored["model"], "data": stored["data"], "out": str(run)})
 
 
-def describe_dataset(ds: ICLEVRDataset) -> dict:
-    """Size and content hash of a training split: what a resumed run must find again."""
-    digest = hashlib.sha1(json.dumps(ds.mapping).encode()).hexdigest()[:16]
-    return {"split": "train", "images": len(ds), "train_json_sha1": digest}
+def describe_dataset(ds: ICLEVRDataset, held: torch.Tensor | None = None) -> dict:
+    """Size and content hash of a training split, and how many held-out images training leaves out: what a resumed
+    run must find again."""
+    out = {"split": "train", "images": len(ds), "train_json_sha1": mapping_sha(ds.mapping)}
+    return out if held is None else {**out, "held_out_images": int(held.sum())}
 
 
 def make_accelerator(config: TrainConfig) -> Accelerator:
@@ -401,13 +404,16 @@ def train(config: TrainConfig, on_log: Callable[[dict], None] | None = None,
     run = Path(config.out)
     with acc.main_process_first():
         ds = ICLEVRDataset(config.data, size=config.model.sample_size, preload=True)
-    dataset = describe_dataset(ds)
+    held = held_out(list(ds.mapping)) if config.hold_out else None
+    dataset = describe_dataset(ds, held)
     start = _starting_point(config, dataset)
     acc.wait_for_everyone()  # every process has looked at the run before the main one writes to it
-    labels, parents = ds.labels, None
+    names, images, labels, parents = list(ds.mapping), ds.images, ds.labels, None
+    if held is not None:  # whole scenes, so every kept image still finds the one it extends
+        names, images, labels = [n for n, h in zip(names, held.tolist()) if not h], images[~held], labels[~held]
     if config.model.canvas:
-        parents, labels = canvas.pairs(list(ds.mapping), list(ds.mapping.values()))
-    trainer = Trainer(config, ds.images, labels, acc, parents)
+        parents, labels = canvas.pairs(names, [ds.mapping[n] for n in names])
+    trainer = Trainer(config, images, labels, acc, parents)
     if start is not None:
         trainer.load(start)
         _say(acc, f"resuming {run} from {start.name}")
