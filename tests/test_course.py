@@ -253,7 +253,7 @@ def test_the_demo_on_a_users_root_writes_everything_under_outputs(tmp_path, monk
     monkeypatch.chdir(tmp_path)
     smoke = profiles.PROFILES["smoke"]
     monkeypatch.setitem(profiles.PROFILES, "smoke", dataclasses.replace(smoke, seeds=(0,), splits=("test",),
-                                                                        ddpm_steps=None))
+                                                                        guidance=(2.0,), ddpm_steps=None))
     judge = train_evaluator(course, tmp_path / "judge.pth", epochs=1, batch_size=8, progress=False)["checkpoint"]
     out = tmp_path / "elsewhere"
     assert cli.main(["demo", "--profile", "smoke", "--data", str(course), "--evaluator", judge,
