@@ -55,8 +55,9 @@ class Profile:
 
 
 PROFILES: dict[str, Profile] = {
-    "smoke": Profile("smoke", outputs=str(Path(DEFAULT_OUTPUTS) / "smoke"), scenes=16, evaluator_epochs=1, gt_per_condition=1,
-                     max_steps=4, batch_size=8, seeds=(0, 1), steps=3, guidance=(1.0, 2.0), ddpm_steps=3),
+    "smoke": Profile("smoke", outputs=str(Path(DEFAULT_OUTPUTS) / "smoke"), scenes=16, evaluator_epochs=1,
+                     gt_per_condition=1, max_steps=4, batch_size=8, seeds=(0, 1), steps=3, guidance=(1.0, 2.0),
+                     ddpm_steps=3),
     # the demo trains a short evaluator of its own, so it never stands in for the full one at the default path;
     # its model draws one object at a time, each in a box (layout64, measured in docs/ablations.md), 3800 steps
     # of 32 (about 12 minutes on 2 cores), so that `make demo` stays within 20 minutes
