@@ -115,7 +115,10 @@ def _already_done(batch: Batch, combos: list[dict]) -> set[str]:
         path = batch.samples_dir / combo["tag"] / "metrics.json"
         if batch.force or not path.is_file():
             continue
-        record = json.loads(path.read_text())
+        try:
+            record = json.loads(path.read_text())
+        except ValueError:
+            raise ValueError(f"{path} is not readable json; pass --force to sample it again") from None
         now = {**wanted, "conditions_sha1": conditions[combo["split"]]}
         if not set(now) & set(record):
             print(f"note: {path.parent} records no run, conditions or judge (an older cddpm); kept as done, "
