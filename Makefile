@@ -1,5 +1,6 @@
 # Two commands do all the set-up on a fresh machine with Python 3.11:
-#   make demo   render, train, sample, evaluate and report on the synthetic i-CLEVR (CPU-sized)
+#   make demo   render, train, sample, evaluate and report on the synthetic i-CLEVR (CPU-sized);
+#               make demo DATA=path/to/iclevr EVALUATOR=path/to/checkpoint.pth: the same on the course's files
 #   make test   ruff, then the test suite, notebooks included (what .ci/run calls)
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
@@ -18,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: $(VENV)/.installed
-	$(BIN)/cddpm demo
+	$(BIN)/cddpm demo $(if $(DATA),--data "$(DATA)") $(if $(EVALUATOR),--evaluator "$(EVALUATOR)") $(if $(OUTPUTS),--outputs "$(OUTPUTS)")
 
 test: $(VENV)/.installed
 	$(BIN)/ruff check lib tests benchmarks

@@ -15,7 +15,8 @@ from cddpm import labels as L
 
 torch.set_num_threads(1)  # CI runs the suite with 2 pytest workers on 2 cores
 
-OFFICIAL = Path(__file__).resolve().parents[1].parent / "shared" / "iclevr-official"
+# ../shared/iclevr-official beside the checkout, or where CDDPM_OFFICIAL points (a git worktree elsewhere)
+OFFICIAL = Path(os.environ.get("CDDPM_OFFICIAL") or Path(__file__).resolve().parents[1].parent / "shared" / "iclevr-official")
 
 
 @pytest.fixture(autouse=True)

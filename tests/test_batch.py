@@ -47,14 +47,14 @@ def test_batch_two_seeds_report(smoke_run, capsys):
 
 
 def test_batch_missing_run(tmp_path, capsys):
-    assert cli.main(["batch", "--run", str(tmp_path / "nope"), "--name", "x"]) == 2
+    assert cli.main(["batch", "--run", str(tmp_path / "nope"), "--name", "x", "--evaluator", "e.pth"]) == 2
     assert "not a training run" in capsys.readouterr().err
 
 
 def test_unknown_notebook_parameter_is_refused(tmp_path):
     # papermill only warns ("Passed unknown parameter") and injects it where nothing reads it; we refuse first
-    with pytest.raises(ValueError, match=r"04_report.ipynb has no parameter\(s\) \['evaluator'\]"):
-        batch._execute(ROOT / "notebooks" / "04_report.ipynb", tmp_path / "out.ipynb", {"evaluator": "e.pth"})
+    with pytest.raises(ValueError, match=r"04_report.ipynb has no parameter\(s\) \['split'\]"):
+        batch._execute(ROOT / "notebooks" / "04_report.ipynb", tmp_path / "out.ipynb", {"split": "test"})
     assert not (tmp_path / "out.ipynb").exists()
 
 
@@ -64,7 +64,7 @@ def test_unknown_notebook_parameter_is_refused(tmp_path):
     (["--guidance", "-2"], "guidance -2.0"),
 ])
 def test_batch_refuses_values_it_cannot_run(tmp_path, capsys, args, message):
-    assert cli.main(["batch", "--run", str(tmp_path / "run"), "--name", "x", *args]) == 2
+    assert cli.main(["batch", "--run", str(tmp_path / "run"), "--name", "x", "--evaluator", "e.pth", *args]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
 
@@ -89,6 +89,7 @@ def test_demo_runs_the_ddpm_arm_on_its_own_seeds(tmp_path, monkeypatch):
     monkeypatch.setattr(batch, "run_batch", lambda b: batches.append(b) or {"failed": [], "report": None})
     monkeypatch.setattr(evaluator.Evaluator, "load", staticmethod(lambda *args: None))
     monkeypatch.setattr(workflow, "judge_on_ground_truth", lambda p, judge: {})
+    monkeypatch.setattr(profiles, "evaluator_path", lambda p: tmp_path / "e.pth")
     smoke = profiles.PROFILES["smoke"]
     monkeypatch.setitem(profiles.PROFILES, "smoke", dataclasses.replace(smoke, seeds=(0, 1, 2), ddpm_seeds=(4,)))
     assert batch.run_demo("smoke", outputs=str(tmp_path)) == 0

@@ -248,7 +248,7 @@ def test_training_learns_and_writes_the_official_format(trained):
     assert report["validation"]["topk"] >= 0.9 and report["val_images"] == 48 and report["train_images"] == 192
     saved = json.loads(checkpoint.with_suffix(".json").read_text())
     assert saved["validation"] == report["validation"] and saved["epochs"] == 4
-    assert set(torch.load(checkpoint, weights_only=True)) == {"model"}
+    assert set(torch.load(checkpoint, weights_only=True)) == {"model", E.TRAINED_ON}  # the course's format, plus
     one_line(FileExistsError, ET.train_evaluator, root, checkpoint, epochs=1, match="--force")
 
 

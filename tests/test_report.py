@@ -60,7 +60,7 @@ def test_missing_batch_and_empty_batch(tmp_path):
 
 
 def test_batch_combinations_and_names():
-    b = Batch(run="r", name="n", seeds=[0, 1], splits=["test"], steps=[10, 20], guidance=[1, 2.5])
+    b = Batch(run="r", name="n", evaluator="e.pth", seeds=[0, 1], splits=["test"], steps=[10, 20], guidance=[1, 2.5])
     combos = b.combinations()
     assert len(combos) == 2 * 2 * 2
     assert {c["tag"] for c in combos} >= {"test__seed0__last__dpmsolver10__g1", "test__seed1__last__dpmsolver20__g2.5"}

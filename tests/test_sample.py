@@ -422,15 +422,100 @@ def test_an_interrupted_sampling_leaves_no_stale_metrics_and_can_be_redone(run, 
 
 def test_the_notebook_sampling_step_fills_from_the_profile_and_names_the_batch_folder(run, tmp_path, monkeypatch,
                                                                                          capsys, evaluators):
-    from cddpm import batch, profiles, workflow
+    from cddpm import batch, folders, profiles, workflow
 
     monkeypatch.chdir(tmp_path)
     p = profiles.get("smoke", run=str(run), evaluator=str(tmp_path / "missing.pth"), steps=2)
     metrics, out = workflow.sample(p, "test", seed=3)
-    assert out == batch.samples_dir(p.batch) / batch.tag("test", 3, "last", p.sampler, 2, max(p.guidance))
+    assert out == folders.samples(p.outputs, p.batch) / batch.tag("test", 3, "last", p.sampler, 2, max(p.guidance))
     assert (metrics["sampler"], metrics["steps"], metrics["guidance"]) == (p.sampler, 2, max(p.guidance))
     assert "topk" not in metrics and "no evaluator at" in capsys.readouterr().err  # said, not silent
     with pytest.raises(FileNotFoundError, match="nowhere.pth"):
         workflow.sample(p, "test", evaluator="nowhere.pth")  # one named by the user must exist, as in `cddpm sample`
     judge = profiles.get("smoke", run=str(run), evaluator=str(evaluators[0]), steps=2)
     assert "topk" in workflow.sample(judge, "new_test", out_dir=str(tmp_path / "o"))[0]
+
+
+# --- provenance: what a sample folder records, and `cddpm evaluate --images` checking against it ---------------
+
+def test_metrics_json_records_the_conditions_data_judge_and_run(run, tmp_path, tiny_root, evaluators):
+    from cddpm import data, provenance
+    from cddpm.evaluator import Evaluator
+
+    out = tmp_path / "s"
+    assert main(["sample", "--run", str(run), "--split", "test", "--steps", "2", "--evaluator", str(evaluators[0]),
+                 "--out", str(out)]) == 0
+    record = json.loads((out / "metrics.json").read_text())
+    conditions = data.load_condition_lists(tiny_root, "test")
+    assert record["conditions"] == conditions and record["conditions_sha1"] == provenance.conditions_sha(conditions)
+    assert record["conditions_source"] == str(tiny_root.resolve() / "test.json")
+    assert record["data"] == str(tiny_root.resolve()) and record["run_path"] == str(run.resolve())
+    assert record["evaluator_sha256"] == Evaluator.load(evaluators[0]).digest()
+    assert record["evaluator_train_json_sha1"] is None  # an untrained judge in the course's format records none
+    conditions_file = tmp_path / "mine.json"
+    conditions_file.write_text(json.dumps([["red cube"]]))
+    assert main(["sample", "--run", str(run), "--conditions", str(conditions_file), "--steps", "2",
+                 "--out", str(tmp_path / "c")]) == 0
+    record = json.loads((tmp_path / "c" / "metrics.json").read_text())
+    assert record["conditions"] == [["red cube"]] and record["conditions_source"] == str(conditions_file.resolve())
+
+
+@pytest.fixture
+def sampled(run, tmp_path, evaluators) -> Path:
+    """A sample folder of the run's new_test conditions, judged by the first evaluator."""
+    out = tmp_path / "sampled"
+    assert main(["sample", "--run", str(run), "--split", "new_test", "--steps", "2", "--evaluator",
+                 str(evaluators[0]), "--out", str(out)]) == 0
+    return out
+
+
+def evaluate(capsys, *args) -> tuple[int, dict | None, str]:
+    code = main(["evaluate", *map(str, args)])
+    out, err = capsys.readouterr()
+    return code, json.loads(out) if code == 0 else None, err
+
+
+def test_evaluate_takes_the_conditions_its_metrics_json_records(sampled, capsys, evaluators, tiny_root):
+    capsys.readouterr()
+    images = sampled / "images" / "new_test"
+    code, result, err = evaluate(capsys, "--images", images, "--evaluator", evaluators[0])
+    recorded = json.loads((sampled / "metrics.json").read_text())
+    assert code == 0 and result["n"] == 1 and result["split"] == "new_test"
+    assert result["conditions_sha1"] == recorded["conditions_sha1"] and result["topk"] == recorded["topk"]
+    # the same conditions, named: accepted; others: refused in one line before the judge is loaded
+    assert evaluate(capsys, "--images", images, "--data", tiny_root, "--split", "new_test",
+                    "--evaluator", evaluators[0])[0] == 0
+    code, _, err = evaluate(capsys, "--images", images, "--data", tiny_root, "--split", "test",
+                            "--evaluator", "nowhere.pth")
+    assert code == 2 and "was sampled for the conditions of" in err and "new_test.json" in err
+    assert err.count("\n") == 1
+
+
+def test_evaluate_without_a_record_asks_for_the_conditions(sampled, tmp_path, capsys, evaluators, tiny_root):
+    import shutil
+
+    loose = shutil.copytree(sampled / "images" / "new_test", tmp_path / "loose")
+    code, _, err = evaluate(capsys, "--images", loose, "--evaluator", evaluators[0])
+    assert code == 2 and "--data ROOT --split SPLIT or --conditions FILE" in err and err.count("\n") == 1
+    code, _, err = evaluate(capsys, "--images", loose, "--split", "new_test", "--evaluator", evaluators[0])
+    assert code == 2 and "needs --data ROOT" in err  # no silent default root
+    assert evaluate(capsys, "--images", loose, "--data", tiny_root, "--split", "new_test",
+                    "--evaluator", evaluators[0])[0] == 0
+
+
+def test_evaluate_says_when_the_judge_is_another_or_learned_other_data(sampled, tmp_path, capsys, evaluators,
+                                                                      tiny_root):
+    from cddpm import provenance
+    from cddpm.evaluator import Evaluator, build_network
+
+    images = sampled / "images" / "new_test"
+    code, _, err = evaluate(capsys, "--images", images, "--evaluator", evaluators[0])
+    assert code == 0 and "records no train.json" in err and err.count("\n") == 1  # an older judge: a note
+    code, _, err = evaluate(capsys, "--images", images, "--evaluator", evaluators[1])
+    assert code == 0 and f"was judged by {evaluators[0]}" in err  # re-judging is allowed, and said
+    foreign = Evaluator(build_network(), trained_on="0" * 16).save(tmp_path / "foreign.pth")
+    code, _, err = evaluate(capsys, "--images", images, "--evaluator", foreign)
+    assert code == 0 and "warning: the judge" in err and "learned another train.json" in err
+    own = Evaluator(build_network(), trained_on=provenance.train_sha(tiny_root)).save(tmp_path / "own.pth")
+    code, _, err = evaluate(capsys, "--images", images, "--evaluator", own)
+    assert code == 0 and "train.json" not in err

@@ -375,7 +375,7 @@ def test_feature_alignment_learns_and_its_head_is_saved_with_the_model(tmp_path)
 
 
 def test_workflow_steps_do_their_work_once(tmp_path, monkeypatch):
-    from cddpm import profiles, workflow
+    from cddpm import folders, profiles, provenance, workflow
 
     monkeypatch.chdir(tmp_path)
     p = profiles.get("smoke", scenes=4, evaluator_epochs=1)
@@ -385,8 +385,9 @@ def test_workflow_steps_do_their_work_once(tmp_path, monkeypatch):
     assert workflow.ensure_data(p) == root and (root / "train.json").stat().st_mtime_ns == stamp  # not rendered again
     judge = workflow.ensure_evaluator(p)
     scores = workflow.judge_on_ground_truth(p, judge)
-    assert set(scores) == set(p.splits) and all(0 <= s["topk"] <= 1 for s in scores.values())
-    assert (tmp_path / "outputs/gt/smoke/test/train.json").is_file()
+    assert set(scores) == {f"ground-truth renders of {split}" for split in p.splits}
+    assert all(0 <= s["topk"] <= 1 for s in scores.values())
+    assert (folders.ground_truth(p.outputs, provenance.data_key(root), "test") / "train.json").is_file()
 
 
 @pytest.mark.parametrize("damage, message", [

@@ -1,7 +1,7 @@
 """Papermill batches: execute ``03_sample.ipynb`` once per combination, then ``04_report.ipynb``.
 
-The executed notebooks under ``outputs/papermill/NAME/`` are the record of a batch; the samples
-and their ``metrics.json`` go to ``outputs/samples/NAME/<combination>/``.
+The executed notebooks under ``OUTPUTS/papermill/NAME/`` are the record of a batch; the samples
+and their ``metrics.json`` go to ``OUTPUTS/samples/NAME/<combination>/`` (:mod:`cddpm.folders`).
 """
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import progress
+from . import folders, progress
+from .choices import DEFAULT_OUTPUTS
 from .progress import tqdm
 
 
@@ -21,28 +22,23 @@ def tag(split: str, seed: int, checkpoint: str, sampler: str, steps: int, guidan
     return f"{split}__seed{seed}__{checkpoint}__{sampler}{steps}__g{guidance:g}"
 
 
-def samples_dir(name: str, outputs: str = "outputs") -> Path:
-    """Where a batch's sample folders (one per combination ``tag``) go, and where ``04_report`` reads them."""
-    return Path(outputs) / "samples" / name
-
-
 @dataclass
 class Batch:
     """One papermill batch over seeds x checkpoints x splits x steps x guidance scales."""
 
     run: str
     name: str
+    evaluator: str                     # the judge: required, so that no batch is judged by a default it did not name
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
     checkpoints: list[str] = field(default_factory=lambda: ["last"])
     splits: list[str] = field(default_factory=lambda: ["test", "new_test"])
     samplers: list[str] = field(default_factory=lambda: ["dpmsolver"])
     steps: list[int] = field(default_factory=lambda: [20])
     guidance: list[float] = field(default_factory=lambda: [1.0])
-    evaluator: str | None = "outputs/evaluator/checkpoint.pth"
     data: str | None = None
     device: str | None = None          # cuda, cpu, ...; None: cuda when present
     profile: str | None = None
-    outputs: str = "outputs"
+    outputs: str = DEFAULT_OUTPUTS
     notebooks: str = "notebooks"
     force: bool = False
     report: bool = True
@@ -72,15 +68,15 @@ class Batch:
 
     @property
     def record_dir(self) -> Path:
-        return Path(self.outputs) / "papermill" / self.name
+        return folders.papermill(self.outputs, self.name)
 
     @property
     def samples_dir(self) -> Path:
-        return samples_dir(self.name, self.outputs)
+        return folders.samples(self.outputs, self.name)
 
     @property
     def report_dir(self) -> Path:
-        return Path(self.outputs) / "report" / self.name
+        return folders.report(self.outputs, self.name)
 
 
 def _notebook(folder: str, name: str) -> Path:
@@ -115,6 +111,40 @@ def _execute(notebook: Path, output: Path, parameters: dict, stream: bool = Fals
             os.environ[progress.ENV] = before
 
 
+def _already_done(batch: Batch, combos: list[dict]) -> set[str]:
+    """The tags whose sample folder holds this batch's run, conditions and judge (skipped unless ``force``); a folder
+    holding another's is a one-line refusal before anything runs, one without that record a note."""
+    import json
+
+    from . import data, provenance, runs
+    from .evaluator import Evaluator
+
+    root = batch.data or runs.read_config(batch.run)["data"]
+    wanted = {"run_path": str(Path(batch.run).resolve()),
+              "evaluator_sha256": Evaluator.load(batch.evaluator).digest()}  # also: a missing judge fails here
+    conditions = {split: provenance.conditions_sha(data.load_condition_lists(root, split)) for split in batch.splits}
+    done = set()
+    for combo in combos:
+        path = batch.samples_dir / combo["tag"] / "metrics.json"
+        if batch.force or not path.is_file():
+            continue
+        try:
+            record = json.loads(path.read_text())
+        except ValueError:
+            raise ValueError(f"{path} is not readable json; pass --force to sample it again") from None
+        now = {**wanted, "conditions_sha1": conditions[combo["split"]]}
+        if not set(now) & set(record):
+            print(f"note: {path.parent} records no run, conditions or judge (an older cddpm); kept as done, "
+                  "--force samples it again", file=sys.stderr)
+        else:
+            other = [k.split("_")[0] for k, v in now.items() if record.get(k) != v]
+            if other:
+                raise FileExistsError(f"{path.parent} holds samples of another {' and '.join(other)} than this batch's; "
+                                      "pass --force to sample it again, or choose another --name or --outputs")
+        done.add(combo["tag"])
+    return done
+
+
 def run_batch(batch: Batch) -> dict:
     """Execute every combination not yet done (all with ``force``), then the report; failures are listed, not fatal."""
     from . import runs
@@ -122,14 +152,17 @@ def run_batch(batch: Batch) -> dict:
     runs.read_config(batch.run)  # a missing run fails here, before any notebook starts
     sample_nb = _notebook(batch.notebooks, "03_sample.ipynb")
     report_nb = _notebook(batch.notebooks, "04_report.ipynb")
+    combos = batch.combinations()
+    finished = _already_done(batch, combos)
     batch.record_dir.mkdir(parents=True, exist_ok=True)
     common = {k: v for k, v in dict(run=batch.run, evaluator=batch.evaluator, data_root=batch.data,
-                                    profile=batch.profile, device=batch.device).items() if v is not None}
+                                    profile=batch.profile, device=batch.device, outputs=batch.outputs).items()
+              if v is not None}
     done, skipped, failed = [], [], []
-    for combo in tqdm(batch.combinations(), desc=f"batch {batch.name}", unit="run"):
+    for combo in tqdm(combos, desc=f"batch {batch.name}", unit="run"):
         tag = combo.pop("tag")
         out_dir = batch.samples_dir / tag
-        if not batch.force and (out_dir / "metrics.json").is_file():
+        if tag in finished:
             skipped.append(tag)
             continue
         try:
@@ -144,7 +177,7 @@ def run_batch(batch: Batch) -> dict:
     if batch.report and (done or skipped):  # with nothing sampled there is nothing to report
         try:
             _execute(report_nb, batch.record_dir / "04_report.ipynb",
-                     {**{k: common[k] for k in ("run", "profile") if k in common},
+                     {**{k: common[k] for k in ("run", "profile", "evaluator") if k in common},
                       "batch_dir": str(batch.samples_dir), "report_dir": str(batch.report_dir)})
             report = str(batch.report_dir)
         except Exception as err:
@@ -157,20 +190,21 @@ def run_batch(batch: Batch) -> dict:
 def demo_plan(p) -> list[str]:
     """What ``cddpm demo`` will do on profile ``p``: a line per stage with its minutes (a budget the stage sizes its
     work to on this machine, or an estimate of fixed work; both set in ``cddpm.profiles``), then their sum."""
-    from . import profiles, runs
+    from . import profiles, provenance, runs
 
     sized = "a budget: steps sized on this machine at the start"
     root, rows = Path(p.data_root), []
-    if (root / "train.json").is_file() or p.data_root != profiles.PROFILES[p.name].data_root:
+    if (root / "train.json").is_file() or not provenance.rendered(p.data_root) and root.exists():
         rows.append(("data", f"use {root}", 0, ""))
     else:
         rows.append(("data", f"render {p.scenes} scenes into {root}", p.render_minutes, "estimated"))
-    if Path(p.evaluator).is_file():
-        rows.append(("judge", f"use {p.evaluator}", 0, ""))
+    judge = profiles.evaluator_path(p)
+    if judge.is_file():
+        rows.append(("judge", f"use {judge}", 0, ""))
     elif p.evaluator_minutes is not None:
-        rows.append(("judge", f"train {p.evaluator}", p.evaluator_minutes, sized))
+        rows.append(("judge", f"train {judge}", p.evaluator_minutes, sized))
     else:
-        rows.append(("judge", f"train {p.evaluator} for {p.evaluator_epochs or 'the default'} epochs", None, ""))
+        rows.append(("judge", f"train {judge} for {p.evaluator_epochs or 'the default'} epochs", None, ""))
     if runs.checkpoints(p.run):
         rows.append(("train", f"continue {p.run} to the length it started with", None, ""))
     elif p.minutes is not None:
@@ -189,39 +223,58 @@ def demo_plan(p) -> list[str]:
                                                              else "")]
 
 
-def run_demo(profile: str | None = None, notebooks: str = "notebooks", outputs: str = "outputs",
-             device: str | None = None) -> int:
+def run_demo(profile: str | None = None, notebooks: str = "notebooks", outputs: str = DEFAULT_OUTPUTS,
+             device: str | None = None, data: str | None = None, evaluator: str | None = None) -> int:
     """The README's main job: 01_data and 02_train, a sampling batch at the profile's setting (plus a DDPM arm
-    where the profile names one), its report, and the judge's own accuracy on ground-truth renders."""
-    from . import evaluator, profiles, workflow
+    where the profile names one), its report, and the judge's own accuracy on ground truth; on the profile's
+    synthetic set or the root ``data`` (the course's files), judged by ``evaluator`` or a judge 01_data trains on
+    that data; everything written under ``outputs``."""
+    from . import data as D
+    from . import evaluator as ev
+    from . import profiles, provenance, workflow
     from .device import resolve as resolve_device
 
     start = time.perf_counter()
-    p = profiles.get(profile)
-    record_dir = Path(outputs) / "papermill" / p.batch
+    if evaluator is not None and not Path(evaluator).is_file():
+        raise FileNotFoundError(f"--evaluator {evaluator} not found; give the judge's checkpoint (the course's "
+                                "checkpoint.pth) or leave it out to train one on the data")
+    p = profiles.get(profile, outputs=outputs, data_root=data, evaluator=evaluator)
+    if data is not None:  # the user's root and judge are checked before anything runs
+        D.load_mapping(p.data_root)
+        for split in p.splits:
+            D.load_condition_lists(p.data_root, split)
+    if evaluator is not None:
+        provenance.say(provenance.judge_note(evaluator, ev.Evaluator.load(evaluator).trained_on, p.data_root))
+    own = provenance.rendered(p.data_root) or data is None
+    print(f"demo [{p.name}]: data {p.data_root}" + ("" if own else " (not our render: its held-out scenes stay "
+          "out of training and check the judge)") + f"; judge {evaluator or 'trained on it by 01_data'}; "
+          f"everything under {outputs}", flush=True)
+    record_dir = folders.papermill(outputs, p.batch)
     record_dir.mkdir(parents=True, exist_ok=True)
     print(f"demo [{p.name}]: the plan (minutes from cddpm/profiles.py)", *demo_plan(p), sep="\n", flush=True)
-    for name in ("01_data", "02_train"):
+    given = {k: v for k, v in dict(profile=p.name, outputs=outputs, data_root=data, device=device).items()
+             if v is not None}
+    for name, extra in (("01_data", {"evaluator": evaluator} if evaluator else {}), ("02_train", {})):
         print(f"demo [{p.name}]: executing {name}.ipynb -> {record_dir / name}.ipynb", flush=True)
         begun = time.perf_counter()
-        _execute(_notebook(notebooks, f"{name}.ipynb"), record_dir / f"{name}.ipynb",
-                 {"profile": p.name, **({"device": device} if device else {})}, stream=True)
+        _execute(_notebook(notebooks, f"{name}.ipynb"), record_dir / f"{name}.ipynb", {**given, **extra}, stream=True)
         print(f"demo [{p.name}]: {name} took {time.perf_counter() - begun:.0f} s", flush=True)
+    judge_path = str(profiles.evaluator_path(p))
     arms = [([p.sampler], [p.steps], p.seeds)] + ([(["ddpm"], [p.ddpm_steps], p.ddpm_seeds or p.seeds)]
                                                   if p.ddpm_steps else [])
     failed = []
     for i, (samplers, steps, seeds) in enumerate(arms):
-        result = run_batch(Batch(run=p.run, name=p.batch, seeds=list(seeds), splits=list(p.splits),
-                                 samplers=samplers, steps=steps, guidance=list(p.guidance), evaluator=p.evaluator,
-                                 device=device,
-                                 profile=p.name, outputs=outputs, notebooks=notebooks, report=i == len(arms) - 1))
+        result = run_batch(Batch(run=p.run, name=p.batch, evaluator=judge_path, seeds=list(seeds),
+                                 splits=list(p.splits), samplers=samplers, steps=steps, guidance=list(p.guidance),
+                                 data=p.data_root, device=device, profile=p.name, outputs=outputs,
+                                 notebooks=notebooks, report=i == len(arms) - 1))
         failed += result["failed"]
     table = Path(result["report"]) / "table.md" if result["report"] else None
     print(table.read_text() if table and table.is_file() else "no table was written")
-    judge = evaluator.Evaluator.load(p.evaluator, resolve_device(device or p.device))
-    for split, scores in workflow.judge_on_ground_truth(p, judge).items():
-        print(f"the judge on ground-truth renders of {split}: top-k {scores['topk']:.3f}, "
-              f"exact-set {scores['exact_set']:.3f} ({scores['n']} images)")
+    judge = ev.Evaluator.load(judge_path, resolve_device(device or p.device))
+    for what, scores in workflow.judge_on_ground_truth(p, judge).items():
+        print(f"the judge on {what}: top-k {scores['topk']:.3f}, exact-set {scores['exact_set']:.3f} "
+              f"({scores['n']} images)")
     print(f"demo [{p.name}]: report in {result['report']}, executed notebooks in {record_dir}, "
           f"{time.perf_counter() - start:.0f} s" + (f", {len(failed)} failed: {failed}" if failed else ""))
     return 1 if failed else 0

@@ -17,4 +17,6 @@ PRESETS = ("tiny", "tiny64", "canvas64", "layout64", "colab", "reference")  # cd
 PROFILES = ("smoke", "demo", "cpu", "colab", "reference")       # cddpm.profiles.PROFILES
 DEFAULT_DATA = "data/synthetic-iclevr"
 DEFAULT_EVALUATOR = "outputs/evaluator/checkpoint.pth"
+DEFAULT_OUTPUTS = "outputs"   # where the profiles, the demo and the batches write (cddpm.folders)
+HELD_OUT = 0.05  # of the scenes of a root we did not render: kept out of a profile's training, for the judge check
 EDIT_THRESHOLD = 0.1  # canvas sampling: a pass keeps changes whose 5x5 mean |change| exceeds this ([-1, 1] units)

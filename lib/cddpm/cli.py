@@ -15,6 +15,7 @@ from .choices import (
     CONDITIONINGS,
     DEFAULT_DATA,
     DEFAULT_EVALUATOR,
+    DEFAULT_OUTPUTS,
     DEFAULT_PRECISION,
     DEFAULT_STEPS,
     EDIT_THRESHOLD,
@@ -90,7 +91,8 @@ def _add_batch(sub) -> None:
     p = sub.add_parser("batch", help="execute 03_sample.ipynb over seeds/checkpoints/settings, then 04_report.ipynb",
                        description="Papermill batch: one executed 03_sample notebook per combination, then the report.")
     p.add_argument("--run", required=True, help="training run folder")
-    p.add_argument("--name", required=True, help="batch name: outputs/papermill/NAME, outputs/report/NAME")
+    p.add_argument("--name", required=True, help="batch name: OUTPUTS/samples/NAME, OUTPUTS/papermill/NAME, "
+                   "OUTPUTS/report/NAME")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     p.add_argument("--checkpoints", nargs="+", default=["last"], help="last and/or step-N")
     p.add_argument("--splits", nargs="+", choices=SPLITS, default=list(SPLITS))
@@ -98,10 +100,11 @@ def _add_batch(sub) -> None:
     p.add_argument("--steps", type=int, nargs="+", default=[DEFAULT_STEPS["dpmsolver"]])
     p.add_argument("--guidance-scales", "--guidance", dest="guidance", type=float, nargs="+", default=[1.0],
                    help="classifier-free guidance scales (default 1)")
-    p.add_argument("--evaluator", default=DEFAULT_EVALUATOR)
+    p.add_argument("--evaluator", required=True, help="the judge's checkpoint (the course's checkpoint.pth, or one "
+                   f"of `cddpm train-evaluator`, e.g. {DEFAULT_EVALUATOR})")
     p.add_argument("--data", default=None, help="i-CLEVR root for the split conditions (default: the run's)")
     p.add_argument("--notebooks", default="notebooks", help="folder holding the notebooks")
-    p.add_argument("--outputs", default="outputs")
+    p.add_argument("--outputs", default=DEFAULT_OUTPUTS, help=f"outputs folder [{DEFAULT_OUTPUTS}]")
     p.add_argument("--force", action="store_true", help="re-run combinations already done")
     _add_device(p)
     p.set_defaults(func=_batch)
@@ -122,8 +125,14 @@ def _add_demo(sub) -> None:
     p = sub.add_parser("demo", help="the CPU demo: render, train evaluator and model, sample a batch, report",
                        description="Execute the four notebooks with papermill on a profile (demo by default).")
     p.add_argument("--profile", default=None, choices=PROFILES, help="default: $CDDPM_PROFILE or demo")
+    p.add_argument("--data", type=Path, default=None, metavar="ROOT",
+                   help="i-CLEVR root to train and judge on, e.g. the course's files (default: the profile's "
+                        "synthetic set, rendered when missing)")
+    p.add_argument("--evaluator", type=Path, default=None, metavar="PATH",
+                   help="the judge, e.g. the course's checkpoint.pth (default: one trained on the data by 01_data)")
     p.add_argument("--notebooks", default="notebooks")
-    p.add_argument("--outputs", default="outputs")
+    p.add_argument("--outputs", type=Path, default=Path(DEFAULT_OUTPUTS),
+                   help=f"where everything goes: data when rendered, runs, judges, samples, report [{DEFAULT_OUTPUTS}]")
     _add_device(p)
     p.set_defaults(func=_demo)
 
@@ -131,7 +140,8 @@ def _add_demo(sub) -> None:
 def _demo(args) -> int:
     from .batch import run_demo
 
-    return run_demo(profile=args.profile, notebooks=args.notebooks, outputs=args.outputs, device=args.device)
+    return run_demo(profile=args.profile, notebooks=args.notebooks, outputs=str(args.outputs), device=args.device,
+                    data=args.data and str(args.data), evaluator=args.evaluator and str(args.evaluator))
 
 
 # --- sample ------------------------------------------------------------------------------------
@@ -287,8 +297,10 @@ def _add_evaluate(sub) -> None:
     src.add_argument("--images", type=Path, metavar="DIR", help="folder of 0.png .. N-1.png in condition order")
     src.add_argument("--root", type=Path, help="a labelled i-CLEVR root (e.g. ground-truth renders): "
                                                "score every image of its train.json against its labels")
-    p.add_argument("--data", type=Path, default=Path(DEFAULT_DATA), help="root holding the --split conditions")
-    p.add_argument("--split", choices=SPLITS, default="test", help="conditions of --images")
+    p.add_argument("--data", type=Path, default=None,
+                   help="root holding the --split conditions (default: the root DIR's metrics.json records)")
+    p.add_argument("--split", choices=SPLITS, default=None,
+                   help="conditions of --images (default: those DIR's metrics.json records; with --data: test)")
     p.add_argument("--conditions", type=Path, metavar="FILE",
                    help="conditions of --images from a test.json-style file instead of --split")
     p.add_argument("--evaluator", type=Path, default=Path(DEFAULT_EVALUATOR),
@@ -301,8 +313,37 @@ def _add_evaluate(sub) -> None:
     p.set_defaults(func=_evaluate)
 
 
+def _conditions_of_images(args) -> tuple[list[list[str]], str, Path | None, dict]:
+    """The conditions of ``--images`` (object lists, name, their root) and its sample record: those recorded in its
+    ``metrics.json``, or those given, which must then be the recorded ones."""
+    from . import data, provenance
+
+    found = provenance.sample_record(args.images)
+    path, record = found if found else (None, {})
+    recorded_root = Path(record["data"]) if record.get("data") else None
+    if args.conditions is not None:
+        lists, name, root, given = (data.load_condition_file(args.conditions), args.conditions.stem, recorded_root,
+                                    f"--conditions {args.conditions}")
+    elif args.split is not None or args.data is not None:
+        root, split = args.data or recorded_root, args.split or "test"
+        if root is None:
+            raise ValueError(f"--split {split} needs --data ROOT: {args.images} has no metrics.json of cddpm sample "
+                             "naming the root of its conditions")
+        lists, name, given = data.load_condition_lists(root, split), split, f"{root}/{split}.json"
+    elif record:
+        return data.check_lists(record["conditions"], path), record["split"], recorded_root, record
+    else:
+        raise ValueError(f"{args.images} has no metrics.json of cddpm sample recording its conditions; give "
+                         "--data ROOT --split SPLIT or --conditions FILE")
+    if record and provenance.conditions_sha(lists) != provenance.conditions_sha(record["conditions"]):
+        raise ValueError(f"{args.images} was sampled for the conditions of {record.get('conditions_source')} "
+                         f"(recorded in {path}), not those of {given}; leave out --data/--split/--conditions to use "
+                         "its own, or sample these conditions")
+    return lists, name, root, record
+
+
 def _evaluate(args) -> int:
-    from . import data, device, evaluator
+    from . import data, device, evaluator, provenance
     from .paths import check_output_file, json_holding, write_json
 
     if args.json is not None:
@@ -310,15 +351,20 @@ def _evaluate(args) -> int:
         if args.root:
             inputs += [args.root / name for name in (*data.ROOT_FILES, "iclevr")]
         else:
-            inputs += sorted(args.images.glob("*.png")) + ([] if args.conditions else
-                                                           [args.data / name for name in data.ROOT_FILES])
+            inputs += sorted(args.images.glob("*.png")) + [args.images / "metrics.json"]
+            inputs += [args.data / name for name in data.ROOT_FILES] if args.data is not None else []
         check_output_file(args.json, "--json", inputs, json_holding(*evaluator.REPORT_KEYS), args.force)
-    if args.conditions is not None:
-        data.load_condition_file(args.conditions)  # a bad file is said before the judge is loaded
+    if args.images:  # bad or mismatched conditions are said before the judge is loaded
+        lists, name, root, record = _conditions_of_images(args)
     judge = evaluator.Evaluator.load(args.evaluator, device.resolve(args.device))
     if args.images:
-        result = evaluator.evaluate_folder(judge, args.images, args.data, args.split, with_per_image=args.per_image,
-                                           conditions=args.conditions)
+        if root is not None and (root / "train.json").is_file():
+            provenance.say(provenance.judge_note(args.evaluator, judge.trained_on, root))
+        if record.get("evaluator_sha256") not in (None, judge.digest()):
+            print(f"note: {args.images} was judged by {record.get('evaluator')} when sampled; these numbers are "
+                  f"{args.evaluator}'s", file=sys.stderr)
+        result = evaluator.evaluate_folder(judge, args.images, root, name, with_per_image=args.per_image,
+                                           conditions=lists)
         if result["resized"]:
             print(f"note: resized {result['resized']} images in {args.images} to 64x64", file=sys.stderr)
     else:

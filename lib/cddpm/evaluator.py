@@ -22,8 +22,11 @@ from torchvision.models import resnet18
 from . import data, metrics
 from . import labels as L
 from .paths import atomic_write, read_error
+from .provenance import conditions_sha
 
 SIZE = 64
+TRAINED_ON = "train_json_sha1"  # the checkpoint key of the train.json hash a judge learned (an extra key the course's
+                                # evaluator.py ignores)
 EXPECTED = ("torch.save({'model': state_dict}) of a torchvision resnet18 whose fc is "
             "Sequential(Linear(512, 24), Sigmoid()) (the course's checkpoint.pth format)")
 
@@ -109,10 +112,12 @@ def check_images(images: torch.Tensor) -> None:
 class Evaluator:
     """A ResNet18 evaluator: ``scores`` for accuracy, ``__call__`` for differentiable logits (guidance)."""
 
-    def __init__(self, network: nn.Module, device: str | torch.device = "cpu", path: str | os.PathLike | None = None):
+    def __init__(self, network: nn.Module, device: str | torch.device = "cpu", path: str | os.PathLike | None = None,
+                 trained_on: str | None = None):
         self.device = torch.device(device)
         self.network = network.to(self.device)
         self.path = None if path is None else Path(path)
+        self.trained_on = trained_on  # the train.json hash it learned (provenance.mapping_sha); None: not recorded
         self._logits = _logits_view(self.network)
 
     @classmethod
@@ -149,7 +154,8 @@ class Evaluator:
             raise ValueError(f"{path} has NaN or infinite weights ({', '.join(bad[:3])}); retrain it with "
                              "`cddpm train-evaluator` or restore the file")
         network.load_state_dict(state)
-        return cls(network.eval(), device, path)
+        trained_on = checkpoint.get(TRAINED_ON)
+        return cls(network.eval(), device, path, trained_on if isinstance(trained_on, str) else None)
 
     def digest(self) -> str:
         """SHA-256 of the weights (names, shapes, values): equal for two files holding the same evaluator."""
@@ -160,9 +166,10 @@ class Evaluator:
         return h.hexdigest()
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write ``{'model': state_dict}`` atomically (a temporary file renamed into place)."""
+        """Write ``{'model': state_dict}`` (plus the train.json hash it learned, when known) atomically."""
         state = {k: v.detach().cpu() for k, v in self.network.state_dict().items()}
-        return atomic_write(path, lambda tmp: torch.save({"model": state}, tmp))
+        record = {TRAINED_ON: self.trained_on} if self.trained_on else {}
+        return atomic_write(path, lambda tmp: torch.save({"model": state, **record}, tmp))
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         """(N, 24) pre-sigmoid logits, differentiable and unchecked: for BCE training and classifier guidance."""
@@ -240,18 +247,22 @@ def read_folder(folder: str | os.PathLike, count: int) -> tuple[torch.Tensor, in
 REPORT_KEYS = ("topk", "exact_set", "extra_object_rate", "n", "split", "images", "evaluator")  # what both write
 
 
-def evaluate_folder(evaluator: Evaluator, folder: str | os.PathLike, root: str | os.PathLike,
+def evaluate_folder(evaluator: Evaluator, folder: str | os.PathLike, root: str | os.PathLike | None,
                     split: str = "test", with_per_image: bool = False,
-                    conditions: str | os.PathLike | None = None) -> dict:
-    """Metrics of ``folder/{i}.png`` (the course's output naming) against the ``split`` conditions of ``root``, or
-    those of a test.json-style ``conditions`` file."""
-    if conditions is not None:
-        labels, split = L.encode_batch(data.load_condition_file(conditions)), Path(conditions).stem
+                    conditions: str | os.PathLike | Sequence[Sequence[str]] | None = None) -> dict:
+    """Metrics of ``folder/{i}.png`` (the course's output naming) against the ``split`` conditions of ``root``, those
+    of a test.json-style ``conditions`` file, or ``conditions`` given as object lists (named ``split``)."""
+    if conditions is None:
+        lists = data.load_condition_lists(root, split)
+    elif isinstance(conditions, (str, os.PathLike)):
+        lists, split = data.load_condition_file(conditions), Path(conditions).stem
     else:
-        labels = data.load_conditions(root, split)
+        lists = data.check_lists(list(conditions), f"the conditions of {folder}")
+    labels = L.encode_batch(lists)
     images, resized = read_folder(folder, len(labels))
     scores = evaluator.scores(data.to_float(images), check_range=False)
-    out = dict(summarize(scores, labels), split=split, images=str(folder), evaluator=str(evaluator.path), resized=resized)
+    out = dict(summarize(scores, labels), split=split, images=str(folder), evaluator=str(evaluator.path), resized=resized,
+               conditions_sha1=conditions_sha(lists))
     if with_per_image:
         out["per_image"] = per_image(scores, labels, [f"{i}.png" for i in range(len(labels))])
     return out

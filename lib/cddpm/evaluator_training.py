@@ -15,12 +15,13 @@ import torch
 import torch.nn.functional as F
 
 from . import budget, data
-from .choices import DEFAULT_PRECISION
+from .choices import DEFAULT_PRECISION, HELD_OUT
 from .device import choose_precision, describe_precision
 from .device import resolve as resolve_device
 from .evaluator import SIZE, Evaluator, build_network, summarize
 from .paths import check_output_file, json_holding, write_json
 from .progress import tqdm
+from .provenance import mapping_sha
 
 REPORT_KEYS = ("checkpoint", "train_images", "validation", "history")  # how the .json beside a checkpoint is known
 
@@ -53,11 +54,19 @@ def split_scenes(names: Sequence[str], val_fraction: float, seed: int) -> tuple[
     return torch.nonzero(~is_val).flatten(), torch.nonzero(is_val).flatten()
 
 
+def held_out(names: Sequence[str]) -> torch.Tensor:
+    """Which images of a root are its held-out set: ``HELD_OUT`` of its scenes, whole, the same for every caller.
+    A profile keeps them out of training on a root it did not render, and checks its judge on them."""
+    mask = torch.zeros(len(names), dtype=torch.bool)
+    mask[split_scenes(names, HELD_OUT, seed=0)[1]] = True
+    return mask
+
+
 def train_evaluator(root: str | os.PathLike, out: str | os.PathLike, epochs: int = 12, batch_size: int = 64,
                     lr: float = 1e-3, seed: int = 0, val_fraction: float = 0.05, pos_weight: float = 2.0,
                     device: str | torch.device | None = None, mixed_precision: str = DEFAULT_PRECISION,
                     force: bool = False, progress: bool = True, train_size: int = SIZE,
-                    minutes: float | None = None) -> dict:
+                    minutes: float | None = None, hold_out: bool = False) -> dict:
     """Train the course's ResNet18 from scratch with BCE on ``root``'s train.json; save it to ``out``.
 
     Holds out ``val_fraction`` of the scenes, trains with AdamW and a one-cycle schedule on augmented
@@ -68,7 +77,9 @@ def train_evaluator(root: str | os.PathLike, out: str | os.PathLike, epochs: int
     ``train_size`` < 64 trains (and validates) on images read at that size and upsampled back to 64x64, as the
     course's own judge was (32): a judge that has seen blur forgives it. ``minutes``: a time budget, counted from this call; the speed
     measured on a throwaway copy of the network at the start sets the steps (``epochs`` caps them, and the last
-    epoch may be partial) so that the schedule ends on time. Returns that report.
+    epoch may be partial) so that the schedule ends on time. ``hold_out`` validates on the root's :func:`held_out`
+    scenes instead of ``val_fraction``'s. The checkpoint records the hash of the train.json it learned
+    (``provenance.mapping_sha``, under ``evaluator.TRAINED_ON``). Returns that report.
     """
     inputs = [Path(root) / name for name in (*data.ROOT_FILES, "iclevr")]
     out = check_output_file(out, "--out", inputs, force=force, what="checkpoint's file")
@@ -90,7 +101,12 @@ def train_evaluator(root: str | os.PathLike, out: str | os.PathLike, epochs: int
         x = data.to_float(images)
         return x if train_size == SIZE else F.interpolate(x, size=(SIZE, SIZE), mode="bilinear", align_corners=False)
 
-    train_idx, val_idx = split_scenes([p.name for p in dataset.files], val_fraction, seed)
+    names = [p.name for p in dataset.files]
+    if hold_out:
+        is_val = held_out(names)
+        train_idx, val_idx = torch.nonzero(~is_val).flatten(), torch.nonzero(is_val).flatten()
+    else:
+        train_idx, val_idx = split_scenes(names, val_fraction, seed)
     if len(train_idx) < 2:
         raise ValueError(f"{root} has {len(train_idx)} training images after the validation split; render more")
 
@@ -100,7 +116,8 @@ def train_evaluator(root: str | os.PathLike, out: str | os.PathLike, epochs: int
     def make_step(generator: torch.Generator, total: int | None) -> tuple[Evaluator, Callable[[torch.Tensor], float]]:
         """A new network and ``step(indices)``: one optimiser step on those images, and one of a one-cycle schedule
         over ``total`` steps when given; returns the loss."""
-        evaluator = Evaluator(build_network().to(device, memory_format=torch.channels_last), device)
+        evaluator = Evaluator(build_network().to(device, memory_format=torch.channels_last), device,
+                              trained_on=mapping_sha(dataset.mapping))
         optimizer = torch.optim.AdamW(evaluator.network.parameters(), lr=lr, weight_decay=1e-4, fused=True)
         scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")  # fp16 gradients would underflow
         schedule = None if total is None else torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr,
@@ -159,7 +176,8 @@ def train_evaluator(root: str | os.PathLike, out: str | os.PathLike, epochs: int
             tqdm.write("evaluator " + " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
                                                for k, v in row.items()), file=sys.stderr)
     evaluator.path = evaluator.save(out)
-    report = dict(checkpoint=str(out), data=str(root), train_size=train_size,
+    report = dict(checkpoint=str(out), data=str(root), train_json_sha1=evaluator.trained_on, hold_out=hold_out,
+                  train_size=train_size,
                   epochs=epochs if sized is None else round(total / steps, 3), steps=total, budget=sized,
                   batch_size=batch_size,
                   lr=lr, seed=seed,

@@ -2,7 +2,9 @@
 ``colab``, ``reference``.
 
 A notebook's ``parameters`` cell names a profile (``CDDPM_PROFILE`` or papermill's injection) and may
-override any field; ``None`` means "the profile's value".
+override any field; ``None`` means "the profile's value". Paths a profile leaves out follow the outputs layout
+(:mod:`cddpm.folders`) under its ``outputs``: on other data than its synthetic set, its run and batch are named
+after the profile and that data's key, and the judge it trains is filed under that key.
 """
 from __future__ import annotations
 
@@ -11,7 +13,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .choices import DEFAULT_PRECISION, DEFAULT_STEPS
+from . import folders
+from .choices import DEFAULT_OUTPUTS, DEFAULT_PRECISION, DEFAULT_STEPS
 
 
 @dataclass(frozen=True)
@@ -19,15 +22,16 @@ class Profile:
     """Every knob the notebooks and ``cddpm demo`` read."""
 
     name: str
-    data_root: str = "data/synthetic-iclevr"
+    outputs: str = DEFAULT_OUTPUTS          # where everything below that is not given goes (cddpm.folders)
+    data_root: str | None = None            # None: the synthetic set (folders.synthetic_data), rendered when missing
     scenes: int = 6003                      # synthetic scenes rendered when data_root is missing (3 images each)
     seed: int = 0
-    evaluator: str = "outputs/evaluator/checkpoint.pth"
+    evaluator: str | None = None            # None: a judge trained on the data (evaluator_path)
     evaluator_epochs: int | None = 3        # None: the train-evaluator default; with evaluator_minutes, the cap
     evaluator_minutes: float | None = None  # the judge's time budget: its steps fit it on this machine
     gt_per_condition: int = 10              # ground-truth renders per test condition
     preset: str = "tiny"
-    run: str = "outputs/runs/demo"
+    run: str | None = None                  # None: OUTPUTS/runs/<the batch name>
     max_steps: int | None = 1000            # optimiser steps; with minutes, their cap (None: no cap)
     minutes: float | None = None            # training time budget: its steps fit it on this machine (see train.py)
     batch_size: int = 32
@@ -48,15 +52,16 @@ class Profile:
     guidance: tuple[float, ...] = (1.0, 3.0)
     ddpm_steps: int | None = None           # steps of a DDPM arm beside the profile's sampler in `cddpm demo`
     ddpm_seeds: tuple[int, ...] | None = None  # seeds of that arm; None: the profile's seeds
-    batch: str = "demo"
+    batch: str | None = None                # batch (and run) name; None: the profile's name, plus the data's key
+                                            # on other data than the synthetic set
     render_minutes: float | None = None     # what the demo's plan expects of its fixed work: rendering the data,
     sample_minutes: float | None = None     # and the sampling batch with its report and judge check (estimates)
 
 
 PROFILES: dict[str, Profile] = {
-    "smoke": Profile("smoke", data_root="outputs/smoke/data", scenes=16, evaluator="outputs/smoke/evaluator/checkpoint.pth",
-                     evaluator_epochs=1, gt_per_condition=1, run="outputs/smoke/run", max_steps=4, batch_size=8,
-                     seeds=(0, 1), steps=3, guidance=(1.0, 2.0), ddpm_steps=3, batch="smoke"),
+    "smoke": Profile("smoke", outputs=str(Path(DEFAULT_OUTPUTS) / "smoke"), scenes=16, evaluator_epochs=1,
+                     gt_per_condition=1, max_steps=4, batch_size=8, seeds=(0, 1), steps=3, guidance=(1.0, 2.0),
+                     ddpm_steps=3),
     # the demo trains a short evaluator of its own, so it never stands in for the full one at the default path;
     # its model draws one object at a time, each in a box (layout64, measured in docs/ablations.md). `make demo`
     # must fit in 20 minutes on 2 cores of any speed, so the judge and the training are given minutes and size their
@@ -64,24 +69,22 @@ PROFILES: dict[str, Profile] = {
     # machine of issue 19 (rendering 18009 images at 114 images/s: 2.6 min; sampling, report and judge check: 103 s
     # on the faster one, about 3 times that assumed), leaving about a minute for the install.
     # TBD-LEAD: a measured split of the 20 minutes (on the AVX2-only and the Zen 4 machine); these are proposals
-    "demo": Profile("demo", evaluator="outputs/evaluator/demo.pth", evaluator_epochs=None, evaluator_minutes=2,
+    "demo": Profile("demo", evaluator_epochs=None, evaluator_minutes=2,
                     preset="layout64", max_steps=None, minutes=9, guidance=(3.0,), render_minutes=3,
                     sample_minutes=5),
     # one CPU hour of training of the same design: the full evaluator judges; DDPM-1000 (50 times the sampling
     # work) on one seed
-    "cpu": Profile("cpu", evaluator_epochs=None, preset="layout64", run="outputs/runs/cpu", max_steps=None,
-                   minutes=60, seeds=(0, 1, 2, 3, 4), guidance=(3.0,), ddpm_steps=1000, ddpm_seeds=(0,),
-                   batch="cpu"),
+    "cpu": Profile("cpu", evaluator_epochs=None, preset="layout64", max_steps=None,
+                   minutes=60, seeds=(0, 1, 2, 3, 4), guidance=(3.0,), ddpm_steps=1000, ddpm_seeds=(0,)),
     # a Colab disconnect loses at most 10 minutes of training, whatever the GPU (a T4 runs the colab preset at
     # TBD-LEAD images/s, so 10000 steps of 64 there take TBD-LEAD minutes)
-    "colab": Profile("colab", preset="colab", run="outputs/runs/colab", evaluator_epochs=None, max_steps=40000,
+    "colab": Profile("colab", preset="colab", evaluator_epochs=None, max_steps=40000,
                      batch_size=64, lr=2e-4, save_minutes=10,
-                     seeds=(0, 1, 2, 3, 4), guidance=(1.0, 2.0, 3.0), ddpm_steps=1000,
-                     batch="colab"),
-    "reference": Profile("reference", preset="reference", run="outputs/runs/reference", evaluator_epochs=None,
+                     seeds=(0, 1, 2, 3, 4), guidance=(1.0, 2.0, 3.0), ddpm_steps=1000),
+    "reference": Profile("reference", preset="reference", evaluator_epochs=None,
                          max_steps=60000, batch_size=64, lr=2e-4, prediction_type="epsilon",
                          seeds=(0, 1, 2, 3, 4), sampler="ddpm", steps=1000, guidance=(1.0,),
-                         ddpm_steps=1000, batch="reference"),
+                         ddpm_steps=1000),
 }
 
 
@@ -91,7 +94,7 @@ def train_config(p: Profile, resume: bool | None = None, **model_overrides):
     ``resume=None`` continues the profile's run when it already has checkpoints and starts it otherwise;
     ``model_overrides`` replace fields of the profile's preset (e.g. ``conditioning="concat"``).
     """
-    from . import model, runs
+    from . import model, provenance, runs
     from .train import TrainConfig
 
     if resume is None:
@@ -101,7 +104,20 @@ def train_config(p: Profile, resume: bool | None = None, **model_overrides):
                        prediction_type=p.prediction_type, snr_gamma=p.snr_gamma, timestep_shift=p.timestep_shift,
                        align_evaluator=p.align_evaluator, mixed_precision=p.mixed_precision,
                        save_every=max(1, p.max_steps // 4) if p.max_steps else TrainConfig.save_every,
-                       save_minutes=p.save_minutes, resume=resume, device=p.device)
+                       save_minutes=p.save_minutes, resume=resume, device=p.device,
+                       hold_out=not provenance.rendered(p.data_root))
+
+
+def evaluator_path(p: Profile) -> Path:
+    """The profile's judge: the one it names, else the one 01_data trains on its data, filed under the data's key
+    (``checkpoint`` with train-evaluator's defaults, else ``minutesM`` or ``epochsN``)."""
+    from .provenance import data_key
+
+    if p.evaluator is not None:
+        return Path(p.evaluator)
+    name = ("checkpoint" if p.evaluator_epochs is None and p.evaluator_minutes is None else
+            f"minutes{p.evaluator_minutes:g}" if p.evaluator_minutes else f"epochs{p.evaluator_epochs}")
+    return folders.evaluator(p.outputs, data_key(p.data_root), name)
 
 
 def default_name() -> str:
@@ -110,7 +126,7 @@ def default_name() -> str:
 
 
 def get(name: str | None = None, **overrides) -> Profile:
-    """The named profile with every non-``None`` override applied."""
+    """The named profile with every non-``None`` override applied, its data root, run and batch name filled in."""
     name = name or default_name()
     if name not in PROFILES:
         raise ValueError(f"unknown profile {name!r}; use one of {', '.join(PROFILES)}")
@@ -118,4 +134,13 @@ def get(name: str | None = None, **overrides) -> Profile:
     unknown = sorted(set(overrides) - fields)
     if unknown:
         raise ValueError(f"unknown profile field(s) {unknown}; valid: {', '.join(sorted(fields))}")
-    return dataclasses.replace(PROFILES[name], **{k: v for k, v in overrides.items() if v is not None})
+    p = dataclasses.replace(PROFILES[name], **{k: v for k, v in overrides.items() if v is not None})
+    synthetic = folders.synthetic_data(p.outputs)
+    if p.data_root is None or Path(p.data_root) == synthetic:
+        p, suffix = dataclasses.replace(p, data_root=str(synthetic)), ""
+    else:  # another data set: a run and a batch of their own, never those of the synthetic set
+        from .provenance import data_key
+
+        suffix = "-" + data_key(p.data_root)
+    batch = p.batch or p.name + suffix
+    return dataclasses.replace(p, batch=batch, run=p.run or str(folders.run(p.outputs, batch)))

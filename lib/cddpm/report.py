@@ -68,9 +68,9 @@ def markdown_table(rows: list[dict]) -> str:
 
 
 def metrics_table(metrics: dict) -> str:
-    """One sampling run's ``metrics.json`` as a two-column markdown table."""
+    """One sampling run's ``metrics.json`` as a two-column markdown table (the conditions list left out)."""
     lines = ["| metric | value |", "| --- | --- |"]
-    for key, value in metrics.items():
+    for key, value in ((k, v) for k, v in metrics.items() if not isinstance(v, list)):
         lines.append(f"| {key} | {value:.4f} |" if isinstance(value, float) else f"| {key} | {value} |")
     return "\n".join(lines)
 
@@ -110,11 +110,27 @@ def loss_curve(run: str | os.PathLike, path: str | os.PathLike) -> Path | None:
     return Path(path)
 
 
-def build(batch_dir: str | os.PathLike, out_dir: str | os.PathLike, run: str | os.PathLike | None = None) -> dict:
-    """Write ``table.md``, ``table.json`` and the figures of a batch to ``out_dir``; return their paths and rows."""
+def check_judge(records: list[dict], evaluator: str | os.PathLike) -> None:
+    """Refuse records judged by another evaluator than ``evaluator`` (by weights); older records that name none pass."""
+    from .evaluator import Evaluator
+
+    digest = Evaluator.load(evaluator).digest()
+    other = [r for r in records if r.get("evaluator_sha256") not in (None, digest)]
+    if other:
+        raise ValueError(f"{other[0]['dir']} was judged by {other[0].get('evaluator')}, not {evaluator} "
+                         f"({len(other)} of {len(records)} folders); a table mixes no judges: sample them again with "
+                         "this one (cddpm batch --force) or report with theirs")
+
+
+def build(batch_dir: str | os.PathLike, out_dir: str | os.PathLike, run: str | os.PathLike | None = None,
+          evaluator: str | os.PathLike | None = None) -> dict:
+    """Write ``table.md``, ``table.json`` and the figures of a batch to ``out_dir``; return their paths and rows.
+    With ``evaluator``, every folder must have been judged by it (:func:`check_judge`)."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     records = collect(batch_dir)
+    if evaluator is not None:
+        check_judge(records, evaluator)
+    out_dir.mkdir(parents=True, exist_ok=True)
     rows = summarise(records)
     write_text(out_dir / "table.md", markdown_table(rows) + "\n")
     write_json(out_dir / "table.json", rows)

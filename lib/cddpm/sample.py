@@ -24,7 +24,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
 from . import canvas as C
-from . import figures, runs
+from . import figures, provenance, runs
 from . import labels as L
 from .choices import DEFAULT_STEPS, EDIT_THRESHOLD, SAMPLE_BATCH
 from .data import NUMBERED_PNG, load_condition_file, load_condition_lists, to_float, to_uint8
@@ -339,12 +339,13 @@ def sample_split(run: str | os.PathLike, out: str | os.PathLike, split: str | No
     device = resolve_device(device)
     model, config, folder = runs.load_model(run, checkpoint, ema, device)
     scheduler_config = config["scheduler"]
+    root = Path(data if data is not None else config["data"])  # the split's root, else the run's data
     if split is not None:
-        conditions = load_condition_lists(data if data is not None else config["data"], split)
+        source, conditions = str(root.resolve() / f"{split}.json"), load_condition_lists(root, split)
     elif conditions is not None:
-        conditions = load_condition_file(conditions)
+        source, conditions = str(Path(conditions).resolve()), load_condition_file(conditions)
     else:
-        conditions = [L.check(c) for c in labels]
+        conditions, source = [L.check(c) for c in labels], "labels"
     schedule = make_sampler(sampler, scheduler_config, steps)  # once, for images and strip; fails before any work
     steps = schedule.num_inference_steps
     judge = Evaluator.load(evaluator, device) if evaluator is not None else None
@@ -358,6 +359,8 @@ def sample_split(run: str | os.PathLike, out: str | os.PathLike, split: str | No
     out = prepare_out(out, name)
     common = dict(sampler=schedule, guidance=guidance, seed=seed, guide=guide, guide_scale=classifier_guidance,
                   edit_threshold=edit_threshold)
+    if judge is not None and (root / "train.json").is_file():
+        provenance.say(provenance.judge_note(evaluator, judge.trained_on, root))
 
     start = time.perf_counter()
     images = generate(model, scheduler_config, conditions, batch_size=batch_size, progress=progress, **common)
@@ -373,11 +376,16 @@ def sample_split(run: str | os.PathLike, out: str | os.PathLike, split: str | No
                    guide_evaluator=str(guide_evaluator) if guide_evaluator else None,
                    edit_threshold=edit_threshold if model.config.canvas else None,
                    sample_size=model.config.sample_size, device=str(device), batch_size=batch_size,
-                   wall_s=round(wall, 3), images_per_s=round(len(images) / wall, 3) if wall > 0 else None)
+                   wall_s=round(wall, 3), images_per_s=round(len(images) / wall, 3) if wall > 0 else None,
+                   # provenance: what `cddpm evaluate --images` and `cddpm batch` check these images against
+                   conditions=conditions, conditions_sha1=provenance.conditions_sha(conditions),
+                   conditions_source=source, data=str(root.resolve()), run_path=str(Path(run).resolve()),
+                   run_train_json_sha1=config.get("dataset", {}).get("train_json_sha1"))
     if judge is not None:
         from .evaluator import evaluate_images
 
         scores = evaluate_images(judge, images, L.encode_batch(conditions))
-        metrics.update(scores, evaluator=str(evaluator))
+        metrics.update(scores, evaluator=str(evaluator), evaluator_sha256=judge.digest(),
+                       evaluator_train_json_sha1=judge.trained_on)
     write_json(out / "metrics.json", metrics)
     return metrics

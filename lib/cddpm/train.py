@@ -39,9 +39,11 @@ from .data import ICLEVRDataset, to_float
 from .device import choose_precision, describe_precision
 from .device import resolve as resolve_device
 from .diffusion import PREDICTION_TYPES, train_scheduler, training_loss
+from .evaluator_training import held_out
 from .model import ConditionalUNet, ModelConfig, preset
 from .paths import write_json, write_text
 from .progress import tqdm
+from .provenance import mapping_sha
 
 # settings that may differ when a run is resumed; every other one must match the run's config.json
 # (``minutes`` is checked against the step count the run was sized to, see _recorded_budget)
@@ -88,6 +90,7 @@ class TrainConfig:
     resume: bool = False
     inexact_resume: bool = False       # resume although the checkpoint's random states cannot be restored
     device: str | None = None          # cpu or cuda; None: accelerate's choice (the GPU when present)
+    hold_out: bool = False             # leave the root's held-out scenes (evaluator_training.held_out) out of training
 
     def __post_init__(self):
         if isinstance(self.model, dict):
@@ -137,12 +140,12 @@ def load_config(run: str | Path) -> TrainConfig:
     return TrainConfig(**{**stored["train"], "model": stored["model"], "data": stored["data"], "out": str(run)})
 
 
-def describe_dataset(ds: ICLEVRDataset) -> dict:
-    """Size and content hashes of a preloaded training split (its train.json and its decoded pixels): what a resumed
-    run must find again."""
-    digest = hashlib.sha1(json.dumps(ds.mapping).encode()).hexdigest()[:16]
+def describe_dataset(ds: ICLEVRDataset, held: torch.Tensor | None = None) -> dict:
+    """Size and content hashes of a preloaded training split (its train.json and its decoded pixels), and how many
+    held-out images training leaves out: what a resumed run must find again."""
     pixels = hashlib.sha1(ds.images.contiguous().numpy().data).hexdigest()[:16]  # hashes the buffer, no copy
-    return {"split": "train", "images": len(ds), "train_json_sha1": digest, "images_sha1": pixels}
+    out = {"split": "train", "images": len(ds), "train_json_sha1": mapping_sha(ds.mapping), "images_sha1": pixels}
+    return out if held is None else {**out, "held_out_images": int(held.sum())}
 
 
 def make_accelerator(config: TrainConfig) -> Accelerator:
@@ -487,21 +490,25 @@ def _train(config: TrainConfig, on_log: Callable[[dict], None] | None, acc: Acce
     run = Path(config.out)
     with acc.main_process_first():
         ds = ICLEVRDataset(config.data, size=config.model.sample_size, preload=True)
-    dataset = describe_dataset(ds)
-    labels, parents = ds.labels, None
+    held = held_out(list(ds.mapping)) if config.hold_out else None
+    dataset = describe_dataset(ds, held)
+    names, images, labels, parents = list(ds.mapping), ds.images, ds.labels, None
+    if held is not None:  # whole scenes, so every kept image still finds the one it extends
+        names, images, labels = [n for n, h in zip(names, held.tolist()) if not h], images[~held], labels[~held]
     if config.model.canvas:
-        parents, labels = canvas.pairs(list(ds.mapping), list(ds.mapping.values()))
-        dataset.update(canvas.usage(list(ds.mapping), list(ds.mapping.values()), parents))
+        objects = [ds.mapping[n] for n in names]
+        parents, labels = canvas.pairs(names, objects)
+        dataset.update(canvas.usage(names, objects, parents))
         left = "; ".join(f"{n} {why}" for why, n in dataset["unused"].items())
-        _say(acc, f"canvas training uses {dataset['used']} of {len(ds)} images in {config.data}/train.json"
+        _say(acc, f"canvas training uses {dataset['used']} of {len(names)} images in {config.data}/train.json"
                   + (f"; left out: {left}" if left else ""))
     start = _starting_point(config, dataset, acc)
     acc.wait_for_everyone()  # every process has looked at the run before the main one writes to it
     sized = None
     if config.minutes is not None:
         sized = (_recorded_budget(run, config) if start is not None else
-                 _size_budget(config, ds.images, labels, parents, acc, called))
-    trainer = Trainer(config if sized is None else dataclasses.replace(config, max_steps=sized["steps"]), ds.images,
+                 _size_budget(config, images, labels, parents, acc, called))
+    trainer = Trainer(config if sized is None else dataclasses.replace(config, max_steps=sized["steps"]), images,
                       labels, acc, parents)
     if start is not None:
         trainer.load(start)

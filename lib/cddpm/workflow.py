@@ -8,26 +8,35 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from . import batch, data, profiles, render
+from . import batch, data, folders, profiles, provenance, render
 from . import evaluator as ev
 from .device import resolve as resolve_device
-from .evaluator_training import train_evaluator
+from .evaluator_training import held_out, train_evaluator
 
 
 def ensure_data(p: profiles.Profile, command: str = "cddpm demo") -> Path:
-    """The profile's i-CLEVR root, rendered first when it is the default synthetic set and missing."""
+    """The profile's i-CLEVR root, rendered first when it is the synthetic set and missing."""
     root = Path(p.data_root)
-    if p.data_root == profiles.PROFILES[p.name].data_root and not (root / "train.json").is_file():
+    if root == folders.synthetic_data(p.outputs) and not (root / "train.json").is_file():
         render.render_dataset(root, scenes=p.scenes, seed=p.seed, command=command)
     return root
 
 
 def ensure_evaluator(p: profiles.Profile) -> ev.Evaluator:
-    """The profile's judge, trained on its data first (the profile's epochs or minutes) when the file is missing."""
-    if not Path(p.evaluator).is_file():
+    """The profile's judge (:func:`cddpm.profiles.evaluator_path`), trained on its data first (with the profile's
+    epochs or minutes; on a root we did not render, validated on its held-out scenes) when the file is missing. A judge that
+    learned other data is said in one line, or refused where the profile filed it under this data's key."""
+    path = profiles.evaluator_path(p)
+    if not path.is_file():
         kwargs = {"epochs": p.evaluator_epochs} if p.evaluator_epochs else {}
-        train_evaluator(p.data_root, p.evaluator, seed=p.seed, device=p.device, minutes=p.evaluator_minutes, **kwargs)
-    return ev.Evaluator.load(p.evaluator, resolve_device(p.device))
+        train_evaluator(p.data_root, path, seed=p.seed, device=p.device, minutes=p.evaluator_minutes,
+                        hold_out=not provenance.rendered(p.data_root), **kwargs)
+    judge = ev.Evaluator.load(path, resolve_device(p.device))
+    if p.evaluator is None and judge.trained_on not in (None, provenance.train_sha(p.data_root)):
+        raise ValueError(f"{path} is filed under the key of {p.data_root} but learned another train.json; move it "
+                         "aside and run 01_data again to train the judge of this data")
+    provenance.say(provenance.judge_note(path, judge.trained_on, p.data_root))
+    return judge
 
 
 def ensure_teacher(p: profiles.Profile) -> None:
@@ -37,17 +46,42 @@ def ensure_teacher(p: profiles.Profile) -> None:
 
 
 def ground_truth(p: profiles.Profile, split: str, command: str = "cddpm demo") -> Path:
-    """Ground-truth renders of a split's conditions (``gt_per_condition`` each) under ``outputs/gt/PROFILE/SPLIT``."""
-    out = Path("outputs/gt") / p.name / split
-    if not (out / "train.json").is_file():
-        render.render_conditions(data.load_condition_lists(p.data_root, split), out, per_condition=p.gt_per_condition,
-                                 seed=p.seed + 1001, force=True, command=command)
+    """Ground-truth renders of a split's conditions (``gt_per_condition`` each) under the data's key; rendered again
+    when the folder holds renders of other conditions, counts or seed."""
+    conditions = data.load_condition_lists(p.data_root, split)
+    out = folders.ground_truth(p.outputs, provenance.data_key(p.data_root), split)
+    wanted = dict(conditions=conditions, per_condition=p.gt_per_condition, seed=p.seed + 1001)
+    try:
+        meta = data.read_json(out / "meta.json")
+        fresh = {k: meta.get(k) for k in wanted} == wanted and (out / "train.json").is_file()
+    except (FileNotFoundError, ValueError):
+        fresh = False
+    if not fresh:
+        render.render_conditions(conditions, out, per_condition=p.gt_per_condition, seed=wanted["seed"], force=True,
+                                 command=command)
     return out
 
 
 def judge_on_ground_truth(p: profiles.Profile, judge: ev.Evaluator) -> dict[str, dict]:
-    """The judge's metrics on ground-truth renders of each of the profile's splits: how far to trust its numbers."""
-    return {split: ev.evaluate_root(judge, ground_truth(p, split)) for split in p.splits}
+    """How far to trust the judge's numbers: its metrics on ground truth, keyed by what that ground truth is.
+
+    On a root we rendered: renders of each of the profile's splits. On any other root (the course's) nothing can
+    be rendered alike, so: the root's own held-out scenes (:func:`cddpm.evaluator_training.held_out`), which the
+    profile keeps out of its model's training there.
+    """
+    root = Path(p.data_root)
+    if provenance.rendered(root):
+        return {f"ground-truth renders of {split}": ev.evaluate_root(judge, ground_truth(p, split))
+                for split in p.splits}
+    dataset = data.ICLEVRDataset(root, "train", size=ev.SIZE, preload=True)
+    held = held_out([f.name for f in dataset.files])
+    if not held.any():
+        raise ValueError(f"{root} has too few scenes to hold any out for checking the judge; give a larger root")
+    scores = judge.scores(data.to_float(dataset.images[held]), check_range=False)
+    what = (f"{int(held.sum())} held-out images of {root} (whole scenes kept out of the profile's training; "
+            "not our render, so no ground truth is rendered)")
+    return {what: dict(ev.summarize(scores, dataset.labels[held]), split="held-out", images=str(root),
+                       evaluator=str(judge.path))}
 
 
 def sample(p: profiles.Profile, split: str, seed: int = 0, checkpoint: str = "last", sampler: str | None = None,
@@ -55,19 +89,21 @@ def sample(p: profiles.Profile, split: str, seed: int = 0, checkpoint: str = "la
            data_root: str | None = None, out_dir: str | None = None, batch_size: int = 64,
            device: str | None = None) -> tuple[dict, Path]:
     """``03_sample``'s step: sample a split with the profile's run, filling every ``None`` from the profile (sampler,
-    steps, its largest guidance, its evaluator, ``outputs/samples/<batch>/<combination>``); returns the metrics and
+    steps, its largest guidance, its evaluator, ``OUTPUTS/samples/<batch>/<combination>``); returns the metrics and
     the folder. An evaluator given by name must exist; the profile's own may be missing (then nothing is scored,
     and a note says how to train it)."""
     from .sample import sample_split
 
     sampler, steps = sampler or p.sampler, steps or p.steps
     guidance = max(p.guidance) if guidance is None else guidance
-    if evaluator is None and not Path(p.evaluator).is_file():
-        print(f"note: no evaluator at {p.evaluator}, so nothing is scored; run 01_data to train one", file=sys.stderr)
-    else:
-        evaluator = evaluator or p.evaluator
-    out = Path(out_dir) if out_dir else batch.samples_dir(p.batch) / batch.tag(split, seed, checkpoint, sampler, steps,
-                                                                                guidance)
+    if evaluator is None:
+        own = profiles.evaluator_path(p)
+        if own.is_file():
+            evaluator = own
+        else:
+            print(f"note: no evaluator at {own}, so nothing is scored; run 01_data to train one", file=sys.stderr)
+    out = Path(out_dir) if out_dir else folders.samples(p.outputs, p.batch) / batch.tag(split, seed, checkpoint, sampler,
+                                                                                       steps, guidance)
     metrics = sample_split(p.run, out, split=split, data=data_root, checkpoint=checkpoint, sampler=sampler, steps=steps,
                            guidance=guidance, seed=seed, batch_size=batch_size, evaluator=evaluator, device=device or p.device,
                            progress=False)
