@@ -108,8 +108,13 @@ def test_the_demo_prints_its_plan_first_and_shows_its_notebooks_as_they_run(tmp_
 
     monkeypatch.chdir(tmp_path)
     calls = []
-    monkeypatch.setattr(batch, "_execute", lambda nb, out, params, stream=False: calls.append(
-        (nb.name, stream, capsys.readouterr().out)))
+    def execute(nb, out, params, stream=False):
+        calls.append((nb.name, stream, capsys.readouterr().out))
+        root = tmp_path / "out" / "data" / "synthetic-iclevr"  # what 01_data renders: the judge is filed by its key
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "train.json").write_text(json.dumps({"A_0.png": ["red cube"]}))
+
+    monkeypatch.setattr(batch, "_execute", execute)
     monkeypatch.setattr(batch, "run_batch", lambda b: {"failed": [], "report": None})
     monkeypatch.setattr(evaluator.Evaluator, "load", staticmethod(lambda *args: None))
     monkeypatch.setattr(workflow, "judge_on_ground_truth", lambda p, judge: {})
@@ -117,12 +122,13 @@ def test_the_demo_prints_its_plan_first_and_shows_its_notebooks_as_they_run(tmp_
                                    sample_minutes=2, seeds=(0, 1, 2), guidance=(3.0,), ddpm_steps=None)
     monkeypatch.setitem(profiles.PROFILES, "smoke", budgeted)
     assert batch.run_demo("smoke", notebooks=str(ROOT / "notebooks"), outputs="out") == 0
+    p = profiles.get("smoke", outputs="out")
     assert [(name, stream) for name, stream, _ in calls] == [("01_data.ipynb", True), ("02_train.ipynb", True)]
     plan = calls[0][2]  # everything printed before the first notebook started
     assert "demo [smoke]: the plan" in plan
-    assert f"render 16 scenes into {budgeted.data_root}: 0.5 min (estimated)" in plan
-    assert f"judge  train {budgeted.evaluator}: 1.5 min (a budget" in plan
-    assert f"train  train tiny into {budgeted.run}: 4 min (a budget" in plan
+    assert f"render 16 scenes into {p.data_root}: 0.5 min (estimated)" in plan
+    assert "judge  train a judge of the data: 1.5 min (a budget" in plan  # filed under the key of data not yet there
+    assert f"train  train tiny into {p.run}: 4 min (a budget" in plan
     assert "6 runs of dpmsolver 3 steps (test + new_test, guidance 3)" in plan and ": 2 min (estimated)" in plan
     assert "in all 8 min\n" in plan
     assert "01_data took" in calls[1][2]  # each stage's time, as it ends

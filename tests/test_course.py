@@ -216,7 +216,7 @@ def test_the_demo_hands_the_users_root_judge_and_outputs_to_every_notebook(tmp_p
 
     calls, batches = {}, []
 
-    def execute(notebook, output, parameters):  # what _execute checks, without running the notebook
+    def execute(notebook, output, parameters, stream=False):  # what _execute checks, without running the notebook
         assert set(parameters) <= set(papermill.inspect_notebook(str(notebook))), notebook.name
         calls[notebook.stem] = parameters
 

@@ -198,13 +198,17 @@ def demo_plan(p) -> list[str]:
         rows.append(("data", f"use {root}", 0, ""))
     else:
         rows.append(("data", f"render {p.scenes} scenes into {root}", p.render_minutes, "estimated"))
-    judge = profiles.evaluator_path(p)
-    if judge.is_file():
+    try:
+        judge = profiles.evaluator_path(p)
+    except FileNotFoundError:  # filed under the data's key, and the data is rendered first
+        judge = None
+    if judge is not None and judge.is_file():
         rows.append(("judge", f"use {judge}", 0, ""))
     elif p.evaluator_minutes is not None:
-        rows.append(("judge", f"train {judge}", p.evaluator_minutes, sized))
+        rows.append(("judge", f"train {judge or 'a judge of the data'}", p.evaluator_minutes, sized))
     else:
-        rows.append(("judge", f"train {judge} for {p.evaluator_epochs or 'the default'} epochs", None, ""))
+        rows.append(("judge", f"train {judge or 'a judge of the data'} for {p.evaluator_epochs or 'the default'} "
+                              "epochs", None, ""))
     if runs.checkpoints(p.run):
         rows.append(("train", f"continue {p.run} to the length it started with", None, ""))
     elif p.minutes is not None:
