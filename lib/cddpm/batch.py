@@ -143,7 +143,7 @@ def run_demo(profile: str | None = None, notebooks: str = "notebooks", outputs: 
              device: str | None = None) -> int:
     """The README's main job: 01_data and 02_train, a sampling batch at the profile's setting (plus a DDPM arm
     where the profile names one), its report, and the judge's own accuracy on ground-truth renders."""
-    from . import evaluator, profiles, workflow
+    from . import evaluator, fidelity, profiles, workflow
     from .device import resolve as resolve_device
 
     start = time.perf_counter()
@@ -169,6 +169,9 @@ def run_demo(profile: str | None = None, notebooks: str = "notebooks", outputs: 
     for split, scores in workflow.judge_on_ground_truth(p, judge).items():
         print(f"the judge on ground-truth renders of {split}: top-k {scores['topk']:.3f}, "
               f"exact-set {scores['exact_set']:.3f} ({scores['n']} images)")
+    for (split, w), (measured, n) in workflow.fidelity_of_samples(p, judge, outputs).items():
+        print(f"fidelity of {split} at guidance {w:g} ({len(p.seeds)} seeds pooled), in the judge's features: "
+              + fidelity.summary(measured, n))
     print(f"demo [{p.name}]: report in {result['report']}, executed notebooks in {record_dir}, "
           f"{time.perf_counter() - start:.0f} s" + (f", {len(failed)} failed: {failed}" if failed else ""))
     return 1 if failed else 0

@@ -5,11 +5,15 @@ costs nothing for what is already there.
 """
 from __future__ import annotations
 
+import itertools
 import sys
 from pathlib import Path
 
+import torch
+
 from . import batch, data, profiles, render
 from . import evaluator as ev
+from . import labels as L
 from .device import resolve as resolve_device
 from .evaluator_training import train_evaluator
 
@@ -43,6 +47,35 @@ def ground_truth(p: profiles.Profile, split: str, command: str = "cddpm demo") -
         render.render_conditions(data.load_condition_lists(p.data_root, split), out, per_condition=p.gt_per_condition,
                                  seed=p.seed + 1001, force=True, command=command)
     return out
+
+
+def floor_renders(p: profiles.Profile, split: str, per_condition: int, command: str = "cddpm demo") -> Path:
+    """Renders of a split's conditions, ``per_condition`` each, at another seed than :func:`ground_truth`'s: stand-ins
+    for as many generated images, whose distance to the ground truth is the fidelity floor."""
+    out = Path("outputs/gt") / p.name / f"{split}_floor{per_condition}"
+    if not (out / "train.json").is_file():
+        render.render_conditions(data.load_condition_lists(p.data_root, split), out, per_condition=per_condition,
+                                 seed=p.seed + 2002, force=True, command=command)
+    return out
+
+
+def fidelity_of_samples(p: profiles.Profile, judge: ev.Evaluator,
+                        outputs: str = "outputs") -> dict[tuple[str, float], tuple[dict, int]]:
+    """FD and KID (:func:`cddpm.fidelity.measure`) of the profile's samples at its sampler setting, seeds pooled, against
+    :func:`ground_truth`, with the floor of :func:`floor_renders`, and the number of images, per (split, guidance)
+    whose every seed was sampled."""
+    from .fidelity import measure
+
+    results = {}
+    for split, w in itertools.product(p.splits, p.guidance):
+        folders = [batch.samples_dir(p.batch, outputs) / batch.tag(split, seed, "last", p.sampler, p.steps, w) / "images"
+                   / split for seed in p.seeds]
+        if all(folder.is_dir() for folder in folders):
+            conditions = data.load_condition_lists(p.data_root, split)
+            images = torch.cat([ev.read_folder(folder, len(conditions))[0] for folder in folders])
+            results[split, w] = measure(judge, images, L.encode_batch(conditions * len(folders)), ground_truth(p, split),
+                                        floor_renders(p, split, len(folders))), len(images)
+    return results
 
 
 def judge_on_ground_truth(p: profiles.Profile, judge: ev.Evaluator) -> dict[str, dict]:
