@@ -235,7 +235,7 @@ def run_demo(profile: str | None = None, notebooks: str = "notebooks", outputs: 
     that data; everything written under ``outputs``."""
     from . import data as D
     from . import evaluator as ev
-    from . import profiles, provenance, workflow
+    from . import fidelity, profiles, provenance, workflow
     from .device import resolve as resolve_device
 
     start = time.perf_counter()
@@ -279,6 +279,9 @@ def run_demo(profile: str | None = None, notebooks: str = "notebooks", outputs: 
     for what, scores in workflow.judge_on_ground_truth(p, judge).items():
         print(f"the judge on {what}: top-k {scores['topk']:.3f}, exact-set {scores['exact_set']:.3f} "
               f"({scores['n']} images)")
+    for (split, w), (measured, n) in workflow.fidelity_of_samples(p, judge).items():
+        print(f"fidelity of {split} at guidance {w:g} ({len(p.seeds)} seeds pooled), in the judge's features: "
+              + fidelity.summary(measured, n))
     print(f"demo [{p.name}]: report in {result['report']}, executed notebooks in {record_dir}, "
           f"{time.perf_counter() - start:.0f} s" + (f", {len(failed)} failed: {failed}" if failed else ""))
     return 1 if failed else 0

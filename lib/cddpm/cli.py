@@ -37,6 +37,20 @@ def _print_json(obj) -> None:
     print(json.dumps(obj, indent=2))
 
 
+def _add_fidelity(p: argparse.ArgumentParser) -> None:
+    f = p.add_argument_group("fidelity", "Frechet distance and KID in the judge's pooled features (cddpm.fidelity)")
+    f.add_argument("--reference", type=Path, metavar="DIR", help="ground-truth renders of the images' conditions "
+                   "(`cddpm render --out DIR --conditions/--split`): adds fd, kid_mean, kid_std")
+    f.add_argument("--floor-reference", type=Path, metavar="DIR", help="renders of exactly the images' conditions at "
+                   "another --seed: adds the floor (its distances to --reference: fd_floor, ...) and fd_over_floor")
+    f.add_argument("--inception", action="store_true", help="also standard Inception FID (fid, fid_floor); needs "
+                   "torch-fidelity and a download of its weights")
+
+
+def _fidelity_options(args) -> dict:
+    return dict(reference=args.reference, floor_reference=args.floor_reference, inception=args.inception)
+
+
 # --- render ------------------------------------------------------------------------------------
 
 def _add_render(sub) -> None:
@@ -168,6 +182,7 @@ def _add_sample(sub) -> None:
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument("--evaluator", type=Path, default=None, help="evaluator checkpoint: adds accuracies to metrics.json")
     p.add_argument("--no-ema", dest="ema", action="store_false", help="use the raw weights instead of the EMA")
+    _add_fidelity(p)
     p.add_argument("--classifier-guidance", type=float, default=0.0, metavar="S",
                    help="add S * grad log p(set | predicted x0) of --guide-evaluator to each step (default 0: off)")
     p.add_argument("--guide-evaluator", type=Path, default=None,
@@ -191,7 +206,7 @@ def _sample(args) -> int:
         guidance=args.guidance, seed=args.seed, batch_size=args.batch_size, evaluator=args.evaluator,
         classifier_guidance=args.classifier_guidance, guide_evaluator=args.guide_evaluator,
         denoise_labels=labels.parse(args.denoise_labels), frames=args.frames, device=args.device,
-        edit_threshold=args.edit_threshold)
+        edit_threshold=args.edit_threshold, **_fidelity_options(args))
     _print_json(metrics)
     return 0
 
@@ -306,6 +321,7 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--evaluator", type=Path, default=Path(DEFAULT_EVALUATOR),
                    help="checkpoint in the course's format (ours or the course's checkpoint.pth)")
     p.add_argument("--per-image", action="store_true", help="add each image's requested and predicted objects")
+    _add_fidelity(p)
     p.add_argument("--json", type=Path, metavar="OUT", help="also write the JSON object to OUT (an existing file only "
                    "when an earlier evaluate wrote it)")
     p.add_argument("--force", action="store_true", help="let --json replace a file cddpm evaluate did not write")
@@ -347,7 +363,7 @@ def _evaluate(args) -> int:
     from .paths import check_output_file, json_holding, write_json
 
     if args.json is not None:
-        inputs = [args.evaluator, args.conditions]
+        inputs = [args.evaluator, args.conditions, args.reference, args.floor_reference]
         if args.root:
             inputs += [args.root / name for name in (*data.ROOT_FILES, "iclevr")]
         else:
@@ -364,11 +380,15 @@ def _evaluate(args) -> int:
             print(f"note: {args.images} was judged by {record.get('evaluator')} when sampled; these numbers are "
                   f"{args.evaluator}'s", file=sys.stderr)
         result = evaluator.evaluate_folder(judge, args.images, root, name, with_per_image=args.per_image,
-                                           conditions=lists)
+                                           conditions=lists, **_fidelity_options(args))
         if result["resized"]:
             print(f"note: resized {result['resized']} images in {args.images} to 64x64", file=sys.stderr)
     else:
-        result = evaluator.evaluate_root(judge, args.root, with_per_image=args.per_image)
+        result = evaluator.evaluate_root(judge, args.root, with_per_image=args.per_image, **_fidelity_options(args))
+    if args.reference:
+        from .fidelity import summary
+
+        print(f"fidelity in the judge's features: {summary(result, result['n'])}", file=sys.stderr)
     _print_json(result)
     if args.json:
         write_json(args.json, result)

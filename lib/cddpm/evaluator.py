@@ -27,6 +27,7 @@ from .provenance import conditions_sha
 SIZE = 64
 TRAINED_ON = "train_json_sha1"  # the checkpoint key of the train.json hash a judge learned (an extra key the course's
                                 # evaluator.py ignores)
+FEATURES = 512  # the pooled features ResNet18's fc layer reads
 EXPECTED = ("torch.save({'model': state_dict}) of a torchvision resnet18 whose fc is "
             "Sequential(Linear(512, 24), Sigmoid()) (the course's checkpoint.pth format)")
 
@@ -54,13 +55,18 @@ WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 def build_network() -> nn.Module:
     """The course's architecture, randomly initialised (no pretrained download)."""
     network = resnet18(weights=None)
-    network.fc = nn.Sequential(nn.Linear(512, L.NUM_CLASSES), nn.Sigmoid())
+    network.fc = nn.Sequential(nn.Linear(FEATURES, L.NUM_CLASSES), nn.Sigmoid())
     return network
+
+
+def _pooled_view(network: nn.Module) -> nn.Sequential:
+    """The network up to its global average pool (shares parameters): the (N, 512) features its fc layer reads."""
+    return nn.Sequential(*list(network.children())[:-1], nn.Flatten(1))
 
 
 def _logits_view(network: nn.Module) -> nn.Sequential:
     """The same network without its final Sigmoid (shares parameters): logits for BCE and guidance."""
-    return nn.Sequential(*list(network.children())[:-1], nn.Flatten(1), network.fc[0])
+    return nn.Sequential(_pooled_view(network), network.fc[0])
 
 
 def _mismatch(expected: dict[str, torch.Tensor], found: dict) -> str:
@@ -119,6 +125,7 @@ class Evaluator:
         self.path = None if path is None else Path(path)
         self.trained_on = trained_on  # the train.json hash it learned (provenance.mapping_sha); None: not recorded
         self._logits = _logits_view(self.network)
+        self._pooled = _pooled_view(self.network)
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> Evaluator:
@@ -182,10 +189,20 @@ class Evaluator:
         keeps only the shape check, for batches made with ``data.to_float``).
         """
         (check_images if check_range else _check_shape)(images)
+        return self._run(self.network, images, batch_size, L.NUM_CLASSES)
+
+    def features(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+        """(N, 512) pooled penultimate features (what the fc layer reads) on the CPU, in eval mode without gradients:
+        the judge's own feature space, where :mod:`cddpm.fidelity` measures distances. ``images`` as ``scores`` takes
+        them with ``check_range=False``."""
+        _check_shape(images)
+        return self._run(self._pooled, images, batch_size, FEATURES)
+
+    def _run(self, view: nn.Module, images: torch.Tensor, batch_size: int, width: int) -> torch.Tensor:
         self.network.eval()
         with torch.inference_mode():
-            out = [self.network(chunk.to(self.device, torch.float32)).float().cpu() for chunk in images.split(batch_size)]
-        return torch.cat(out) if out else torch.zeros(0, L.NUM_CLASSES)
+            out = [view(chunk.to(self.device, torch.float32)).float().cpu() for chunk in images.split(batch_size)]
+        return torch.cat(out) if out else torch.zeros(0, width)
 
 
 # --- metrics on images and folders ---------------------------------------------------------------
@@ -244,14 +261,30 @@ def read_folder(folder: str | os.PathLike, count: int) -> tuple[torch.Tensor, in
     return torch.stack(arrays), resized
 
 
+def _fidelity(evaluator: Evaluator, images: torch.Tensor, labels: torch.Tensor, reference: str | os.PathLike | None,
+              floor_reference: str | os.PathLike | None, inception: bool) -> dict:
+    """:func:`cddpm.fidelity.measure` of uint8 ``images`` when a ``reference`` is given (torchmetrics loads only then)."""
+    if reference is None:
+        if floor_reference is not None or inception:
+            raise ValueError("--floor-reference and --inception measure against a reference; give --reference DIR too")
+        return {}
+    from .fidelity import measure
+
+    return measure(evaluator, images, labels, reference, floor_reference, inception)
+
+
 REPORT_KEYS = ("topk", "exact_set", "extra_object_rate", "n", "split", "images", "evaluator")  # what both write
 
 
 def evaluate_folder(evaluator: Evaluator, folder: str | os.PathLike, root: str | os.PathLike | None,
                     split: str = "test", with_per_image: bool = False,
-                    conditions: str | os.PathLike | Sequence[Sequence[str]] | None = None) -> dict:
+                    conditions: str | os.PathLike | Sequence[Sequence[str]] | None = None,
+                    reference: str | os.PathLike | None = None, floor_reference: str | os.PathLike | None = None,
+                    inception: bool = False) -> dict:
     """Metrics of ``folder/{i}.png`` (the course's output naming) against the ``split`` conditions of ``root``, those
-    of a test.json-style ``conditions`` file, or ``conditions`` given as object lists (named ``split``)."""
+    of a test.json-style ``conditions`` file, or ``conditions`` given as object lists (named ``split``); with a
+    ``reference`` root also FD and KID against its ground-truth renders (and their floor, Inception FID:
+    :func:`cddpm.fidelity.measure`)."""
     if conditions is None:
         lists = data.load_condition_lists(root, split)
     elif isinstance(conditions, (str, os.PathLike)):
@@ -263,19 +296,23 @@ def evaluate_folder(evaluator: Evaluator, folder: str | os.PathLike, root: str |
     scores = evaluator.scores(data.to_float(images), check_range=False)
     out = dict(summarize(scores, labels), split=split, images=str(folder), evaluator=str(evaluator.path), resized=resized,
                conditions_sha1=conditions_sha(lists))
+    out.update(_fidelity(evaluator, images, labels, reference, floor_reference, inception))
     if with_per_image:
         out["per_image"] = per_image(scores, labels, [f"{i}.png" for i in range(len(labels))])
     return out
 
 
 def evaluate_root(evaluator: Evaluator, root: str | os.PathLike, split: str = "train",
-                  with_per_image: bool = False) -> dict:
-    """Metrics of a labelled i-CLEVR root (e.g. ground-truth renders): each image of ``split.json`` against its labels."""
+                  with_per_image: bool = False, reference: str | os.PathLike | None = None,
+                  floor_reference: str | os.PathLike | None = None, inception: bool = False) -> dict:
+    """Metrics of a labelled i-CLEVR root (e.g. ground-truth renders): each image of ``split.json`` against its labels;
+    FD and KID as in :func:`evaluate_folder`."""
     dataset = data.ICLEVRDataset(root, split, size=SIZE, preload=True)
     if len(dataset) == 0:
         raise ValueError(f"{root}/{split}.json lists no images; render the root again")
     scores = evaluator.scores(data.to_float(dataset.images), check_range=False)
     out = dict(summarize(scores, dataset.labels), split=split, images=str(root), evaluator=str(evaluator.path))
+    out.update(_fidelity(evaluator, dataset.images, dataset.labels, reference, floor_reference, inception))
     if with_per_image:
         out["per_image"] = per_image(scores, dataset.labels, [p.name for p in dataset.files])
     return out

@@ -20,6 +20,7 @@ from .paths import write_json, write_text
 
 KEYS = ("split", "checkpoint", "sampler", "steps", "guidance")
 METRICS = ("topk", "exact_set", "extra_object_rate")
+FIDELITY = {"fd": "FD", "fd_floor": "FD floor", "kid_mean": "KID"}  # columns of rows whose every seed has them
 
 
 def collect(batch_dir: str | os.PathLike) -> list[dict]:
@@ -50,21 +51,29 @@ def summarise(records: list[dict]) -> list[dict]:
     rows = []
     for key, group in sorted(groups.items(), key=lambda kv: tuple(str(v) for v in kv[0])):
         row = dict(zip(KEYS, key), seeds=len(group))
-        for m in METRICS:
+        for m in METRICS + tuple(f for f in FIDELITY if all(g.get(f) is not None for g in group)):
             row[m], row[m + "_std"] = _mean_std([g[m] for g in group])
         rows.append(row)
     return rows
 
 
 def markdown_table(rows: list[dict]) -> str:
-    """The summary as a markdown table, accuracies as mean +- std (the mean alone from one seed)."""
+    """The summary as a markdown table, accuracies (and FD, its floor and KID where measured) as mean +- std over
+    seeds (the mean alone from one seed)."""
+    extra = [f for f in FIDELITY if any(f in r for r in rows)]
     head = "| split | checkpoint | sampler | steps | guidance | seeds | top-k | exact-set | extra objects |"
-    lines = [head, "|" + " --- |" * 9]
+    lines = [head + "".join(f" {FIDELITY[f]} |" for f in extra), "|" + " --- |" * (9 + len(extra))]
     for r in rows:
         cells = [r["split"], r["checkpoint"], r["sampler"], r["steps"], r["guidance"], r["seeds"]]
-        cells += [f"{r[m]:.3f}" + ("" if r[m + "_std"] is None else f" ± {r[m + '_std']:.3f}") for m in METRICS]
+        cells += [_cell(r, m, ".4f" if m.startswith("kid") else ".3f") for m in METRICS + tuple(extra)]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines)
+
+
+def _cell(row: dict, m: str, form: str) -> str:
+    if m not in row:
+        return "–"
+    return f"{row[m]:{form}}" + ("" if row[m + "_std"] is None else f" ± {row[m + '_std']:{form}}")
 
 
 def metrics_table(metrics: dict) -> str:

@@ -303,14 +303,18 @@ def sample_split(run: str | os.PathLike, out: str | os.PathLike, split: str | No
                  guide_evaluator: str | os.PathLike | None = None,
                  denoise_labels: Sequence[str] = DENOISE_LABELS, frames: int = 8,
                  device: str | torch.device | None = None, progress: bool = True,
-                 edit_threshold: float = EDIT_THRESHOLD) -> dict:
+                 edit_threshold: float = EDIT_THRESHOLD, reference: str | os.PathLike | None = None,
+                 floor_reference: str | os.PathLike | None = None, inception: bool = False) -> dict:
     """Sample a split's conditions (or given label lists, or a ``conditions`` file like test.json) and write the
     course outputs and ``metrics.json`` to ``out``.
 
     Writes ``out/images/{split}/{i}.png``, ``out/grid_{split}.png`` (plus ``captions_{split}.png``, each
     image titled with its objects), ``out/denoise.png`` and
     ``out/metrics.json`` (with top-k, exact-set and extra-object rate when ``evaluator`` is given);
-    label lists are written under the name ``labels``, a conditions file under its stem. Returns the metrics.
+    label lists are written under the name ``labels``, a conditions file under its stem. With a ``reference`` root of
+    ground-truth renders the judge's FD and KID join them (with ``floor_reference``, ``inception``: see
+    :func:`cddpm.fidelity.measure`).
+    Returns the metrics.
     """
     from .evaluator import Evaluator
 
@@ -347,6 +351,13 @@ def sample_split(run: str | os.PathLike, out: str | os.PathLike, split: str | No
     else:
         conditions, source = [L.check(c) for c in labels], "labels"
     schedule = make_sampler(sampler, scheduler_config, steps)  # once, for images and strip; fails before any work
+    if reference is not None or floor_reference is not None or inception:
+        from . import fidelity
+
+        if evaluator is None or reference is None:
+            raise ValueError("--reference, --floor-reference and --inception measure against ground-truth renders in "
+                             "the judge's features; give --evaluator and --reference DIR")
+        fidelity.check(L.encode_batch(conditions), reference, floor_reference, inception)
     steps = schedule.num_inference_steps
     judge = Evaluator.load(evaluator, device) if evaluator is not None else None
     guide = None
@@ -387,5 +398,8 @@ def sample_split(run: str | os.PathLike, out: str | os.PathLike, split: str | No
         scores = evaluate_images(judge, images, L.encode_batch(conditions))
         metrics.update(scores, evaluator=str(evaluator), evaluator_sha256=judge.digest(),
                        evaluator_train_json_sha1=judge.trained_on)
+        if reference is not None:
+            metrics.update(fidelity.measure(judge, to_uint8(images), L.encode_batch(conditions), reference,
+                                            floor_reference, inception))
     write_json(out / "metrics.json", metrics)
     return metrics

@@ -5,11 +5,15 @@ costs nothing for what is already there.
 """
 from __future__ import annotations
 
+import itertools
 import sys
 from pathlib import Path
 
+import torch
+
 from . import batch, data, folders, profiles, provenance, render
 from . import evaluator as ev
+from . import labels as L
 from .device import resolve as resolve_device
 from .evaluator_training import held_out, train_evaluator
 
@@ -45,21 +49,51 @@ def ensure_teacher(p: profiles.Profile) -> None:
         train_evaluator(p.data_root, p.align_evaluator, epochs=p.align_epochs, seed=p.seed + 1, device=p.device)
 
 
-def ground_truth(p: profiles.Profile, split: str, command: str = "cddpm demo") -> Path:
-    """Ground-truth renders of a split's conditions (``gt_per_condition`` each) under the data's key; rendered again
-    when the folder holds renders of other conditions, counts or seed."""
+def _renders(p: profiles.Profile, split: str, name: str, per_condition: int, seed: int, command: str) -> Path:
+    """Renders of a split's conditions (``per_condition`` each, ``seed``) in ``name`` under the data's key; rendered
+    again when the folder holds renders of other conditions, counts or seed."""
     conditions = data.load_condition_lists(p.data_root, split)
-    out = folders.ground_truth(p.outputs, provenance.data_key(p.data_root), split)
-    wanted = dict(conditions=conditions, per_condition=p.gt_per_condition, seed=p.seed + 1001)
+    out = folders.ground_truth(p.outputs, provenance.data_key(p.data_root), name)
+    wanted = dict(conditions=conditions, per_condition=per_condition, seed=seed)
     try:
         meta = data.read_json(out / "meta.json")
         fresh = {k: meta.get(k) for k in wanted} == wanted and (out / "train.json").is_file()
     except (FileNotFoundError, ValueError):
         fresh = False
     if not fresh:
-        render.render_conditions(conditions, out, per_condition=p.gt_per_condition, seed=wanted["seed"], force=True,
-                                 command=command)
+        render.render_conditions(conditions, out, per_condition=per_condition, seed=seed, force=True, command=command)
     return out
+
+
+def ground_truth(p: profiles.Profile, split: str, command: str = "cddpm demo") -> Path:
+    """Ground-truth renders of a split's conditions (``gt_per_condition`` each) under the data's key."""
+    return _renders(p, split, split, p.gt_per_condition, p.seed + 1001, command)
+
+
+def floor_renders(p: profiles.Profile, split: str, per_condition: int, command: str = "cddpm demo") -> Path:
+    """Renders of a split's conditions, ``per_condition`` each, at another seed than :func:`ground_truth`'s: stand-ins
+    for as many generated images, whose distance to the ground truth is the fidelity floor."""
+    return _renders(p, split, f"{split}_floor{per_condition}", per_condition, p.seed + 2002, command)
+
+
+def fidelity_of_samples(p: profiles.Profile, judge: ev.Evaluator) -> dict[tuple[str, float], tuple[dict, int]]:
+    """FD and KID (:func:`cddpm.fidelity.measure`) of the profile's samples at its sampler setting, seeds pooled, against
+    :func:`ground_truth`, with the floor of :func:`floor_renders`, and the number of images, per (split, guidance)
+    whose every seed was sampled. Empty on a root we did not render: no ground truth of its conditions exists."""
+    from .fidelity import measure
+
+    results = {}
+    if not provenance.rendered(p.data_root):
+        return results
+    for split, w in itertools.product(p.splits, p.guidance):
+        found = [folders.samples(p.outputs, p.batch) / batch.tag(split, seed, "last", p.sampler, p.steps, w)
+                 / "images" / split for seed in p.seeds]
+        if all(folder.is_dir() for folder in found):
+            conditions = data.load_condition_lists(p.data_root, split)
+            images = torch.cat([ev.read_folder(folder, len(conditions))[0] for folder in found])
+            results[split, w] = measure(judge, images, L.encode_batch(conditions * len(found)), ground_truth(p, split),
+                                        floor_renders(p, split, len(found))), len(images)
+    return results
 
 
 def judge_on_ground_truth(p: profiles.Profile, judge: ev.Evaluator) -> dict[str, dict]:
