@@ -176,10 +176,13 @@ class Trainer:
             self.net.background.copy_(to_float(floor))
             self.floor, self.parents = floor.to(acc.device), parents.to(acc.device)
         if config.model.layout:
-            box = canvas.boxes(canvas.parent_images(images, parents, floor, examples), images[examples])
-            self.net.layout_boxes.copy_(canvas.layout_table(box, labels[examples].argmax(1),
+            found = canvas.training_boxes(images, parents, floor)
+            for line in found.summary():
+                _say(acc, f"layout boxes, {line}")
+            ok = found.index[found.plausible]
+            self.net.layout_boxes.copy_(canvas.layout_table(found.box[found.plausible], labels[ok].argmax(1),
                                                             torch.Generator().manual_seed(config.seed)))
-            self.boxes = torch.zeros(len(images), 4, dtype=torch.long).index_copy(0, examples, box).to(acc.device)
+            self.boxes = torch.zeros(len(images), 4, dtype=torch.long).index_copy(0, examples, found.box).to(acc.device)
         if config.channels_last:
             self.net.to(memory_format=torch.channels_last)
         optimizer = torch.optim.AdamW(self.net.parameters(), lr=config.lr, weight_decay=config.weight_decay,
