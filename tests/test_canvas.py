@@ -313,7 +313,8 @@ def test_boxes_follow_a_change_of_light_and_rise_above_grain():
     thing = S.Thing("red cube", "rubber", "large", 0.5, 0.5)
     shots = R.renderer(64, R.SAMPLES).render(S.batch([[], [thing]])).images  # the floor, then the floor and a cube
     floor, cube = (torch.from_numpy(shots).permute(0, 3, 1, 2).double() / 255) ** 2  # linear light
-    exact = C.boxes(floor[None], cube[None].sqrt() * 2 - 1)[0]
+    exact = C.boxes(floor[None].sqrt() * 2 - 1, cube[None].sqrt() * 2 - 1)[0]
+    assert exact.tolist() == C.mask_boxes(C.changed(floor[None].sqrt() * 2 - 1, cube[None].sqrt() * 2 - 1))[0].tolist()
     y, x = torch.meshgrid(torch.linspace(0, 1, 64), torch.linspace(0, 1, 64), indexing="ij")
     light = 1.25 - 0.15 * x + 0.1 * y  # a brighter lamp, moved a little
     grain = torch.randn(3, 64, 64, generator=torch.Generator().manual_seed(0), dtype=torch.double) * 3 / 255

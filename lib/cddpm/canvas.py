@@ -32,7 +32,7 @@ PLACE_TRIES = 16        # box draws per placed object
 # a new object's box may lie this much under earlier ones: in our training scenes, 95% of added objects' boxes lie
 # at most 0.54 under earlier boxes (boxes hold shadows, which overlap), so 0.5 only refuses objects on objects
 MAX_OVERLAP = 0.5
-RELIGHT_KEEP = 0.75   # share of a frame :func:`relit` fits the light to: an added object and its shadow cover less
+RELIGHT_KEEP = 0.5    # share of a frame :func:`relit` fits the light to: an added object and its shadow cover less
 RELIGHT_ROUNDS = 3
 RELIGHT_RIDGE = 1e-4  # per fitted pixel: ties the gain to 1 where the fitted pixels cannot tell (a black frame)
 INPUT_FILES = ("objects.json", "train.json", "test.json", "new_test.json", "scenes.json", "meta.json")  # of a root
@@ -157,27 +157,27 @@ def relit(before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
     leaves alone.
 
     A light that is brighter or dimmer (a scene's own lamps, a step's slight change) scales gamma-encoded pixels
-    as it scales linear ones, so one gain serves floor and objects. The fit starts from all pixels and is refitted
-    ``RELIGHT_ROUNDS`` times to the ``RELIGHT_KEEP`` share that it explains best: an object with its shadow covers
-    far less of the frame.
+    as it scales linear ones, so one gain serves floor and objects. The fit starts from one gain per channel (the
+    median ratio) and is refitted ``RELIGHT_ROUNDS`` times to the ``RELIGHT_KEEP`` share of pixels it explains best.
+    Where ``after`` shows ``before`` exactly outside the object (our clean renders), it returns ``before`` (to float
+    rounding), so boxes there are those of the plain difference.
     """
     n, c, h, w = after.shape
     y, x = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
     x, y = x.flatten(), y.flatten()
     basis = torch.stack([torch.ones(h * w), x, y, x * x, y * y, x * y]).to(after)  # (6, HW)
-    flat = (before.flatten(2) + 1) / 2  # [0, 1]: light scales these
-    design = flat[:, :, None] * basis  # (N, C, 6, HW)
-    diff = ((after - before).flatten(2) / 2)[..., None]  # (N, C, HW, 1)
+    old, new = (before.flatten(2) + 1) / 2, (after.flatten(2) + 1) / 2  # [0, 1]: what light scales
+    design = old[:, :, None] * basis  # (N, C, 6, HW)
     ridge = RELIGHT_RIDGE * torch.eye(len(basis), dtype=after.dtype, device=after.device)
-    weight = torch.ones(n, 1, 1, h * w, dtype=after.dtype, device=after.device)
+    fitted = old * (new / old.clamp(min=1e-3)).median(2, keepdim=True).values
     for _ in range(RELIGHT_ROUNDS):
-        weighted = design * weight
-        gain = torch.linalg.solve(weighted @ design.transpose(2, 3) + ridge * weight.sum((2, 3), keepdim=True),
-                                  weighted @ diff)  # (N, C, 6, 1): the gain's change from 1
-        fitted = before.flatten(2) + 2 * (gain.transpose(2, 3) @ design)[:, :, 0]
-        miss = (after.flatten(2) - fitted).abs().mean(1)  # (N, HW)
+        miss = (new - fitted).abs().mean(1)  # (N, HW)
         weight = (miss <= miss.quantile(RELIGHT_KEEP, dim=1, keepdim=True)).to(after.dtype)[:, None, None]
-    return fitted.view_as(after)
+        weighted = design * weight
+        change = torch.linalg.solve(weighted @ design.transpose(2, 3) + ridge * weight.sum((2, 3), keepdim=True),
+                                    weighted @ (new - old)[..., None])  # (N, C, 6, 1): the gain's change from 1
+        fitted = old + (change.transpose(2, 3) @ design)[:, :, 0]
+    return (fitted * 2 - 1).view_as(after)
 
 
 def _span(rows: torch.Tensor) -> torch.Tensor:
