@@ -121,7 +121,7 @@ def composite(canvas: torch.Tensor, drawn: torch.Tensor, threshold: float = EDIT
     return canvas + changed(canvas, drawn, threshold, one_region, within) * (drawn - canvas)
 
 
-def boxes(before: torch.Tensor, after: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
+def boxes(before: torch.Tensor, after: torch.Tensor, chunk: int = 256) -> torch.Tensor:
     """(N, 4) integer boxes ``y0, x0, y1, x1`` (ends exclusive) around what ``after`` adds to ``before`` (uint8 or
     float images (N, 3, H, W)): the added object with its shadow. An image that adds nothing gets the whole frame.
 
@@ -162,21 +162,20 @@ def relit(before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
     Where ``after`` shows ``before`` exactly outside the object (our clean renders), it returns ``before`` (to float
     rounding), so boxes there are those of the plain difference.
     """
-    n, c, h, w = after.shape
+    h, w = after.shape[-2:]
     y, x = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
     x, y = x.flatten(), y.flatten()
-    basis = torch.stack([torch.ones(h * w), x, y, x * x, y * y, x * y]).to(after)  # (6, HW)
+    basis = torch.stack([torch.ones(h * w), x, y, x * x, y * y, x * y], 1).to(after)  # (HW, 6)
+    terms = (basis[:, :, None] * basis[:, None]).flatten(1)  # (HW, 36): the normal equations' products
     old, new = (before.flatten(2) + 1) / 2, (after.flatten(2) + 1) / 2  # [0, 1]: what light scales
-    design = old[:, :, None] * basis  # (N, C, 6, HW)
-    ridge = RELIGHT_RIDGE * torch.eye(len(basis), dtype=after.dtype, device=after.device)
+    ridge = RELIGHT_RIDGE * torch.eye(basis.shape[1], dtype=after.dtype, device=after.device)
     fitted = old * (new / old.clamp(min=1e-3)).median(2, keepdim=True).values
     for _ in range(RELIGHT_ROUNDS):
-        miss = (new - fitted).abs().mean(1)  # (N, HW)
-        weight = (miss <= miss.quantile(RELIGHT_KEEP, dim=1, keepdim=True)).to(after.dtype)[:, None, None]
-        weighted = design * weight
-        change = torch.linalg.solve(weighted @ design.transpose(2, 3) + ridge * weight.sum((2, 3), keepdim=True),
-                                    weighted @ (new - old)[..., None])  # (N, C, 6, 1): the gain's change from 1
-        fitted = old + (change.transpose(2, 3) @ design)[:, :, 0]
+        miss = (new - fitted).abs().mean(1, keepdim=True)  # (N, 1, HW)
+        weight = (miss <= miss.quantile(RELIGHT_KEEP, dim=2, keepdim=True)).to(after.dtype)
+        lhs = ((weight * old * old) @ terms).unflatten(-1, (6, 6)) + ridge * weight.sum(2, keepdim=True)[..., None]
+        change = torch.linalg.solve(lhs, (weight * old * (new - old)) @ basis)  # (N, C, 6): the gain's change from 1
+        fitted = old * (1 + change @ basis.T)
     return (fitted * 2 - 1).view_as(after)
 
 
@@ -311,8 +310,10 @@ def _region_at_peak(mask: torch.Tensor, change: torch.Tensor) -> torch.Tensor:
     region = torch.zeros_like(mask).flatten(1)
     region[torch.arange(len(mask)), change.flatten(1).argmax(1)] = 1
     region = region.view_as(mask) * mask
-    while True:  # grow the seed inside the mask until it stops changing (flood fill)
-        grown = F.max_pool2d(region, 3, stride=1, padding=1) * mask
-        if torch.equal(grown, region):
-            return region
-        region = grown
+    growing = torch.arange(len(mask), device=mask.device)
+    while len(growing):  # grow each seed inside its mask until it stops changing (flood fill)
+        grown = F.max_pool2d(region[growing], 3, stride=1, padding=1) * mask[growing]
+        still = (grown != region[growing]).flatten(1).any(1)
+        region[growing] = grown
+        growing = growing[still]
+    return region

@@ -179,10 +179,10 @@ class Trainer:
             found = canvas.training_boxes(images, parents, floor)
             for line in found.summary():
                 _say(acc, f"layout boxes, {line}")
-            ok = found.index[found.plausible]
-            self.net.layout_boxes.copy_(canvas.layout_table(found.box[found.plausible], labels[ok].argmax(1),
+            box, ok = found.box, found.index[found.plausible]  # only plausible boxes enter the layout table
+            self.net.layout_boxes.copy_(canvas.layout_table(box[found.plausible], labels[ok].argmax(1),
                                                             torch.Generator().manual_seed(config.seed)))
-            self.boxes = torch.zeros(len(images), 4, dtype=torch.long).index_copy(0, examples, found.box).to(acc.device)
+            self.boxes = torch.zeros(len(images), 4, dtype=torch.long).index_copy(0, examples, box).to(acc.device)
         if config.channels_last:
             self.net.to(memory_format=torch.channels_last)
         optimizer = torch.optim.AdamW(self.net.parameters(), lr=config.lr, weight_decay=config.weight_decay,

@@ -240,7 +240,7 @@ def _render_chunk(args: tuple[list[Job], int, int, Path, bool]) -> dict[str, lis
             names.append(name)
             images.append(things[:count])
     if realistic:
-        results = [realistic_render(job, things, seed, size) for job, things in zip(jobs, placed)]
+        results = [_realistic_render(job, things, seed, size) for job, things in zip(jobs, placed)]
         result = raycast.Result(*(np.concatenate([getattr(r, f) for r in results]) for f in
                                   ("visible", "covered", "images", "position")))
     else:
@@ -256,7 +256,7 @@ def _render_chunk(args: tuple[list[Job], int, int, Path, bool]) -> dict[str, lis
     return truth
 
 
-def realistic_render(job: Job, things: Sequence[S.Thing], seed: int, size: int,
+def _realistic_render(job: Job, things: Sequence[S.Thing], seed: int, size: int,
                      realism: raycast.Realism = raycast.REALISM) -> raycast.Result:
     """A scene's images as ``--realistic`` renders them: its own camera and lights (drawn from (seed, its key)),
     then each image's light and grain (from (seed, its key, its object count)), so any subset of a scene's images
