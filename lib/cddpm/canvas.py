@@ -24,6 +24,7 @@ from . import labels as L
 from .choices import EDIT_THRESHOLD
 from .data import ICLEVRDataset, scene_step, to_float
 from .paths import check_file_target, write_text
+from .render import RENDER_FILES
 
 EMPTY = -1  # parent of a one-object image: the empty floor
 NONE = -2   # an image that extends no other image and holds more than one object: not a training pair
@@ -35,7 +36,6 @@ MAX_OVERLAP = 0.5
 RELIGHT_KEEP = 0.5    # share of a frame :func:`relit` fits the light to: an added object and its shadow cover less
 RELIGHT_ROUNDS = 3
 RELIGHT_RIDGE = 1e-4  # per fitted pixel: ties the gain to 1 where the fitted pixels cannot tell (a black frame)
-INPUT_FILES = ("objects.json", "train.json", "test.json", "new_test.json", "scenes.json", "meta.json")  # of a root
 # sample noise lifts a frame's local mean changes by their median (most pixels hold no object), and the local means
 # at an object's edge, where its box ends, by about half that (measured: benchmarks/box_iou.py)
 GRAIN_SHARE = 0.5
@@ -255,7 +255,7 @@ def check_boxes_target(path: str | Path, root: str | Path, force: bool) -> Path:
     json files, and over an existing file only with ``force`` and only when it holds boxes (what this wrote)."""
     path = check_file_target(path, "--json")
     here, root = path.resolve(), Path(root).resolve()
-    if here.parent == root and here.name in INPUT_FILES or any(p in (root / "iclevr", root / ".cache")
+    if here.parent == root and here.name in RENDER_FILES or any(p in (root / "iclevr", root / ".cache")
                                                                 for p in here.parents):
         raise ValueError(f"--json {path} is part of --data {root}; write the boxes elsewhere")
     if path.exists():
