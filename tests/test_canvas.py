@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 import torch
@@ -303,3 +304,118 @@ def test_layout_sampling_places_each_object_in_a_free_box_and_keeps_only_the_box
     assert all(quadrants) and not changed[:8, 8:].any() and not changed[8:, :8].any()  # two boxes, nothing else
     boxes_seen = [c[:, 3] > 0 for _, c in model.seen]
     assert not (boxes_seen[0] & boxes_seen[-1]).any()  # the second object went to the other (free) box
+
+
+def test_boxes_follow_a_change_of_light_and_rise_above_grain():
+    from cddpm.render import raycast as R
+    from cddpm.render import scenes as S
+
+    thing = S.Thing("red cube", "rubber", "large", 0.5, 0.5)
+    shots = R.renderer(64, R.SAMPLES).render(S.batch([[], [thing]])).images  # the floor, then the floor and a cube
+    floor, cube = (torch.from_numpy(shots).permute(0, 3, 1, 2).double() / 255) ** 2  # linear light
+    exact = C.boxes(floor[None].sqrt() * 2 - 1, cube[None].sqrt() * 2 - 1)[0]
+    assert exact.tolist() == C.mask_boxes(C.changed(floor[None].sqrt() * 2 - 1, cube[None].sqrt() * 2 - 1))[0].tolist()
+    y, x = torch.meshgrid(torch.linspace(0, 1, 64), torch.linspace(0, 1, 64), indexing="ij")
+    light = 1.25 - 0.15 * x + 0.1 * y  # a brighter lamp, moved a little
+    grain = torch.randn(3, 64, 64, generator=torch.Generator().manual_seed(0), dtype=torch.double) * 3 / 255
+    relit = ((cube * light).clamp(0, 1).sqrt() + grain) * 2 - 1
+    before = (floor.sqrt() * 2 - 1)[None].float()
+    box = C.boxes(before, relit[None].float())[0]
+    assert (box - exact).abs().max() <= 1 and exact.tolist() != [0, 0, 64, 64]
+    naive = C.mask_boxes(C.changed(before, relit[None].float()))[0]  # no light fit: the whole frame changed
+    assert (naive[2:] - naive[:2]).prod() > C.MAX_BOX_AREA * 64 * 64
+
+
+def test_boxes_on_a_realistic_render_match_its_exact_boxes(tmp_path):
+    from cddpm import render
+    from cddpm.data import to_float
+    from cddpm.render import raycast as R
+    from cddpm.render import scenes as S
+
+    # 16 scenes: fewer leave traces of objects in the median floor
+    root = render.render_dataset(tmp_path / "r", scenes=16, seed=1, realistic=True, workers=1)
+    names, found = C.root_boxes(root, 64)
+    mapping = load_mapping(root)
+    exact = {}
+    for i, things in enumerate(S.layout([(render.SCENE, i) for i in range(16)],
+                                        [mapping[f"CLEVR_train_{i:06d}_2.png"] for i in range(16)], seed=1)):
+        # the scene's own camera and lights, no per-image light change or grain, from its own empty floor up
+        shots = R.Renderer(64, R.SAMPLES, render.scene_view(1, (render.SCENE, i))).render(
+            S.batch([things[:k] for k in range(4)])).images
+        shots = to_float(torch.from_numpy(shots).permute(0, 3, 1, 2))
+        box = C.mask_boxes(C.changed(shots[:3], shots[1:]))
+        exact.update({f"CLEVR_train_{i:06d}_{k}.png": box[k] for k in range(3)})
+    truth = torch.stack([exact[names[i]] for i in found.index.tolist()])
+    inter = (torch.minimum(found.box[:, 2:], truth[:, 2:]) - torch.maximum(found.box[:, :2], truth[:, :2])).clamp(min=0)
+    area = lambda b: (b[:, 2:] - b[:, :2]).prod(1)  # noqa: E731
+    iou = inter.prod(1) / (area(found.box) + area(truth) - inter.prod(1))
+    assert len(iou) == 48 and (iou >= 0.9).float().mean() >= 0.85 and iou.min() >= 0.7, iou
+    assert found.plausible.all() and found.step.tolist() == [0, 1, 2] * 16
+
+
+def test_implausible_boxes_stay_out_of_the_layout_table(tmp_path):
+    from PIL import Image
+
+    root = scenes_root(tmp_path / "data")
+    for s in range(6):  # a 3x3 square per object, and scene 1 starts with a checkerboard: no one object's box
+        pixels = torch.full((16, 16, 3), 100, dtype=torch.uint8)
+        for k in range(3):
+            pixels[5 * k:5 * k + 3, 2 * s:2 * s + 3] = 220
+            if (s, k) == (1, 0):
+                pixels[2:14, 2:14] = torch.tensor([40, 220])[(torch.arange(12)[:, None] + torch.arange(12)) % 2, None]
+            Image.fromarray(pixels.numpy()).save(root / "iclevr" / f"CLEVR_train_{s:06d}_{k}.png")
+            pixels[2:14, 2:14] = 100 if (s, k) == (1, 0) else pixels[2:14, 2:14]
+    ds = ICLEVRDataset(root, size=16, preload=True)
+    parents, added = C.pairs(list(ds.mapping), list(ds.mapping.values()))
+    found = C.training_boxes(ds.images, parents, C.background(ds.images[parents == C.EMPTY]))
+    big = found.index[~found.plausible].tolist()
+    # the checkerboard, and the image that extends it (its parent differs from it all over)
+    assert [list(ds.mapping)[i] for i in big] == ["CLEVR_train_000001_0.png", "CLEVR_train_000001_1.png"]
+    summary = found.summary()
+    assert len(summary) == 3 and summary[0].startswith("step 0: 6 boxes") and ", 1 larger than" in summary[0]
+    assert ", 1 larger than" in summary[1] and ", 0 larger than" in summary[2]
+    cfg = TrainConfig(data=str(root), out=str(tmp_path / "run"), model=LAYOUT, max_steps=1, batch_size=6)
+    trainer = Trainer(cfg, ds.images, added, parents=parents)
+    assert torch.equal(trainer.boxes[big], found.box[~found.plausible])  # still the images' own boxes in training
+    table = trainer.net.layout_boxes
+    assert (table[..., 2:] - table[..., :2]).prod(-1).max() <= C.MAX_BOX_AREA * 16 * 16
+    assert {tuple(b) for b in table.flatten(0, 1).tolist()} == {tuple(b) for b in found.box[found.plausible].tolist()}
+    with pytest.raises(ValueError, match="cddpm boxes"):
+        C.layout_table(found.box[:0], found.step[:0], torch.Generator())
+
+
+def test_the_boxes_command_writes_the_trainers_boxes(tmp_path, capsys):
+    from cddpm import cli, render
+
+    root = render.render_dataset(tmp_path / "r", scenes=4, seed=2, size=32, realistic=True, workers=1)
+    out = tmp_path / "boxes.json"
+    assert cli.main(["boxes", "--data", str(root), "--json", str(out), "--size", "32"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in printed[:3]] == ["step 0", "step 1", "step 2"] and printed[3] == str(out)
+    written = json.loads(out.read_text())
+    ds = ICLEVRDataset(root, size=32, preload=True)
+    parents, added = C.pairs(list(ds.mapping), list(ds.mapping.values()))
+    cfg = TrainConfig(data=str(root), out=str(tmp_path / "run"), model=dataclasses.replace(LAYOUT, sample_size=32),
+                      max_steps=1, batch_size=4)
+    trainer = Trainer(cfg, ds.images, added, parents=parents)
+    said = capsys.readouterr().err.splitlines()  # training starts by saying what the command said
+    assert [line for line in said if line.startswith("layout boxes, ")] == [f"layout boxes, {x}" for x in printed[:3]]
+    assert list(written) == list(ds.mapping)  # every image of this root is a training image
+    assert written == {name: trainer.boxes[i].tolist() for i, name in enumerate(ds.mapping)}
+
+    def refused(json_path, *extra) -> str:
+        assert cli.main(["boxes", "--data", str(root), "--json", str(json_path), "--size", "32", *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("cddpm boxes: error: --json "), err
+        return err
+
+    assert "pass --force" in refused(out)
+    assert cli.main(["boxes", "--data", str(root), "--json", str(out), "--size", "32", "--force"]) == 0
+    assert json.loads(out.read_text()) == written
+    mine = tmp_path / "notes.json"
+    mine.write_text('{"not": "boxes"}')
+    assert "not a boxes file" in refused(mine, "--force") and mine.read_text() == '{"not": "boxes"}'
+    train_json = (root / "train.json").read_text()
+    assert "part of --data" in refused(root / "train.json", "--force")
+    assert "part of --data" in refused(root / "iclevr" / "boxes.json")
+    assert (root / "train.json").read_text() == train_json and not (root / "iclevr" / "boxes.json").exists()

@@ -143,6 +143,44 @@ def test_twin_keeps_names_and_labels_and_reproduces_a_render(root, tmp_path):
     assert data.load_mapping(other) == mapping
 
 
+@pytest.fixture(scope="module")
+def realistic(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("realistic") / "root"
+    assert cli.main(["render", "--out", str(out), "--scenes", "8", "--size", str(SIZE), "--seed", "3",
+                     "--realistic"]) == 0
+    return out
+
+
+def test_realistic_renders_the_same_scenes_in_other_pixels(root, realistic):
+    for name in ("train.json", "test.json", "new_test.json", "objects.json"):
+        assert read(realistic, name) == read(root, name)
+    keep = ("label", "material", "size", "floor")
+    clean, real = read(root, "scenes.json"), read(realistic, "scenes.json")
+    assert {n: [{k: o[k] for k in keep} for o in v] for n, v in real.items()} == \
+        {n: [{k: o[k] for k in keep} for o in v] for n, v in clean.items()}
+    # the jittered camera moves objects on screen by a few pixels at most
+    shift = [np.hypot(*np.subtract(a["position"], b["position"])) for n in clean for a, b in zip(clean[n], real[n])]
+    assert 0 < max(shift) <= 0.15 * SIZE
+    meta = read(realistic, "meta.json")
+    assert meta["realistic"] is True and read(root, "meta.json")["realistic"] is False
+    assert meta["command"].endswith(" --realistic")
+    names = list(read(root, "train.json"))
+    assert all(not np.array_equal(pixels(realistic, n), pixels(root, n)) for n in names)
+    # each scene its own light: the floor's corner differs between scenes and (slightly) between a scene's steps
+    corner = {n: pixels(realistic, n)[:4, :4].mean() for n in names}
+    assert len({round(corner[f"CLEVR_train_{i:06d}_0.png"]) for i in range(8)}) > 4
+    assert all(corner[f"CLEVR_train_{i:06d}_0.png"] != corner[f"CLEVR_train_{i:06d}_1.png"] for i in range(8))
+
+
+def test_realistic_is_deterministic_and_its_twin_reproduces_it(realistic, tmp_path, monkeypatch):
+    monkeypatch.setattr(render, "CHUNK", 3)  # other chunks, two processes
+    again = render.render_dataset(tmp_path / "again", scenes=8, seed=3, size=SIZE, workers=2, realistic=True,
+                                  command=read(realistic, "meta.json")["command"])
+    assert files(again) == files(realistic)
+    twin = render.render_twin(data.load_mapping(realistic), tmp_path / "twin", seed=3, size=SIZE, realistic=True)
+    assert all(files(twin)[f"iclevr/{n}"] == files(realistic)[f"iclevr/{n}"] for n in read(realistic, "train.json"))
+
+
 def test_official_twin_names(official, tmp_path):
     mapping = dict(list(data.load_mapping(official).items())[:6])
     assert data.load_mapping(render.render_twin(mapping, tmp_path / "twin", size=SIZE)) == mapping

@@ -6,13 +6,16 @@ p(next image | previous image, added object); sampling draws a condition's objec
 empty floor, so every step is single-object generation on a given canvas, never a whole multi-object scene.
 
 A *layout* model is also told where the object goes: a box around what the training image added (object and
-shadow, :func:`boxes`). Sampling draws each object's box from the training boxes of its class (:func:`place`), away
-from the objects already drawn, so the network only has to draw a given object in a given place.
+shadow, :func:`boxes`, all of a root's by :func:`training_boxes`, which ``cddpm boxes`` shows). Sampling draws each
+object's box from the plausible training boxes of its class (:func:`place`), away from the objects already drawn, so
+the network only has to draw a given object in a given place.
 """
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -20,7 +23,9 @@ import torch.nn.functional as F
 
 from . import labels as L
 from .choices import EDIT_THRESHOLD
-from .data import scene_step, to_float
+from .data import ICLEVRDataset, scene_step, to_float
+from .paths import check_file_target, write_text
+from .render import RENDER_FILES
 
 EMPTY = -1  # parent of a one-object image: the empty floor
 NONE = -2   # an image that extends no other image and holds more than one object: not a training pair
@@ -29,6 +34,13 @@ PLACE_TRIES = 16        # box draws per placed object
 # a new object's box may lie this much under earlier ones: in our training scenes, 95% of added objects' boxes lie
 # at most 0.54 under earlier boxes (boxes hold shadows, which overlap), so 0.5 only refuses objects on objects
 MAX_OVERLAP = 0.5
+RELIGHT_KEEP = 0.5    # share of a frame :func:`relit` fits the light to: an added object and its shadow cover less
+RELIGHT_ROUNDS = 3
+RELIGHT_RIDGE = 1e-4  # per fitted pixel: ties the gain to 1 where the fitted pixels cannot tell (a black frame)
+# sample noise lifts a frame's local mean changes by their median (most pixels hold no object), and the local means
+# at an object's edge, where its box ends, by about half that (measured: benchmarks/box_iou.py)
+GRAIN_SHARE = 0.5
+MAX_BOX_AREA = 0.5    # a box over this share of the frame holds no one object: it stays out of the layout table
 
 
 def pairs(names: Sequence[str], label_lists: Sequence[Sequence[str]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -97,16 +109,15 @@ def stages(conditions: Sequence[Sequence[str]]) -> list[tuple[list[int], torch.T
     return plan
 
 
-def changed(before: torch.Tensor, after: torch.Tensor, threshold: float = EDIT_THRESHOLD, one_region: bool = True,
-            within: torch.Tensor | None = None) -> torch.Tensor:
+def changed(before: torch.Tensor, after: torch.Tensor, threshold: float | torch.Tensor = EDIT_THRESHOLD,
+            one_region: bool = True, within: torch.Tensor | None = None) -> torch.Tensor:
     """0/1 mask (N, 1, H, W) of where ``after`` adds something to ``before`` (an object and its shadow).
 
-    Changes whose 5x5 local mean stays below ``threshold`` are grain; the kept region is grown by 2 pixels so object
-    edges stay whole. ``within``: a 0/1 mask outside which nothing counts. With ``one_region`` only the connected
-    region holding the largest change is kept: one added object is one region.
+    Changes whose 5x5 local mean stays below ``threshold`` (a number, or one per image (N, 1, 1, 1)) are grain; the
+    kept region is grown by 2 pixels so object edges stay whole. ``within``: a 0/1 mask outside which nothing counts.
+    With ``one_region`` only the connected region holding the largest change is kept: one added object is one region.
     """
-    change = F.avg_pool2d((after - before).abs().mean(1, keepdim=True), 5, stride=1, padding=2,
-                          count_include_pad=False)
+    change = _local_change(before, after)
     keep = F.max_pool2d((change > threshold).to(after.dtype), 5, stride=1, padding=2)
     if within is not None:
         keep, change = keep * within, change * within
@@ -127,17 +138,62 @@ def composite(canvas: torch.Tensor, drawn: torch.Tensor, threshold: float = EDIT
     return canvas + changed(canvas, drawn, threshold, one_region, within) * (drawn - canvas)
 
 
-def boxes(before: torch.Tensor, after: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
+def boxes(before: torch.Tensor, after: torch.Tensor, chunk: int = 256) -> torch.Tensor:
     """(N, 4) integer boxes ``y0, x0, y1, x1`` (ends exclusive) around what ``after`` adds to ``before`` (uint8 or
-    float images (N, 3, H, W)): the added object with its shadow. An image that adds nothing gets the whole frame."""
+    float images (N, 3, H, W)): the added object with its shadow. An image that adds nothing gets the whole frame.
+
+    ``before`` is first matched to ``after``'s light (:func:`relit`), so a render whose light differs a little
+    from its parent's (Blender's CLEVR) or a one-object image lit unlike the median floor still gives the object's
+    box, and the threshold rises with the image's sample noise (``GRAIN_SHARE``).
+    """
     out = []
     for start in range(0, len(after), chunk):
         a, b = (to_float(v[start:start + chunk]) if v.dtype == torch.uint8 else v[start:start + chunk]
                 for v in (after, before))
-        mask = changed(b, a) > 0
-        out.append(torch.cat([_span(mask.any(3)[:, 0]), _span(mask.any(2)[:, 0])], 1))
-    spans = torch.cat(out) if out else torch.zeros(0, 4, dtype=torch.long)
+        b = relit(b, a)
+        grain = _local_change(b, a).flatten(1).median(1).values[:, None, None, None]  # 0 where nothing is noisy
+        out.append(mask_boxes(changed(b, a, EDIT_THRESHOLD + GRAIN_SHARE * grain)))
+    return torch.cat(out) if out else torch.zeros(0, 4, dtype=torch.long)
+
+
+def _local_change(before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
+    """(N, 1, H, W) 5x5 local mean of the channel-mean |after - before|."""
+    return F.avg_pool2d((after - before).abs().mean(1, keepdim=True), 5, stride=1, padding=2, count_include_pad=False)
+
+
+def mask_boxes(mask: torch.Tensor) -> torch.Tensor:
+    """(N, 4) boxes ``y0, x0, y1, x1`` around each 0/1 mask (N, 1, H, W); the whole frame where it is empty."""
+    mask = mask[:, 0] > 0
+    spans = torch.cat([_span(mask.any(2)), _span(mask.any(1))], 1)
     return spans[:, [0, 2, 1, 3]]
+
+
+def relit(before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
+    """``before`` (N, 3, H, W) floats in [-1, 1] under ``after``'s light: scaled, per image and channel, by a gain
+    that varies smoothly (quadratically) across the frame, fitted by least squares to the pixels the added object
+    leaves alone.
+
+    A light that is brighter or dimmer (a scene's own lamps, a step's slight change) scales gamma-encoded pixels
+    as it scales linear ones, so one gain serves floor and objects. The fit starts from one gain per channel (the
+    median ratio) and is refitted ``RELIGHT_ROUNDS`` times to the ``RELIGHT_KEEP`` share of pixels it explains best.
+    Where ``after`` shows ``before`` exactly outside the object (our clean renders), it returns ``before`` (to float
+    rounding), so boxes there are those of the plain difference.
+    """
+    h, w = after.shape[-2:]
+    y, x = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
+    x, y = x.flatten(), y.flatten()
+    basis = torch.stack([torch.ones(h * w), x, y, x * x, y * y, x * y], 1).to(after)  # (HW, 6)
+    terms = (basis[:, :, None] * basis[:, None]).flatten(1)  # (HW, 36): the normal equations' products
+    old, new = (before.flatten(2) + 1) / 2, (after.flatten(2) + 1) / 2  # [0, 1]: what light scales
+    ridge = RELIGHT_RIDGE * torch.eye(basis.shape[1], dtype=after.dtype, device=after.device)
+    fitted = old * (new / old.clamp(min=1e-3)).median(2, keepdim=True).values
+    for _ in range(RELIGHT_ROUNDS):
+        miss = (new - fitted).abs().mean(1, keepdim=True)  # (N, 1, HW)
+        weight = (miss <= miss.quantile(RELIGHT_KEEP, dim=2, keepdim=True)).to(after.dtype)
+        lhs = ((weight * old * old) @ terms).unflatten(-1, (6, 6)) + ridge * weight.sum(2, keepdim=True)[..., None]
+        change = torch.linalg.solve(lhs, (weight * old * (new - old)) @ basis)  # (N, C, 6): the gain's change from 1
+        fitted = old * (1 + change @ basis.T)
+    return (fitted * 2 - 1).view_as(after)
 
 
 def _span(rows: torch.Tensor) -> torch.Tensor:
@@ -157,9 +213,93 @@ def box_mask(box: torch.Tensor, size: int) -> torch.Tensor:
     return ((rows[:, :, None] & cols[:, None, :]).float() * 2 - 1)[:, None]
 
 
+def depth(parents: torch.Tensor) -> torch.Tensor:
+    """Each image's step (its ``k`` in ``NAME_k.png``): 0 for an image drawn on the empty floor (or one that extends
+    nothing), its parent's step + 1 otherwise."""
+    step = torch.zeros_like(parents)
+    while True:
+        deeper = torch.where(parents >= 0, step[parents.clamp(min=0)] + 1, 0)
+        if torch.equal(deeper, step):
+            return step
+        step = deeper
+
+
+@dataclass
+class TrainingBoxes:
+    """The box of every training image (``parents != NONE``), as a layout model learns them."""
+
+    index: torch.Tensor      # (M,) the training images
+    box: torch.Tensor        # (M, 4) y0, x0, y1, x1 at the images' size (ends exclusive)
+    plausible: torch.Tensor  # (M,) bool: at most MAX_BOX_AREA of the frame; only these enter the layout table
+    step: torch.Tensor       # (M,) see :func:`depth`
+    size: int
+
+    def summary(self) -> list[str]:
+        """One line per step: how many boxes, how large (share of the frame), how many are left out."""
+        area = ((self.box[:, 2] - self.box[:, 0]) * (self.box[:, 3] - self.box[:, 1])).double() / self.size ** 2
+        lines = []
+        for k in self.step.unique().tolist():
+            here = self.step == k
+            q = torch.quantile(area[here], torch.tensor([0.1, 0.5, 0.9], dtype=area.dtype)).tolist()
+            left = int((~self.plausible[here]).sum())
+            lines.append(f"step {k}: {int(here.sum())} boxes, median {q[1]:.3f} of the frame (10-90%: {q[0]:.3f}-"
+                         f"{q[2]:.3f}), {left} larger than {MAX_BOX_AREA} left out of the layout table")
+        return lines
+
+
+def training_boxes(images: torch.Tensor, parents: torch.Tensor, floor: torch.Tensor) -> TrainingBoxes:
+    """The boxes a layout model learns from uint8 ``images`` (N, 3, H, W) with ``parents`` (:func:`pairs`) and the
+    empty ``floor`` (:func:`background`): what each training image adds to the image it extends (:func:`boxes`).
+    The Trainer and ``cddpm boxes`` both call this."""
+    index = torch.nonzero(parents != NONE).flatten()
+    box = boxes(parent_images(images, parents, floor, index), images[index])
+    area = (box[:, 2] - box[:, 0]) * (box[:, 3] - box[:, 1])
+    return TrainingBoxes(index, box, area <= MAX_BOX_AREA * images.shape[-2] * images.shape[-1],
+                         depth(parents)[index], images.shape[-1])
+
+
+def root_boxes(root: str | Path, size: int = 64) -> tuple[list[str], TrainingBoxes]:
+    """The training image names of an i-CLEVR root and their boxes at ``size`` x ``size`` (what ``cddpm boxes``
+    reports): the same loading, pairs and floor as a layout model's training."""
+    ds = ICLEVRDataset(root, size=size, preload=True)
+    names = list(ds.mapping)
+    parents, _ = pairs(names, list(ds.mapping.values()))
+    return names, training_boxes(ds.images, parents, background(ds.images[parents == EMPTY]))
+
+
+def check_boxes_target(path: str | Path, root: str | Path, force: bool) -> Path:
+    """``path`` as a Path when ``cddpm boxes --json`` may write it: never into ``root``'s images or cache nor over its
+    json files, and over an existing file only with ``force`` and only when it holds boxes (what this wrote)."""
+    path = check_file_target(path, "--json")
+    here, root = path.resolve(), Path(root).resolve()
+    if here.parent == root and here.name in RENDER_FILES or any(p in (root / "iclevr", root / ".cache")
+                                                                for p in here.parents):
+        raise ValueError(f"--json {path} is part of --data {root}; write the boxes elsewhere")
+    if path.exists():
+        if not force:
+            raise FileExistsError(f"--json {path} exists; pass --force to replace it or choose another path")
+        try:
+            old = json.loads(path.read_text())
+            assert isinstance(old, dict) and all(isinstance(k, str) and isinstance(v, list) and len(v) == 4 and
+                                                 all(isinstance(i, int) for i in v) for k, v in old.items())
+        except (OSError, UnicodeDecodeError, ValueError, AssertionError):
+            raise FileExistsError(f"--json {path} is not a boxes file of cddpm boxes; --force only replaces those, "
+                                  "so choose another path") from None
+    return path
+
+
+def write_boxes(path: str | Path, names: Sequence[str], found: TrainingBoxes) -> Path:
+    """Write ``{file name: [y0, x0, y1, x1]}`` of every training image, one per line."""
+    lines = [f"{json.dumps(names[i])}: {json.dumps(b)}" for i, b in zip(found.index.tolist(), found.box.tolist())]
+    return write_text(path, "{\n" + ",\n".join(lines) + "\n}\n")
+
+
 def layout_table(box: torch.Tensor, classes: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """(24, LAYOUT_PER_CLASS, 4): for each class, boxes drawn (with replacement) from the training boxes of objects
     of that class, the layout prior a layout model samples from (all boxes for a class no image adds)."""
+    if not len(box):
+        raise ValueError(f"every training box is larger than {MAX_BOX_AREA} of the frame, so a layout model has no "
+                         "place to put objects; check the data with `cddpm boxes --data ROOT`")
     table = []
     for c in range(L.NUM_CLASSES):
         pool = box[classes == c]
@@ -187,8 +327,10 @@ def _region_at_peak(mask: torch.Tensor, change: torch.Tensor) -> torch.Tensor:
     region = torch.zeros_like(mask).flatten(1)
     region[torch.arange(len(mask)), change.flatten(1).argmax(1)] = 1
     region = region.view_as(mask) * mask
-    while True:  # grow the seed inside the mask until it stops changing (flood fill)
-        grown = F.max_pool2d(region, 3, stride=1, padding=1) * mask
-        if torch.equal(grown, region):
-            return region
-        region = grown
+    growing = torch.arange(len(mask), device=mask.device)
+    while len(growing):  # grow each seed inside its mask until it stops changing (flood fill)
+        grown = F.max_pool2d(region[growing], 3, stride=1, padding=1) * mask[growing]
+        still = (grown != region[growing]).flatten(1).any(1)
+        region[growing] = grown
+        growing = growing[still]
+    return region

@@ -61,6 +61,9 @@ def _add_render(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=int, default=64, help="image side in pixels (64 for training, 256 for figures)")
     p.add_argument("--force", action="store_true", help="replace an earlier render in --out")
+    p.add_argument("--realistic", action="store_true", help="the same scenes as Blender's CLEVR renders them: each "
+                   "scene's own jittered camera and lights, a slightly different light per step, sample noise, "
+                   "reflections in metal")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--conditions", type=Path, help="a test.json-style file: render --per-condition images of each")
     src.add_argument("--split", choices=SPLITS, help="render the conditions of this split of --data")
@@ -79,8 +82,10 @@ def _render(args) -> int:
     source = (f"--conditions {args.conditions} --per-condition {args.per_condition}" if args.conditions else
               f"--split {args.split} --data {args.data} --per-condition {args.per_condition}" if args.split else
               f"--labels-from {args.labels_from}" if args.labels_from else f"--scenes {args.scenes}")
-    command = f"cddpm render --out {args.out} {source} --seed {args.seed} --size {args.size}"
-    common = dict(out=args.out, seed=args.seed, size=args.size, force=args.force, command=command)
+    command = (f"cddpm render --out {args.out} {source} --seed {args.seed} --size {args.size}"
+               + " --realistic" * args.realistic)
+    common = dict(out=args.out, seed=args.seed, size=args.size, force=args.force, command=command,
+                  realistic=args.realistic)
     read = args.conditions or (args.data if args.split else args.labels_from)
     if read is not None and is_within(read, args.out):
         raise ValueError(f"--out {args.out} holds the input {read}, which a render would replace; choose another --out")
@@ -96,6 +101,36 @@ def _render(args) -> int:
     else:
         path = render.render_dataset(scenes=args.scenes, **common)
     print(path)
+    return 0
+
+
+# --- boxes -------------------------------------------------------------------------------------
+
+def _add_boxes(sub) -> None:
+    p = sub.add_parser("boxes", help="show the boxes a layout model will learn from a root, before training",
+                       description="Per step k (NAME_k.png): how many training boxes (around what each image adds "
+                                   "to the one it extends), how large, and how many are too large for the layout "
+                                   "table; the trainer's own boxes.")
+    p.add_argument("--data", type=Path, required=True, help="i-CLEVR root")
+    p.add_argument("--json", type=Path, metavar="OUT",
+                   help="also write every training image's box, {file name: [y0, x0, y1, x1]} (ends exclusive)")
+    p.add_argument("--size", type=int, default=64, help="image side of the boxes: the layout model's sample size [64]")
+    p.add_argument("--force", action="store_true", help="replace a boxes file written before")
+    p.set_defaults(func=_boxes)
+
+
+def _boxes(args) -> int:
+    from . import canvas
+    from .render import SIZE_RANGE
+
+    if not SIZE_RANGE[0] <= args.size <= SIZE_RANGE[1]:
+        raise ValueError(f"--size must be from {SIZE_RANGE[0]} to {SIZE_RANGE[1]}, got {args.size}")
+    if args.json is not None:
+        canvas.check_boxes_target(args.json, args.data, args.force)
+    names, found = canvas.root_boxes(args.data, args.size)
+    print("\n".join(found.summary()))
+    if args.json is not None:
+        print(canvas.write_boxes(args.json, names, found))
     return 0
 
 
@@ -490,8 +525,8 @@ def main(argv: list[str] | None = None) -> int:
         prog="cddpm", description="Conditional DDPM on i-CLEVR: render, train, sample, export, evaluate, report.")
     parser.add_argument("--version", action="version", version=f"cddpm {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for add in (_add_render, _add_batch, _add_demo, _add_sample, _add_export, _add_probes, _add_train_evaluator,
-                _add_evaluate, _add_train):
+    for add in (_add_render, _add_boxes, _add_batch, _add_demo, _add_sample, _add_export, _add_probes,
+                _add_train_evaluator, _add_evaluate, _add_train):
         add(sub)
     args = parser.parse_args(argv)
     if args.command is None:

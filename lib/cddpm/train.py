@@ -195,8 +195,11 @@ class Trainer:
             self.net.background.copy_(to_float(floor))
             self.floor, self.parents = floor.to(acc.device), parents.to(acc.device)
         if config.model.layout:
-            box = canvas.boxes(canvas.parent_images(images, parents, floor, examples), images[examples])
-            self.net.layout_boxes.copy_(canvas.layout_table(box, labels[examples].argmax(1),
+            found = canvas.training_boxes(images, parents, floor)
+            for line in found.summary():
+                _say(acc, f"layout boxes, {line}")
+            box, ok = found.box, found.index[found.plausible]  # only plausible boxes enter the layout table
+            self.net.layout_boxes.copy_(canvas.layout_table(box[found.plausible], labels[ok].argmax(1),
                                                             torch.Generator().manual_seed(config.seed)))
             self.boxes = torch.zeros(len(images), 4, dtype=torch.long).index_copy(0, examples, box).to(acc.device)
         if config.channels_last:

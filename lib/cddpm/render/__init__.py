@@ -5,6 +5,11 @@ k + 1 of a scene is image k with one more object; ``render_conditions`` renders 
 condition of a test.json-style list; ``render_twin`` renders an existing train.json's names and
 labels. Output is written to a temporary folder and renamed into place, and is byte-identical for
 the same arguments (see ``raycast`` for why the pixels are).
+
+``realistic=True`` (``cddpm render --realistic``) renders the same scenes (objects, positions, names, labels) with
+what CLEVR's Blender renders have and the clean ones lack (``raycast.Realism``): each scene's own jittered camera
+and lights, a slightly different light for each of its images, per-pixel sample noise and other objects mirrored
+in metal; still deterministic from the seed.
 """
 from __future__ import annotations
 
@@ -28,13 +33,13 @@ from ..progress import TERMINAL_ONLY, tqdm
 from . import raycast
 from . import scenes as S
 
-VERSION = 3  # bump whenever the same arguments give different files
+VERSION = 4  # bump whenever the same arguments give different files
 SIZE_RANGE = (16, 1024)
 MAX_IMAGES = 10_000_000
 CHUNK = 32  # scenes per worker task
 OFFICIAL_NAME = re.compile(r"CLEVR_train_(\d+)_(\d+)\.png")
 # generator tags: (seed, tag, ...) keys never collide between purposes
-SCENE, CONDITION, TWIN, LABELS, SPLITS = range(5)
+SCENE, CONDITION, TWIN, LABELS, SPLITS, REALISTIC = range(6)
 
 
 @dataclass(frozen=True)
@@ -47,19 +52,20 @@ class Job:
 
 
 def render_dataset(out: str | os.PathLike, scenes: int = 6003, seed: int = 0, size: int = 64, force: bool = False,
-                   command: str | None = None, workers: int | None = None) -> Path:
+                   command: str | None = None, workers: int | None = None, realistic: bool = False) -> Path:
     """Write a synthetic i-CLEVR root of ``scenes`` x 3 images; returns ``out``."""
     _check_int("--scenes", scenes, 1, MAX_IMAGES // 3)
     _check_common(seed, size, out, force)
     label_lists = S.balanced_labels(scenes, np.random.default_rng([seed, LABELS]))
     jobs = [Job((SCENE, i), tuple(labels), tuple((f"CLEVR_train_{i:06d}_{k}.png", k + 1) for k in range(3)))
             for i, labels in enumerate(label_lists)]
-    return _write(out, jobs, seed, size, force, dict(kind="dataset", scenes=scenes, command=command), workers)
+    return _write(out, jobs, seed, size, force, dict(kind="dataset", scenes=scenes, command=command), workers,
+                  realistic)
 
 
 def render_conditions(conditions: Sequence[Sequence[str]], out: str | os.PathLike, per_condition: int = 10,
                       seed: int = 0, size: int = 64, force: bool = False, command: str | None = None,
-                      workers: int | None = None) -> Path:
+                      workers: int | None = None, realistic: bool = False) -> Path:
     """Write ``per_condition`` ground-truth images of each condition as a root (train.json maps them)."""
     _check_int("--per-condition", per_condition, 1, MAX_IMAGES)
     _check_common(seed, size, out, force)
@@ -69,12 +75,12 @@ def render_conditions(conditions: Sequence[Sequence[str]], out: str | os.PathLik
     jobs = [Job((CONDITION, i, n), tuple(c), ((f"condition_{i:03d}_{n:03d}.png", len(c)),))
             for i, c in enumerate(conditions) for n in range(per_condition)]
     meta = dict(kind="conditions", conditions=conditions, per_condition=per_condition, command=command)
-    return _write(out, jobs, seed, size, force, meta, workers)
+    return _write(out, jobs, seed, size, force, meta, workers, realistic)
 
 
 def render_twin(mapping: Mapping[str, Sequence[str]], out: str | os.PathLike, seed: int = 0, size: int = 64,
                 force: bool = False, command: str | None = None, workers: int | None = None,
-                splits: Mapping[str, Sequence[Sequence[str]]] | None = None) -> Path:
+                splits: Mapping[str, Sequence[Sequence[str]]] | None = None, realistic: bool = False) -> Path:
     """Write a synthetic image for every name -> labels of a train.json, under the same names, and ``splits``
     (split name -> object lists: the twinned root's test.json and new_test.json) as they are.
 
@@ -92,7 +98,7 @@ def render_twin(mapping: Mapping[str, Sequence[str]], out: str | os.PathLike, se
         match = OFFICIAL_NAME.fullmatch(name)
         key = (SCENE, int(match[1])) if match else (TWIN, int.from_bytes(hashlib.sha256(name.encode()).digest()[:8]))
         jobs.append(Job(key, tuple(L.check(labels)), ((name, len(labels)),)))
-    return _write(out, jobs, seed, size, force, dict(kind="twin", command=command), workers, splits)
+    return _write(out, jobs, seed, size, force, dict(kind="twin", command=command), workers, realistic, splits)
 
 
 def _check_int(flag: str, value: int, low: int, high: int) -> None:
@@ -165,7 +171,7 @@ def _alive(pid: int) -> bool:
 
 
 def _write(out: str | os.PathLike, jobs: list[Job], seed: int, size: int, force: bool, meta: dict,
-           workers: int | None, splits: Mapping[str, list[list[str]]] | None = None) -> Path:
+           workers: int | None, realistic: bool, splits: Mapping[str, list[list[str]]] | None = None) -> Path:
     """Render ``jobs`` into a temporary sibling of ``out``, write the json files (``splits``' condition lists, the
     others drawn), then swap it in."""
     out = Path(out)
@@ -177,7 +183,7 @@ def _write(out: str | os.PathLike, jobs: list[Job], seed: int, size: int, force:
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         (tmp / "iclevr").mkdir(parents=True)
-        truth = _render_all(jobs, seed, size, tmp / "iclevr", workers)
+        truth = _render_all(jobs, seed, size, tmp / "iclevr", workers, realistic)
         mapping = {name: list(job.labels[:count]) for job in jobs for name, count in job.images}
         split_rng = np.random.default_rng([seed, SPLITS])
         files = {
@@ -187,7 +193,7 @@ def _write(out: str | os.PathLike, jobs: list[Job], seed: int, size: int, force:
             **{f"{split}.json": lists for split, lists in (splits or {}).items()},
             "scenes.json": {name: truth[name] for name in mapping},
             "meta.json": dict(renderer=VERSION, seed=seed, size=size, samples_per_pixel=raycast.SAMPLES**2,
-                              images=len(mapping), **meta),
+                              images=len(mapping), realistic=realistic, **meta),
         }
         for name, content in files.items():
             (tmp / name).write_text(json.dumps(content) + "\n")
@@ -200,12 +206,13 @@ def _write(out: str | os.PathLike, jobs: list[Job], seed: int, size: int, force:
     return out
 
 
-def _render_all(jobs: list[Job], seed: int, size: int, folder: Path, workers: int | None) -> dict[str, list[dict]]:
+def _render_all(jobs: list[Job], seed: int, size: int, folder: Path, workers: int | None,
+                realistic: bool) -> dict[str, list[dict]]:
     """Render every job in chunks, in parallel processes; returns file name -> per-object ground truth."""
     chunks = [jobs[i:i + CHUNK] for i in range(0, len(jobs), CHUNK)]
     workers = min(workers or cpu_cores(), len(chunks))
     truth: dict[str, list[dict]] = {}
-    args = [(chunk, seed, size, folder) for chunk in chunks]
+    args = [(chunk, seed, size, folder, realistic) for chunk in chunks]
     images = sum(len(job.images) for job in jobs)
     # workers ignore Ctrl-C; the parent cancels what is queued, removes its temporary folder and says so in one line
     pool = (ProcessPoolExecutor(workers, initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN))
@@ -226,16 +233,21 @@ def cpu_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _render_chunk(args: tuple[list[Job], int, int, Path]) -> dict[str, list[dict]]:
+def _render_chunk(args: tuple[list[Job], int, int, Path, bool]) -> dict[str, list[dict]]:
     """Lay out and render some scenes, write their PNGs, return their ground truth (worker entry point)."""
-    jobs, seed, size, folder = args
+    jobs, seed, size, folder, realistic = args
     placed = S.layout([job.key for job in jobs], [job.labels for job in jobs], seed)
     names, images = [], []
     for job, things in zip(jobs, placed):
         for name, count in job.images:
             names.append(name)
             images.append(things[:count])
-    result = raycast.renderer(size, raycast.SAMPLES).render(S.batch(images))
+    if realistic:
+        results = [_realistic_render(job, things, seed, size) for job, things in zip(jobs, placed)]
+        result = raycast.Result(*(np.concatenate([getattr(r, f) for r in results]) for f in
+                                  ("visible", "covered", "images", "position")))
+    else:
+        result = raycast.renderer(size, raycast.SAMPLES).render(S.batch(images))
     truth = {}
     for i, (name, things) in enumerate(zip(names, images)):
         Image.fromarray(result.images[i]).save(folder / name, format="PNG", compress_level=6)
@@ -245,3 +257,23 @@ def _render_chunk(args: tuple[list[Job], int, int, Path]) -> dict[str, list[dict
                  visible=round(float(result.visible[i, j] / max(result.covered[i, j], 1)), 4))
             for j, t in enumerate(things)]
     return truth
+
+
+def _realistic_render(job: Job, things: Sequence[S.Thing], seed: int, size: int,
+                     realism: raycast.Realism = raycast.REALISM) -> raycast.Result:
+    """A scene's images as ``--realistic`` renders them: its own camera and lights (drawn from (seed, its key)),
+    then each image's light and grain (from (seed, its key, its object count)), so any subset of a scene's images
+    (a twin) gets the same pixels."""
+    view = scene_view(seed, job.key, realism)
+    counts = [count for _, count in job.images]
+    rngs = [np.random.default_rng([seed, REALISTIC, *job.key, count]) for count in counts]
+    gain = np.array([1 + realism.step_light * rng.uniform(-1, 1) for rng in rngs])
+    # a sum of three uniforms: nearly Gaussian, unit variance, and made of exact operations like the pixels
+    grain = np.stack([(rng.random((3, size, size, 3)).sum(0) - 1.5) * 2 * realism.grain for rng in rngs])
+    return raycast.Renderer(size, raycast.SAMPLES, view).render(S.batch([things[:c] for c in counts]), gain=gain,
+                                                                grain=grain)
+
+
+def scene_view(seed: int, key: tuple[int, ...], realism: raycast.Realism = raycast.REALISM) -> raycast.View:
+    """The camera and lights of scene ``key`` in a --realistic render of ``seed``."""
+    return raycast.jittered(np.random.default_rng([seed, REALISTIC, *key]), realism)

@@ -29,9 +29,12 @@ TAN_V = 0.22
 TAN_H = TAN_V * 4 / 3
 KEY = np.array([-1.0, -0.55, 1.5])  # towards the key light: upper left, slightly in front
 FILL = np.array([1.0, -0.4, 0.35])  # towards a low fill light on the right (no shadows)
+BACK = np.array([0.0, 0.45, 1.0])  # where CLEVR's back lamp is (behind the scene, high); here only its jitter counts
+POOL = (-0.5, -1.0)  # floor point under the key light's broad pool of light
 LIGHT_RADIUS = 0.18  # half-width of the square area light around KEY, for soft shadows
 LIGHT_GRID = 4  # the light is split into LIGHT_GRID**2 cells; a pixel's rays aim at different cells
 FLOOR = F32(0.36)  # linear albedo of the floor
+MIRRORED = F32(0.7)  # --realistic: brightness of an object mirrored in metal, times its albedo
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -49,21 +52,82 @@ def _basis() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 
 
 EYE, RIGHT, UP, FWD = _basis()
-FILL_F32 = _unit(FILL).astype(F32)
+
+# --realistic (cddpm.render) adds what CLEVR's Blender renders have and the clean set lacks. Scene units are CLEVR's
+# (object radii 0.35 and 0.7, centres in [-3, 3]). Per scene, CLEVR's render_images.py moves the camera by up to
+# --camera_jitter 0.5 and the key, fill and back lamps by up to --*_light_jitter 1.0 along each axis (uniform),
+# camera and lamps aimed at the scene centre; its camera is 11.26 from the centre, its lamps 8.26 (key), 6.86 (fill)
+# and 6.50 (back) (the positions in kubric's copy of CLEVR's base_scene.blend). Our lights are directional, so a
+# lamp at CLEVR's distance along our direction is moved and gives the new direction and, by the inverse square
+# law, the light's new strength; the key lamp's pool of light on the floor moves with it.
+CLEVR_CAMERA_DISTANCE = 11.26
+CLEVR_LAMP_DISTANCE = {"key": 8.26, "fill": 6.86, "back": 6.50}
 
 
-def _light_dirs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+@dataclass(frozen=True)
+class Realism:
+    """The strength of each --realistic effect (all per scene, except ``step_light`` and ``grain`` per image)."""
+
+    camera_jitter: float = 0.5 * CAMERA_DISTANCE / CLEVR_CAMERA_DISTANCE  # CLEVR's 0.5: the same angle of view
+    light_jitter: float = 1.0  # CLEVR's lamp jitter, scene units
+    step_light: float = 0.1    # each image's light is 1 +- this of its scene's (linear): a scene's steps differ
+    grain: float = 3.0         # std of per-pixel sample noise, in 8-bit levels (Blender's path-tracing grain)
+    reflections: bool = True   # metal mirrors the other objects (colour bleed on metal)
+
+
+REALISM = Realism()
+
+
+@dataclass(frozen=True, eq=False)
+class View:
+    """Camera and lights of an image: :data:`CLEAN` for every clean image, a scene's own with --realistic
+    (:func:`jittered`). The gains scale the key light, the fill light and the ambient (sky, floor, environment)."""
+
+    eye: np.ndarray
+    right: np.ndarray
+    up: np.ndarray
+    fwd: np.ndarray
+    key: np.ndarray
+    fill: np.ndarray
+    key_gain: float = 1.0
+    fill_gain: float = 1.0
+    ambient_gain: float = 1.0
+    pool: tuple[float, float] = POOL
+    reflections: bool = False
+
+
+CLEAN = View(EYE, RIGHT, UP, FWD, KEY, FILL)
+
+
+def jittered(rng: np.random.Generator, realism: Realism = REALISM) -> View:
+    """A scene's camera and lights as CLEVR's renderer jitters them (see ``CLEVR_CAMERA_DISTANCE``)."""
+    eye = EYE + realism.camera_jitter * rng.uniform(-1, 1, 3)
+    fwd = _unit(TARGET - eye)
+    right = _unit(np.cross(fwd, [0.0, 0.0, 1.0]))
+    lamps = {}
+    for name, towards in (("key", KEY), ("fill", FILL), ("back", BACK)):
+        distance = CLEVR_LAMP_DISTANCE[name]
+        moved = distance * _unit(towards) + realism.light_jitter * rng.uniform(-1, 1, 3)
+        lamps[name] = (moved, float(distance * distance / (moved * moved).sum()))
+    key = lamps["key"][0]
+    shift = key - CLEVR_LAMP_DISTANCE["key"] * _unit(KEY)
+    return View(eye, right, np.cross(right, fwd), fwd, key=key, fill=lamps["fill"][0], key_gain=lamps["key"][1],
+                fill_gain=lamps["fill"][1], ambient_gain=lamps["back"][1],
+                pool=(POOL[0] + float(shift[0]), POOL[1] + float(shift[1])), reflections=realism.reflections)
+
+
+def _light_dirs(a: np.ndarray, b: np.ndarray, towards: np.ndarray = KEY) -> np.ndarray:
     """(..., 3) unit directions towards points (a, b) in [-1, 1]^2 of the square area light."""
-    key = _unit(KEY)
+    key = _unit(towards)
     e1 = _unit(np.cross(key, [0.0, 0.0, 1.0]))
     e2 = np.cross(e1, key)
     return _unit(key + LIGHT_RADIUS * (a[..., None] * e1 + b[..., None] * e2))
 
 
-def project(x, y, z, size: int) -> tuple[np.ndarray, np.ndarray]:
+def project(x, y, z, size: int, view: View = CLEAN) -> tuple[np.ndarray, np.ndarray]:
     """Pixel coordinates (u right, v down, in [0, size)) of world points."""
-    v = np.stack(np.broadcast_arrays(x, y, z), -1) - EYE
-    xc, yc, zc = (v * RIGHT).sum(-1), (v * UP).sum(-1), (v * FWD).sum(-1)
+    v = np.stack(np.broadcast_arrays(x, y, z), -1) - view.eye
+    xc, yc, zc = (v * view.right).sum(-1), (v * view.up).sum(-1), (v * view.fwd).sum(-1)
     return (xc / (zc * TAN_H) + 1) * size / 2, (1 - yc / (zc * TAN_V)) * size / 2
 
 
@@ -195,10 +259,11 @@ def _power(x: np.ndarray, squarings: int) -> np.ndarray:
 
 
 class Renderer:
-    """Casts batches of scenes at one image size with ``samples`` x ``samples`` rays per pixel."""
+    """Casts batches of scenes at one image size with ``samples`` x ``samples`` rays per pixel, seen and lit as
+    ``view`` says."""
 
-    def __init__(self, size: int, samples: int):
-        self.size, self.samples = size, samples
+    def __init__(self, size: int, samples: int, view: View = CLEAN):
+        self.size, self.samples, self.view = size, samples, view
         self.t = _tile(size)
         self.n = size // self.t
         side = self.t * samples  # rays per tile side
@@ -207,10 +272,10 @@ class Renderer:
         grid = np.arange(self.n)[:, None] * self.t + offsets[None, :]  # (n, side)
         u = grid[None, :, None, :]
         v = grid[:, None, :, None]
-        dirs = _unit(FWD + ((2 * u / size - 1) * TAN_H)[..., None] * RIGHT
-                     + ((1 - 2 * v / size) * TAN_V)[..., None] * UP)  # (n, n, side, side, 3)
+        dirs = _unit(view.fwd + ((2 * u / size - 1) * TAN_H)[..., None] * view.right
+                     + ((1 - 2 * v / size) * TAN_V)[..., None] * view.up)  # (n, n, side, side, 3)
         self.dirs = np.ascontiguousarray(dirs.reshape(self.n, self.n, side * side, 3).transpose(0, 1, 3, 2), F32)
-        self.t_floor = (-EYE[2] / self.dirs[:, :, 2].astype(np.float64)).astype(F32)
+        self.t_floor = (-view.eye[2] / self.dirs[:, :, 2].astype(np.float64)).astype(F32)
         # each ray aims at a random point of one light cell; the rays of a pixel cover the cells evenly
         row, col = np.meshgrid(np.arange(side), np.arange(side), indexing="ij")
         which = (row % samples * samples + col % samples + 5 * (row // samples) + 3 * (col // samples)) % LIGHT_GRID**2
@@ -218,8 +283,9 @@ class Renderer:
         cell = which.reshape(-1)
         a = (cell // LIGHT_GRID + jitter[0]) / LIGHT_GRID * 2 - 1
         b = (cell % LIGHT_GRID + jitter[1]) / LIGHT_GRID * 2 - 1
-        self.light = np.ascontiguousarray(_light_dirs(a, b).transpose(0, 1, 3, 2), F32)  # (n, n, 3, rays)
-        self.corner_lights = _light_dirs(np.array([-1.0, -1, 1, 1]), np.array([-1.0, 1, -1, 1]))
+        self.light = np.ascontiguousarray(_light_dirs(a, b, view.key).transpose(0, 1, 3, 2), F32)  # (n, n, 3, rays)
+        self.corner_lights = _light_dirs(np.array([-1.0, -1, 1, 1]), np.array([-1.0, 1, -1, 1]), view.key)
+        self.fill = _unit(view.fill).astype(F32)
         floor = self._cast(Scenes.empty(1), np.nonzero(np.ones((1, self.n, self.n), bool)))[1][0]
         self.floor = floor.reshape(self.n, self.n, 3, self.t, self.t)  # linear colour of the empty floor
 
@@ -234,7 +300,7 @@ class Renderer:
         for light in self.corner_lights if shadows else ():  # where the top corners' shadows fall
             k = top / light[2]
             pts.append((cx - k * light[0], cy - k * light[1], 0 * cx))
-        u, v = zip(*(project(*p, self.size) for p in pts))
+        u, v = zip(*(project(*p, self.size, self.view) for p in pts))
         u, v = np.concatenate(u, -1), np.concatenate(v, -1)
         t0 = np.clip(np.floor((u.min(-1) - 1) / self.t), 0, self.n - 1).astype(int)
         t1 = np.clip(np.floor((u.max(-1) + 1) / self.t), 0, self.n - 1).astype(int)
@@ -245,8 +311,10 @@ class Renderer:
                   & (idx >= t0[..., None])[..., None, :] & (idx <= t1[..., None])[..., None, :])
         return (inside & (s.kind != NONE)[..., None, None]).any(1)
 
-    def render(self, s: Scenes, shade: bool = True, rays: int = 65536) -> Result:
-        """Cast the active tiles of a batch, about ``rays`` rays at a time (cache-sized arrays), and assemble."""
+    def render(self, s: Scenes, shade: bool = True, rays: int = 65536, gain: np.ndarray | None = None,
+               grain: np.ndarray | None = None) -> Result:
+        """Cast the active tiles of a batch, about ``rays`` rays at a time (cache-sized arrays), and assemble.
+        ``gain`` (B,) scales each image's light; ``grain`` (B, size, size, 3) is added in 8-bit levels before rounding."""
         b_count, n, t = len(s), self.n, self.t
         chunk = max(1, rays // self.dirs.shape[-1])
         active = self.tiles(s, shadows=shade)
@@ -264,7 +332,12 @@ class Renderer:
         result = Result(counts[:, 0], counts[:, 1])
         if shade:
             lin = colour.transpose(0, 1, 4, 2, 5, 3).reshape(b_count, self.size, self.size, 3)
-            result.images = np.clip(np.floor(np.sqrt(np.clip(lin, 0, 1)) * F32(255) + F32(0.5)), 0, 255).astype(np.uint8)
+            if gain is not None:
+                lin = lin * gain.astype(F32)[:, None, None, None]
+            value = np.sqrt(np.clip(lin, 0, 1)) * F32(255)
+            if grain is not None:
+                value = value + grain.astype(F32)
+            result.images = np.clip(np.floor(value + F32(0.5)), 0, 255).astype(np.uint8)
             result.position = _positions(cover.transpose(0, 3, 1, 4, 2, 5).reshape(b_count, SLOTS, self.size, self.size))
         return result
 
@@ -277,7 +350,7 @@ class Renderer:
         d = (d[:, 0], d[:, 1], d[:, 2])
         best = self.t_floor[ty, tx]
         win = np.full(best.shape, NONE, np.int8)
-        eye = tuple(F32(c) for c in EYE)
+        eye = tuple(F32(c) for c in self.view.eye)
         normal = [np.zeros_like(best), np.zeros_like(best), np.ones_like(best)]
         counts = np.zeros((m, 2, SLOTS), np.int64)
         for j, kind, rows in _groups(s, tile_b):
@@ -307,7 +380,7 @@ class Renderer:
     def _shade(self, s: Scenes, tiles, d, best, win, normal) -> np.ndarray:
         """Linear RGB (m, 3, R) of each ray: Lambert key light with area-light shadows, sky fill, highlights."""
         tile_b, ty, tx = tiles
-        p = [F32(e) + best * c for e, c in zip(EYE, d)]
+        p = [F32(e) + best * c for e, c in zip(self.view.eye, d)]
         nx, ny, nz = normal
         o = (p[0] + EPS * nx, p[1] + EPS * ny, p[2] + EPS * nz)
         light = self.light[ty, tx]
@@ -324,12 +397,17 @@ class Renderer:
                 albedo[a] = np.where(mine, s.colour[tile_b, j, a][:, None], albedo[a])
             metal |= mine & s.metal[tile_b, j][:, None]
         lam = np.maximum(nx * light[0] + ny * light[1] + nz * light[2], 0) * lit
+        v = self.view
+        key, fill_gain, ambient = v.key_gain, v.fill_gain, v.ambient_gain  # 1.0 for clean images: exact products
         # floor: a broad pool of light in front of the camera, falling off towards the horizon
-        fx, fy = p[0] - F32(-0.5), p[1] - F32(-1.0)
+        fx, fy = p[0] - F32(v.pool[0]), p[1] - F32(v.pool[1])
         pool = F32(1) / (F32(1) + F32(0.006) * (fx * fx + fy * fy))
-        fill = np.maximum(nx * FILL_F32[0] + ny * FILL_F32[1] + nz * FILL_F32[2], 0)
-        sky = F32(0.28) + F32(0.14) * nz + F32(0.25) * fill
-        diffuse = np.where(win == NONE, (F32(0.55) + F32(0.75) * lam) * pool, sky + F32(0.95) * lam)
+        fill = np.maximum(nx * self.fill[0] + ny * self.fill[1] + nz * self.fill[2], 0)
+        sky = F32(0.28 * ambient) + F32(0.14 * ambient) * nz + F32(0.25 * fill_gain) * fill
+        diffuse = np.where(win == NONE, (F32(0.55 * ambient) + F32(0.75 * key) * lam) * pool,
+                           sky + F32(0.95 * key) * lam)
+        if (win == NONE).all():  # only the floor: what follows adds exactly 0 to it
+            return np.stack([albedo[a] * diffuse for a in range(3)], 1)
         # Blinn-Phong half vector between the view and the key light
         hx, hy, hz = light[0] - d[0], light[1] - d[1], light[2] - d[2]
         inv = F32(1) / np.sqrt(hx * hx + hy * hy + hz * hz)
@@ -337,19 +415,38 @@ class Renderer:
         # metal mirrors an environment tinted by its colour (dark floor below the horizon, bright sky above,
         # the fill light's glint) over a dim diffuse, plus a sharp white highlight
         dn = 2 * (d[0] * nx + d[1] * ny + d[2] * nz)
-        rx, ry, rz = d[0] - dn * nx, d[1] - dn * ny, d[2] - dn * nz
-        below = np.maximum(1 + F32(3) * rz, 0)
-        env = np.where(rz < 0, F32(0.05) + F32(0.45) * below * below, F32(0.5) + F32(0.35) * np.minimum(rz * 2, 1))
-        glint = np.maximum(rx * FILL_F32[0] + ry * FILL_F32[1] + rz * FILL_F32[2], 0)
-        env = env + F32(1.5) * _power(glint, 4)
-        spec_rubber = F32(0.06) * _power(nh, 3)
-        spec_metal = F32(1.2) * _power(nh, 6)
+        r = (d[0] - dn * nx, d[1] - dn * ny, d[2] - dn * nz)
+        below = np.maximum(1 + F32(3) * r[2], 0)
+        env = np.where(r[2] < 0, F32(0.05) + F32(0.45) * below * below, F32(0.5) + F32(0.35) * np.minimum(r[2] * 2, 1))
+        glint = np.maximum(r[0] * self.fill[0] + r[1] * self.fill[1] + r[2] * self.fill[2], 0)
+        env = env * F32(ambient) + F32(1.5 * fill_gain) * _power(glint, 4)
+        mirrored = self._mirrored(s, tile_b, o, r, win, metal) if v.reflections and metal.any() else None
+        spec_rubber = F32(0.06 * key) * _power(nh, 3)
+        spec_metal = F32(1.2 * key) * _power(nh, 6)
         out = []
         for a in range(3):
+            seen = env if mirrored is None else np.where(mirrored[0], mirrored[1][a], env)
             rubber = albedo[a] * diffuse + spec_rubber * (win != NONE)
-            shiny = albedo[a] * (F32(0.2) * diffuse + F32(1.2) * env) + spec_metal
+            shiny = albedo[a] * (F32(0.2) * diffuse + F32(1.2) * seen) + spec_metal
             out.append(np.where(metal, shiny, rubber))
         return np.stack(out, 1)
+
+    def _mirrored(self, s: Scenes, tile_b, o, r, win, metal) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Where a metal ray's reflection ``r`` from ``o`` meets another object, and that object's colour as
+        mirrored (--realistic: colour bleed on metal)."""
+        nearest = np.full(win.shape, INF)
+        colour = [np.zeros(win.shape, F32) for _ in range(3)]
+        shiny = metal.any(1)
+        for j, kind, rows in _groups(s, tile_b):
+            rows = rows[shiny[rows]]
+            if not rows.size:
+                continue
+            hit, _ = _intersect(kind, tuple(c[rows] for c in o), tuple(c[rows] for c in r), s, tile_b[rows], j)
+            closer = (hit < nearest[rows]) & metal[rows] & (win[rows] != j)
+            nearest[rows] = np.where(closer, hit, nearest[rows])
+            for a in range(3):
+                colour[a][rows] = np.where(closer, s.colour[tile_b[rows], j, a][:, None] * MIRRORED, colour[a][rows])
+        return nearest < INF, colour
 
 
 def _positions(cover: np.ndarray) -> np.ndarray:
