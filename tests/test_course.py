@@ -49,8 +49,8 @@ def test_a_profile_on_other_data_gets_its_own_run_batch_and_judge(tmp_path, cour
     p = profiles.get("demo", data_root=str(course), outputs=str(tmp_path / "o"))
     key = provenance.data_key(course)
     assert p.batch == f"demo-{key}" and Path(p.run) == tmp_path / "o/runs" / p.batch
-    assert profiles.evaluator_path(p) == tmp_path / "o/evaluator" / key / "epochs3.pth"
-    assert profiles.evaluator_path(dataclasses.replace(p, evaluator_epochs=None)).name == "checkpoint.pth"
+    assert profiles.evaluator_path(p) == tmp_path / "o/evaluator" / key / "minutes2.pth"  # the demo judge's 2-minute budget
+    assert profiles.evaluator_path(dataclasses.replace(p, evaluator_epochs=None, evaluator_minutes=None)).name == "checkpoint.pth"
     with pytest.raises(FileNotFoundError, match="nowhere/train.json"):
         profiles.get("demo", data_root=str(tmp_path / "nowhere"))
 

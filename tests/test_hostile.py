@@ -252,7 +252,7 @@ def test_demo_and_batch_refuse_a_bad_device_before_any_work(tmp_path, capsys, mo
     monkeypatch.setattr(batch, "run_demo", lambda **kw: pytest.fail("the demo started"))
     monkeypatch.setattr(batch, "run_batch", lambda *a, **kw: pytest.fail("the batch started"))
     one_line_error(capsys, ["demo", "--device", "banana"], "unknown device 'banana'")
-    one_line_error(capsys, ["batch", "--run", "r", "--name", "n", "--device", "banana"], "unknown device 'banana'")
+    one_line_error(capsys, ["batch", "--run", "r", "--name", "n", "--evaluator", "e.pth", "--device", "banana"], "unknown device 'banana'")
 
 
 @pytest.fixture(scope="module")
