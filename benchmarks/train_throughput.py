@@ -29,10 +29,14 @@ from cddpm.train import TrainConfig, Trainer
 
 
 def fake_data(config: TrainConfig, batches: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random uint8 images at the model's size and random 1-3 object multi-hot labels."""
+    """uint8 images at the model's size: a grey floor with one random patch (so a layout model finds a box in each),
+    and random 1-3 object multi-hot labels."""
     g = torch.Generator().manual_seed(0)
     n, size = config.batch_size * batches, config.model.sample_size
-    images = torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=g)
+    images = torch.full((n, 3, size, size), 128, dtype=torch.uint8)
+    side = size // 4
+    for i, (y, x) in enumerate(torch.randint(0, size - side, (n, 2), generator=g).tolist()):
+        images[i, :, y:y + side, x:x + side] = torch.randint(0, 256, (3, side, side), dtype=torch.uint8, generator=g)
     labels = torch.zeros(n, NUM_CLASSES)
     for i in range(n):
         labels[i, torch.randperm(NUM_CLASSES, generator=g)[: 1 + i % 3]] = 1
