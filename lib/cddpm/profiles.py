@@ -68,7 +68,7 @@ PROFILES: dict[str, Profile] = {
     # work to them on the machine they run on; rendering and sampling are fixed work, estimated here for the slower
     # machine of issue 19 (rendering 18009 images at 114 images/s: 2.6 min; sampling, report and judge check: 103 s
     # on the faster one, about 3 times that assumed), leaving about a minute for the install.
-    # TBD-LEAD: a measured split of the 20 minutes (on the AVX2-only and the Zen 4 machine); these are proposals
+    # what this split buys on an AVX2-only and a native-bf16 CPU: docs/any-cpu.md
     "demo": Profile("demo", evaluator_epochs=None, evaluator_minutes=2,
                     preset="layout64", max_steps=None, minutes=9, guidance=(3.0,), render_minutes=3,
                     sample_minutes=5),
@@ -76,8 +76,7 @@ PROFILES: dict[str, Profile] = {
     # work) on one seed
     "cpu": Profile("cpu", evaluator_epochs=None, preset="layout64", max_steps=None,
                    minutes=60, seeds=(0, 1, 2, 3, 4), guidance=(3.0,), ddpm_steps=1000, ddpm_seeds=(0,)),
-    # a Colab disconnect loses at most 10 minutes of training, whatever the GPU (a T4 runs the colab preset at
-    # TBD-LEAD images/s, so 10000 steps of 64 there take TBD-LEAD minutes)
+    # a Colab disconnect loses at most 10 minutes of training, whatever the GPU (not yet timed on a T4)
     "colab": Profile("colab", preset="colab", evaluator_epochs=None, max_steps=40000,
                      batch_size=64, lr=2e-4, save_minutes=10,
                      seeds=(0, 1, 2, 3, 4), guidance=(1.0, 2.0, 3.0), ddpm_steps=1000),
