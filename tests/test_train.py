@@ -63,20 +63,27 @@ def test_loss_falls_when_overfitting_a_batch(tmp_path, recipe):
     assert last < 0.5 * first, (first, last)
 
 
+class Crash(Exception):
+    pass
+
+
+def crashed_after_step_4(one_go, out) -> object:
+    """``one_go`` trained into ``out`` until step 4 is logged, after step-3 was saved: the process "dies" there."""
+    def crash_after_checkpoint(record):
+        if record["step"] == 4:
+            raise Crash
+
+    pieces = dataclasses.replace(one_go, out=str(out))
+    with pytest.raises(Crash):
+        train(pieces, on_log=crash_after_checkpoint)
+    return pieces
+
+
 def test_resume_continues_exactly(tmp_path, data):
     one_go = config(data, tmp_path / "a", hflip=True, max_steps=8, batch_size=6)  # 2 batches per epoch: crosses epochs
     train(one_go)
 
-    class Crash(Exception):
-        pass
-
-    def crash_after_checkpoint(record):
-        if record["step"] == 4:  # step-3 is saved; step 4 is logged, then the process "dies"
-            raise Crash
-
-    pieces = dataclasses.replace(one_go, out=str(tmp_path / "b"))
-    with pytest.raises(Crash):
-        train(pieces, on_log=crash_after_checkpoint)
+    pieces = crashed_after_step_4(one_go, tmp_path / "b")
     assert [p.name for p in runs.checkpoints(pieces.out)] == ["step-3"]
     train(dataclasses.replace(pieces, resume=True))
 
@@ -530,16 +537,7 @@ def test_a_budgeted_run_resumes_exactly_or_refuses(tmp_path, data, monkeypatch):
     one_go = config(data, tmp_path / "a", max_steps=None, minutes=1.0, batch_size=6)  # crosses epochs
     train(one_go)
 
-    class Crash(Exception):
-        pass
-
-    def crash_after_checkpoint(record):
-        if record["step"] == 4:  # step-3 is saved; step 4 is logged, then the process "dies"
-            raise Crash
-
-    pieces = dataclasses.replace(one_go, out=str(tmp_path / "b"))
-    with pytest.raises(Crash):
-        train(pieces, on_log=crash_after_checkpoint)
+    pieces = crashed_after_step_4(one_go, tmp_path / "b")
     assert len(probes) == 2
     with pytest.raises(ValueError, match=r"sized for 1 minutes \(5 steps\); resume with its own settings") as err:
         train(dataclasses.replace(pieces, resume=True, minutes=2.0))
