@@ -419,3 +419,18 @@ def test_the_boxes_command_writes_the_trainers_boxes(tmp_path, capsys):
     assert "part of --data" in refused(root / "train.json", "--force")
     assert "part of --data" in refused(root / "iclevr" / "boxes.json")
     assert (root / "train.json").read_text() == train_json and not (root / "iclevr" / "boxes.json").exists()
+
+
+def test_a_budgeted_layout_run_finds_its_boxes_once(tmp_path, capsys, monkeypatch):
+    from cddpm import render
+    from cddpm.train import train
+
+    root = render.render_dataset(tmp_path / "r", scenes=4, seed=2, size=32, workers=1)
+    calls, real = [], C.training_boxes
+    monkeypatch.setattr(C, "training_boxes", lambda *a: calls.append(1) or real(*a))
+    cfg = TrainConfig(data=str(root), out=str(tmp_path / "run"), model=dataclasses.replace(LAYOUT, sample_size=32),
+                      minutes=5, max_steps=2, batch_size=4, log_every=1)
+    assert train(cfg)["step"] == 2
+    assert calls == [1]  # the speed probe's throwaway Trainer and the run share one extraction
+    said = [line for line in capsys.readouterr().err.splitlines() if line.startswith("layout boxes, step 0")]
+    assert len(said) == 1

@@ -12,6 +12,7 @@ the network only has to draw a given object in a given place.
 """
 from __future__ import annotations
 
+import functools
 import json
 from collections import Counter
 from collections.abc import Sequence
@@ -118,7 +119,7 @@ def changed(before: torch.Tensor, after: torch.Tensor, threshold: float | torch.
     With ``one_region`` only the connected region holding the largest change is kept: one added object is one region.
     """
     change = _local_change(before, after)
-    keep = F.max_pool2d((change > threshold).to(after.dtype), 5, stride=1, padding=2)
+    keep = _dilate((change > threshold).to(after.dtype), 2)
     if within is not None:
         keep, change = keep * within, change * within
     return _region_at_peak(keep, change) if one_region else keep
@@ -190,9 +191,13 @@ def relit(before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
     for _ in range(RELIGHT_ROUNDS):
         miss = (new - fitted).abs().mean(1, keepdim=True)  # (N, 1, HW)
         weight = (miss <= miss.quantile(RELIGHT_KEEP, dim=2, keepdim=True)).to(after.dtype)
-        lhs = ((weight * old * old) @ terms).unflatten(-1, (6, 6)) + ridge * weight.sum(2, keepdim=True)[..., None]
-        change = torch.linalg.solve(lhs, (weight * old * (new - old)) @ basis)  # (N, C, 6): the gain's change from 1
-        fitted = old * (1 + change @ basis.T)
+        # (N C, HW) @ (HW, k) and (N C, k) @ (k, HW) as plain matrix products: a batched (broadcast) product took most
+        # of the time of box extraction
+        lhs = ((weight * old * old).flatten(0, 1) @ terms).view(*old.shape[:2], 6, 6)
+        lhs = lhs + ridge * weight.sum(2, keepdim=True)[..., None]
+        rhs = ((weight * old * (new - old)).flatten(0, 1) @ basis).view(*old.shape[:2], 6)
+        change = torch.linalg.solve(lhs, rhs)  # (N, C, 6): the gain's change from 1
+        fitted = old * (1 + (change.flatten(0, 1) @ basis.T).view_as(old))
     return (fitted * 2 - 1).view_as(after)
 
 
@@ -322,6 +327,16 @@ def place(table: torch.Tensor, classes: torch.Tensor, occupied: torch.Tensor,
     return torch.stack(chosen) if chosen else table.new_zeros(0, 4)
 
 
+def _dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:
+    """Each pixel of a 0/1 ``mask`` (N, 1, H, W) set where its (2 radius + 1)^2 neighbourhood holds a 1: what
+    ``F.max_pool2d`` gives, as row and column maxima of shifted copies (10x faster on CPU, where max_pool2d also
+    computes indices; box extraction over a training set spent most of its minute there)."""
+    h, w = mask.shape[-2:]
+    padded = F.pad(mask, (radius,) * 4)
+    rows = functools.reduce(torch.maximum, (padded[..., dy:dy + h, :] for dy in range(2 * radius + 1)))
+    return functools.reduce(torch.maximum, (rows[..., dx:dx + w] for dx in range(2 * radius + 1)))
+
+
 def _region_at_peak(mask: torch.Tensor, change: torch.Tensor) -> torch.Tensor:
     """The 8-connected part of each 0/1 ``mask`` (N, 1, H, W) that holds the image's largest ``change``."""
     region = torch.zeros_like(mask).flatten(1)
@@ -329,7 +344,7 @@ def _region_at_peak(mask: torch.Tensor, change: torch.Tensor) -> torch.Tensor:
     region = region.view_as(mask) * mask
     growing = torch.arange(len(mask), device=mask.device)
     while len(growing):  # grow each seed inside its mask until it stops changing (flood fill)
-        grown = F.max_pool2d(region[growing], 3, stride=1, padding=1) * mask[growing]
+        grown = _dilate(region[growing], 1) * mask[growing]
         still = (grown != region[growing]).flatten(1).any(1)
         region[growing] = grown
         growing = growing[still]

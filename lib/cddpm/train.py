@@ -164,11 +164,13 @@ class Trainer:
 
     A canvas model trains on the images that extend another (``parents`` from :func:`cddpm.canvas.pairs`, with
     ``labels`` the added objects): its input is the parent image, or the empty floor for a one-object image; a
-    layout model's input also holds the box around what the image added (:func:`cddpm.canvas.boxes`).
+    layout model's input also holds the box around what the image added (:func:`layout_boxes`, or ``boxes``
+    found by it once for several Trainers).
     """
 
     def __init__(self, config: TrainConfig, images: torch.Tensor, labels: torch.Tensor,
-                 accelerator: Accelerator | None = None, parents: torch.Tensor | None = None):
+                 accelerator: Accelerator | None = None, parents: torch.Tensor | None = None,
+                 boxes: canvas.TrainingBoxes | None = None):
         if config.max_steps is None and config.epochs is None:
             raise ValueError("the run has no length; give max_steps, epochs or minutes (--max-steps N, --epochs E "
                              "or --minutes M)")
@@ -195,9 +197,7 @@ class Trainer:
             self.net.background.copy_(to_float(floor))
             self.floor, self.parents = floor.to(acc.device), parents.to(acc.device)
         if config.model.layout:
-            found = canvas.training_boxes(images, parents, floor)
-            for line in found.summary():
-                _say(acc, f"layout boxes, {line}")
+            found = boxes or layout_boxes(images, parents, acc)
             box, ok = found.box, found.index[found.plausible]  # only plausible boxes enter the layout table
             self.net.layout_boxes.copy_(canvas.layout_table(box[found.plausible], labels[ok].argmax(1),
                                                             torch.Generator().manual_seed(config.seed)))
@@ -425,12 +425,22 @@ def _say(acc: Accelerator, message: str) -> None:
         tqdm.write(message, file=sys.stderr)
 
 
-def _probe(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor,
-           parents: torch.Tensor | None) -> tuple[budget.Speed, float]:
+def layout_boxes(images: torch.Tensor, parents: torch.Tensor, acc: Accelerator) -> canvas.TrainingBoxes:
+    """The boxes a layout model trains on (:func:`cddpm.canvas.training_boxes` against the empty floor), their
+    statistics said once."""
+    found = canvas.training_boxes(images, parents, canvas.background(images[parents == canvas.EMPTY]))
+    for line in found.summary():
+        _say(acc, f"layout boxes, {line}")
+    return found
+
+
+def _probe(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor, parents: torch.Tensor | None,
+           boxes: canvas.TrainingBoxes | None) -> tuple[budget.Speed, float]:
     """This run's speed on this machine, timed on a throwaway Trainer (on its own accelerator, with a schedule it
     never finishes), and the seconds that Trainer took to set up."""
     built = time.perf_counter()
-    probe = Trainer(dataclasses.replace(config, max_steps=10**6, tensorboard=False), images, labels, None, parents)
+    probe = Trainer(dataclasses.replace(config, max_steps=10**6, tensorboard=False), images, labels, None, parents,
+                    boxes)
     built = time.perf_counter() - built
 
     def agree(mine: bool) -> bool:  # processes stop probing together: each probe step is a collective one
@@ -442,10 +452,10 @@ def _probe(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor,
 
 
 def _size_budget(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor, parents: torch.Tensor | None,
-                 acc: Accelerator, called: float) -> dict:
+                 boxes: canvas.TrainingBoxes | None, acc: Accelerator, called: float) -> dict:
     """The steps of a ``minutes`` run on this machine: as many as fit at the probed speed in what is left of the
     budget (counted from ``called``), the run's own set-up counted once more."""
-    speed, built = _probe(config, images, labels, parents)
+    speed, built = _probe(config, images, labels, parents, boxes)
     gc.collect()  # the probe's model, optimiser and device copy of the data
     rate, spent = speed.steps_per_s, time.perf_counter() - called + built
     if acc.num_processes > 1:  # one step count for all
@@ -507,12 +517,12 @@ def _train(config: TrainConfig, on_log: Callable[[dict], None] | None, acc: Acce
                   + (f"; left out: {left}" if left else ""))
     start = _starting_point(config, dataset, acc)
     acc.wait_for_everyone()  # every process has looked at the run before the main one writes to it
-    sized = None
+    sized, boxes = None, layout_boxes(images, parents, acc) if config.model.layout else None
     if config.minutes is not None:
         sized = (_recorded_budget(run, config) if start is not None else
-                 _size_budget(config, images, labels, parents, acc, called))
+                 _size_budget(config, images, labels, parents, boxes, acc, called))
     trainer = Trainer(config if sized is None else dataclasses.replace(config, max_steps=sized["steps"]), images,
-                      labels, acc, parents)
+                      labels, acc, parents, boxes)
     if start is not None:
         trainer.load(start)
         if trainer.step > trainer.total_steps:
