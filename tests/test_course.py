@@ -106,6 +106,15 @@ def test_the_workflow_never_reuses_a_judge_or_ground_truth_across_data(tmp_path,
     assert len(data.load_mapping(workflow.ground_truth(more, "test"))) == 2 * len(data.load_condition_lists(a, "test"))
 
 
+def test_ground_truth_of_a_realistic_root_is_rendered_realistic(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    clean = render.render_dataset(tmp_path / "clean", scenes=4, seed=1, size=32, command="test")
+    real = render.render_dataset(tmp_path / "real", scenes=4, seed=1, size=32, command="test", realistic=True)
+    kinds = [data.read_json(workflow.ground_truth(profiles.get("smoke", data_root=str(r)), "test") / "meta.json")
+             ["realistic"] for r in (clean, real)]
+    assert kinds == [False, True]  # the judge check and the fidelity reference look like the root's own images
+
+
 def test_on_a_root_we_did_not_render_the_judge_is_checked_on_its_held_out_scenes(tmp_path, monkeypatch, course):
     monkeypatch.chdir(tmp_path)
     p = profiles.get("smoke", data_root=str(course))

@@ -50,18 +50,21 @@ def ensure_teacher(p: profiles.Profile) -> None:
 
 
 def _renders(p: profiles.Profile, split: str, name: str, per_condition: int, seed: int, command: str) -> Path:
-    """Renders of a split's conditions (``per_condition`` each, ``seed``) in ``name`` under the data's key; rendered
-    again when the folder holds renders of other conditions, counts or seed."""
+    """Renders of a split's conditions (``per_condition`` each, ``seed``) in ``name`` under the data's key, rendered as
+    the root was (``--realistic`` or not); rendered again when the folder holds renders of other conditions, counts,
+    seed or kind."""
     conditions = data.load_condition_lists(p.data_root, split)
     out = folders.ground_truth(p.outputs, provenance.data_key(p.data_root), name)
-    wanted = dict(conditions=conditions, per_condition=per_condition, seed=seed)
+    realistic = bool(data.read_json(Path(p.data_root) / "meta.json").get("realistic"))
+    wanted = dict(conditions=conditions, per_condition=per_condition, seed=seed, realistic=realistic)
     try:
         meta = data.read_json(out / "meta.json")
         fresh = {k: meta.get(k) for k in wanted} == wanted and (out / "train.json").is_file()
     except (FileNotFoundError, ValueError):
         fresh = False
     if not fresh:
-        render.render_conditions(conditions, out, per_condition=per_condition, seed=seed, force=True, command=command)
+        render.render_conditions(conditions, out, per_condition=per_condition, seed=seed, force=True, command=command,
+                                 realistic=realistic)
     return out
 
 
