@@ -3,7 +3,7 @@
 Speed does not depend on the weights, so a preset's untrained model serves unless --run is given.
 Run under ``flock /tmp/cddpm-heavy.lock`` on a shared machine so that timings stay honest:
 
-    flock /tmp/cddpm-heavy.lock .venv/bin/python benchmarks/sample_speed.py --preset tiny \
+    flock /tmp/cddpm-heavy.lock .venv/bin/python benchmarks/sample_speed.py --preset layout64 \
         --configs dpmsolver:10 dpmsolver:20 dpmsolver:25 ddpm:1000 --guidance 1 3 --images 32
 """
 from __future__ import annotations
@@ -15,6 +15,7 @@ import time
 import torch
 
 from cddpm import runs, sample
+from cddpm.choices import DEFAULT_PRESET
 from cddpm.device import resolve as resolve_device
 from cddpm.diffusion import train_scheduler
 from cddpm.model import ConditionalUNet, preset
@@ -44,7 +45,7 @@ def measure(model: torch.nn.Module, scheduler_config: dict, sampler: str, steps:
 
 def main(argv: list[str] | None = None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--preset", default="tiny", help="model preset to time (ignored with --run)")
+    p.add_argument("--preset", default=DEFAULT_PRESET, help="model preset to time (ignored with --run)")
     p.add_argument("--run", default=None, help="time this run's model instead of a preset")
     p.add_argument("--configs", type=_config, nargs="+",
                    default=[("dpmsolver", 10), ("dpmsolver", 20), ("dpmsolver", 25), ("ddim", 50), ("ddpm", 1000)],

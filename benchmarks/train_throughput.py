@@ -6,7 +6,7 @@ CUDA, EMA). The naive loop is the textbook one: a shuffled DataLoader of float i
 copy to the device every step, fp32, per-parameter AdamW and EMA, and ``loss.item()`` every step.
 Both train the same model on the same random data, so the ratio is the speed-up of the fast path.
 
-    python benchmarks/train_throughput.py --preset tiny --batch-size 64
+    python benchmarks/train_throughput.py --preset layout64 --batch-size 32
     python benchmarks/train_throughput.py --preset colab --compare --mixed-precision bf16 --channels-last --compile
 """
 from __future__ import annotations
@@ -96,9 +96,9 @@ def fast(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor, steps:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--preset", default="tiny")
+    p.add_argument("--preset", default=TrainConfig.preset)
     p.add_argument("--model", nargs="+", action="extend", default=[], metavar="FIELD=VALUE")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
     p.add_argument("--steps", type=int, default=20, help="timed optimiser steps")
     p.add_argument("--warmup-steps", type=int, default=3, help="untimed steps first (compilation, allocator)")
     p.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"], default="no")

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from cddpm import batch, cli, model, render
+from cddpm import batch, cli, render
 from cddpm.evaluator_training import train_evaluator
 from cddpm.train import TrainConfig, train
 
@@ -14,12 +14,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture
 def smoke_run(tmp_path, monkeypatch):
-    """A tiny rendered root, a 1-epoch evaluator and a 4-step run, in a temporary working folder."""
+    """A tiny rendered root, a 1-epoch evaluator and a 4-step run of the default design, in a temporary working
+    folder."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("CDDPM_PROFILE", "smoke")
     render.render_dataset("data", scenes=12, seed=3, command="test")
     train_evaluator("data", "evaluator.pth", epochs=1, batch_size=16, progress=False)
-    train(TrainConfig(data="data", out="run", model=model.preset("tiny"), max_steps=4, batch_size=8, save_every=2))
+    train(TrainConfig(data="data", out="run", max_steps=4, batch_size=8, save_every=2))
     return tmp_path
 
 
@@ -118,8 +119,9 @@ def test_the_demo_prints_its_plan_first_and_shows_its_notebooks_as_they_run(tmp_
     monkeypatch.setattr(batch, "run_batch", lambda b: {"failed": [], "report": None})
     monkeypatch.setattr(evaluator.Evaluator, "load", staticmethod(lambda *args: None))
     monkeypatch.setattr(workflow, "judge_on_ground_truth", lambda p, judge: {})
-    budgeted = dataclasses.replace(profiles.PROFILES["smoke"], evaluator_minutes=1.5, minutes=4, render_minutes=0.5,
-                                   sample_minutes=2, seeds=(0, 1, 2), guidance=(3.0,), ddpm_steps=None)
+    budgeted = dataclasses.replace(profiles.PROFILES["smoke"], evaluator_minutes=1.5, train=dict(minutes=4),
+                                   render_minutes=0.5, sample_minutes=2, seeds=(0, 1, 2), guidance=(3.0,),
+                                   ddpm_steps=None)
     monkeypatch.setitem(profiles.PROFILES, "smoke", budgeted)
     assert batch.run_demo("smoke", notebooks=str(ROOT / "notebooks"), outputs="out") == 0
     p = profiles.get("smoke", outputs="out")
@@ -128,7 +130,7 @@ def test_the_demo_prints_its_plan_first_and_shows_its_notebooks_as_they_run(tmp_
     assert "demo [smoke]: the plan" in plan
     assert f"render 16 scenes into {p.data_root}: 0.5 min (estimated)" in plan
     assert "judge  train a judge of the data: 1.5 min (a budget" in plan  # filed under the key of data not yet there
-    assert f"train  train tiny into {p.run}: 4 min (a budget" in plan
+    assert f"train  train layout64 into {p.run}: 4 min (a budget" in plan
     assert "6 runs of dpmsolver 3 steps (test + new_test, guidance 3)" in plan and ": 2 min (estimated)" in plan
     assert "in all 8 min\n" in plan
     assert "01_data took" in calls[1][2]  # each stage's time, as it ends
@@ -140,8 +142,8 @@ def test_the_plan_says_what_is_already_there(tmp_path, monkeypatch):
     from cddpm import profiles
 
     monkeypatch.chdir(tmp_path)
-    p = dataclasses.replace(profiles.PROFILES["demo"], data_root="mine", evaluator="judge.pth", run="run", max_steps=7,
-                            minutes=None)
+    p = dataclasses.replace(profiles.PROFILES["demo"], data_root="mine", evaluator="judge.pth", run="run",
+                            train=dict(max_steps=7))
     (tmp_path / "mine").mkdir()
     (tmp_path / "judge.pth").write_bytes(b"")
     plan = "\n".join(batch.demo_plan(p))

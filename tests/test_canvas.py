@@ -12,7 +12,7 @@ from cddpm import labels as L
 from cddpm import runs, sample
 from cddpm.data import ICLEVRDataset, load_mapping
 from cddpm.diffusion import train_scheduler
-from cddpm.model import ConditionalUNet, preset
+from cddpm.model import ConditionalUNet, ModelConfig, preset
 from cddpm.train import TrainConfig, Trainer, train
 
 MICRO = preset("canvas64", sample_size=16, patch_size=2, block_out_channels=(16, 32), attention_levels=(1,),
@@ -91,7 +91,7 @@ def scenes_root(path, scenes: int = 6):
 def test_training_pairs_each_image_with_its_parent_and_learns(tmp_path):
     root = scenes_root(tmp_path / "data")
     cfg = TrainConfig(data=str(root), out=str(tmp_path / "run"), model=MICRO, max_steps=120, batch_size=6, lr=3e-3,
-                      warmup=5, p_uncond=0.0, log_every=1, save_every=100)
+                      warmup=5, p_uncond=0.0, log_every=1, save_every=100, prediction_type="epsilon")
     ds = ICLEVRDataset(root, size=16, preload=True)
     parents, added = C.pairs(list(ds.mapping), list(ds.mapping.values()))
     trainer = Trainer(cfg, ds.images, added, parents=parents)
@@ -245,7 +245,7 @@ def test_place_keeps_new_objects_off_earlier_ones():
 
 def test_a_layout_model_reads_its_box_and_needs_a_canvas():
     with pytest.raises(ValueError, match="canvas=True"):
-        preset("tiny64", layout=True)
+        ModelConfig(layout=True)
     torch.manual_seed(0)
     model = ConditionalUNet(LAYOUT).eval()
     x, t, label = torch.randn(2, 3, 16, 16), torch.tensor([500, 500]), L.encode_batch([["red cube"]] * 2)
@@ -262,7 +262,7 @@ def test_a_layout_model_reads_its_box_and_needs_a_canvas():
 def test_layout_training_gives_each_pair_its_box_learns_and_saves_the_table(tmp_path):
     root = scenes_root(tmp_path / "data")
     cfg = TrainConfig(data=str(root), out=str(tmp_path / "run"), model=LAYOUT, max_steps=120, batch_size=6,
-                      lr=3e-3, warmup=5, p_uncond=0.0, log_every=1, save_every=100)
+                      lr=3e-3, warmup=5, p_uncond=0.0, log_every=1, save_every=100, prediction_type="epsilon")
     ds = ICLEVRDataset(root, size=16, preload=True)
     parents, added = C.pairs(list(ds.mapping), list(ds.mapping.values()))
     trainer = Trainer(cfg, ds.images, added, parents=parents)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import subprocess
 import sys
 
@@ -27,12 +28,14 @@ def test_the_library_acts_on_exactly_the_shared_choices():
     assert data.CONDITION_SPLITS == choices.SPLITS and diffusion.PREDICTION_TYPES == choices.PREDICTION_TYPES
     assert train.MIXED_PRECISIONS == choices.MIXED_PRECISIONS and model.CONDITIONINGS == choices.CONDITIONINGS
     assert profiles.Profile("x").steps == choices.DEFAULT_STEPS[profiles.Profile("x").sampler]
+    assert profiles.Profile("x").sampler == choices.DEFAULT_SAMPLER
 
 
 def test_the_command_line_offers_the_shared_choices_and_defaults():
     assert tuple(option("sample", "--sampler").choices) == choices.SAMPLERS
     assert tuple(option("batch", "--samplers").choices) == choices.SAMPLERS
-    assert option("batch", "--steps").default == [choices.DEFAULT_STEPS["dpmsolver"]]
+    assert option("batch", "--samplers").default == [choices.DEFAULT_SAMPLER] == [option("sample", "--sampler").default]
+    assert option("batch", "--steps").default == [choices.DEFAULT_STEPS[choices.DEFAULT_SAMPLER]]
     for command, flag in (("render", "--split"), ("sample", "--split"), ("evaluate", "--split"), ("batch", "--splits")):
         assert tuple(option(command, flag).choices) == choices.SPLITS, (command, flag)
     assert tuple(option("train", "--conditioning").choices) == choices.CONDITIONINGS
@@ -40,10 +43,32 @@ def test_the_command_line_offers_the_shared_choices_and_defaults():
     assert tuple(option("train", "--mixed-precision").choices) == choices.MIXED_PRECISIONS
     assert tuple(option("train-evaluator", "--mixed-precision").choices) == choices.MIXED_PRECISIONS
     assert option("train-evaluator", "--mixed-precision").default == choices.DEFAULT_PRECISION
-    assert train.TrainConfig().mixed_precision == profiles.Profile("x").mixed_precision == choices.DEFAULT_PRECISION
+    assert train.TrainConfig().mixed_precision == choices.DEFAULT_PRECISION
     assert tuple(option("demo", "--profile").choices) == choices.PROFILES
     assert option("sample", "--edit-threshold").default == choices.EDIT_THRESHOLD
     assert option("train-evaluator", "--out").default.as_posix() == choices.DEFAULT_EVALUATOR
+
+
+def test_a_profile_holds_only_what_differs_from_the_training_defaults():
+    for p in profiles.PROFILES.values():
+        assert p.train.keys() <= {f.name for f in dataclasses.fields(train.TrainConfig)}, p.name
+        assert all(value != getattr(train.TrainConfig, key) for key, value in p.train.items()), p.name
+    # the default design is what the demo, the cpu hour and CI's smoke run train, at their own length and size
+    assert train.TrainConfig.preset == choices.DEFAULT_PRESET == "layout64"
+    assert option("train", "--preset").default is None  # left out: the run's preset, else TrainConfig's
+    for name in ("smoke", "demo", "cpu"):
+        assert set(profiles.PROFILES[name].train) <= {"max_steps", "minutes", "batch_size"}, name
+    assert profiles.PROFILES["reference"].train["prediction_type"] == "epsilon"
+
+
+def test_the_train_help_shows_the_defaults_of_the_training_config():
+    formatter = parsers()["train"]._get_formatter()
+    config = train.TrainConfig()
+    for flag, value in (("--preset", config.preset), ("--batch-size", config.batch_size), ("--lr", "0.001"),
+                        ("--prediction-type", config.prediction_type), ("--warmup", config.warmup),
+                        ("--mixed-precision", config.mixed_precision), ("--hflip", "no"), ("--data", config.data)):
+        assert formatter._get_help_string(option("train", flag)).endswith(f" [{value}]"), flag
+    assert "[" not in formatter._get_help_string(option("train", "--out"))  # required: no default
 
 
 def test_help_does_not_import_torch():

@@ -14,15 +14,15 @@ from cddpm import labels as L
 from cddpm import sample
 from cddpm.cli import main
 from cddpm.diffusion import train_scheduler
-from cddpm.model import ConditionalUNet, preset
+from cddpm.model import ConditionalUNet, ModelConfig
 
 LABELS = [["red sphere"], ["cyan cube", "gray cylinder"], ["yellow sphere", "blue cube", "red cylinder"]]
 
 
 def small_model(sample_size: int = 16, seed: int = 0) -> ConditionalUNet:
     torch.manual_seed(seed)
-    config = preset("tiny", block_out_channels=(16, 32), attention_levels=(1,), norm_num_groups=8,
-                    sample_size=sample_size)
+    config = ModelConfig(block_out_channels=(16, 32), attention_levels=(1,), layers_per_block=1, norm_num_groups=8,
+                         sample_size=sample_size)
     return ConditionalUNet(config).eval()
 
 
@@ -52,7 +52,7 @@ class GaussianDenoiser(torch.nn.Module):
 
     def __init__(self, size: int = 16, var: float = 0.04, error: float = 0.0):
         super().__init__()
-        self.config, self.var, self.error = preset("tiny", sample_size=size), var, error
+        self.config, self.var, self.error = ModelConfig(sample_size=size), var, error
         self.mu = torch.nn.Linear(24, 3, bias=False)
         torch.nn.init.normal_(self.mu.weight, std=0.1, generator=torch.Generator().manual_seed(0))
         self.register_buffer("alphas_cumprod", train_scheduler().alphas_cumprod)

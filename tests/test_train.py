@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import signal
 import stat
@@ -20,11 +19,14 @@ from safetensors.torch import load_file
 from cddpm import labels as L
 from cddpm import runs
 from cddpm.cli import main
-from cddpm.model import preset
+from cddpm.model import ModelConfig
 from cddpm.train import TrainConfig, load_config, train
 
-MICRO = preset("tiny", sample_size=16, block_out_channels=(16, 32), attention_levels=(1,), norm_num_groups=8)
-MICRO_ARGS = ["--model", "sample_size=16", "block_out_channels=16,32", "attention_levels=1", "norm_num_groups=8"]
+# a whole-scene model small enough for many short runs, and the --model flags that give exactly it
+MICRO = ModelConfig(sample_size=16, block_out_channels=(16, 32), attention_levels=(1,), layers_per_block=1,
+                    norm_num_groups=8)
+MICRO_ARGS = ["--model", *(f"{k}={','.join(map(str, v)) if isinstance(v, tuple) else v}"
+                           for k, v in MICRO.to_dict().items())]
 
 
 def root(path: Path, n: int = 16, side: int = 16) -> Path:
@@ -48,17 +50,16 @@ def weights(folder: Path, name: str) -> dict[str, torch.Tensor]:
     return load_file(folder / name)
 
 
-TOKENS = dict(model=dataclasses.replace(MICRO, scale_shift=True, conditioning="tokens"), snr_gamma=5.0,
-              prediction_type="v_prediction")
-
-
-@pytest.mark.parametrize("recipe", [{}, TOKENS], ids=["embed", "tokens-adagn-minsnr-v"])
+# v-prediction's loss falls more slowly at first: halved after about 100 steps (bf16, seeds 0-2) where epsilon's is by 40
+@pytest.mark.parametrize("recipe", [{"prediction_type": "epsilon", "max_steps": 40},
+                                    {"model": dataclasses.replace(MICRO, scale_shift=True), "max_steps": 120}],
+                         ids=["epsilon", "adagn-v"])
 def test_loss_falls_when_overfitting_a_batch(tmp_path, recipe):
     small = root(tmp_path / "data", n=4, side=4)  # 4x4 noise upsampled: smooth images a tiny net can fit
     losses = []
-    train(config(small, tmp_path / "run", max_steps=40, lr=3e-3, warmup=5, p_uncond=0.0, save_every=100, **recipe),
+    train(config(small, tmp_path / "run", lr=3e-3, warmup=5, p_uncond=0.0, save_every=1000, **recipe),
           on_log=lambda r: losses.append(r["loss"]))
-    assert len(losses) == 40
+    assert len(losses) == recipe["max_steps"]
     first, last = sum(losses[:8]) / 8, sum(losses[-8:]) / 8
     assert last < 0.5 * first, (first, last)
 
@@ -201,7 +202,7 @@ def test_checkpoints_are_complete_pruned_and_loadable(tmp_path, data, umask_022)
 
 def test_epochs_options_and_tensorboard(tmp_path, data):
     out = train(config(data, tmp_path / "a", max_steps=None, epochs=2, grad_accum=2, batch_size=2, hflip=True,
-                       prediction_type="v_prediction", channels_last=True,
+                       prediction_type="epsilon", channels_last=True,
                        model=dataclasses.replace(MICRO, conditioning="concat")))
     assert out["step"] == 8 and out["epoch"] == 2.0  # 16 images / (2 x 2) per step
     assert torch.isfinite(torch.tensor(out["loss"]))
@@ -295,28 +296,15 @@ def test_accelerate_launch_two_cpu_processes_agree_on_a_budget(tmp_path, data):
     assert [r["step"] for r in runs.read_metrics(run)] == list(range(1, steps + 1))
 
 
-def test_timestep_shift_draws_noisier_steps_and_one_is_uniform():
-    from cddpm.diffusion import draw_timesteps, train_scheduler
-
-    scheduler = train_scheduler()
-    uniform = draw_timesteps(scheduler, 20000, 1.0, torch.Generator().manual_seed(0))
-    assert torch.equal(uniform, torch.randint(0, 1000, (20000,), generator=torch.Generator().manual_seed(0)))
-    shifted = draw_timesteps(scheduler, 20000, 2.0, torch.Generator().manual_seed(0))
-    assert shifted.min() >= 0 and shifted.max() <= 999 and (shifted >= uniform).all()
-    assert shifted.float().mean() > uniform.float().mean() + 100
-    snr = scheduler.alphas_cumprod / (1 - scheduler.alphas_cumprod)
-    middle = (uniform > 100) & (uniform < 800)  # away from the clamped ends, log-SNR falls by 2 log 2
-    ratio = (snr[uniform[middle]] / snr[shifted[middle]]).log()
-    assert (ratio - 2 * math.log(2)).abs().median() < 0.05
-
-
 def test_a_profile_becomes_a_train_config_in_one_place(tmp_path, data):
     from cddpm import profiles
 
     p = profiles.get("smoke", data_root=str(data), run=str(tmp_path / "run"), max_steps=8)
-    config = profiles.train_config(p, conditioning="concat")
-    assert (config.max_steps, config.batch_size, config.save_every, config.resume) == (8, p.batch_size, 2, False)
-    assert config.model.conditioning == "concat" and config.preset == p.preset and config.warmup == p.warmup
+    assert p.train == {**profiles.PROFILES["smoke"].train, "max_steps": 8}
+    config = profiles.train_config(p, **{**MICRO.to_dict(), "conditioning": "concat"})
+    assert (config.max_steps, config.batch_size, config.save_every, config.resume) == (8, p.train["batch_size"], 2, False)
+    assert config.model == dataclasses.replace(MICRO, conditioning="concat")
+    assert (config.preset, config.warmup, config.lr) == (TrainConfig.preset, TrainConfig.warmup, TrainConfig.lr)
     train(dataclasses.replace(config, max_steps=2, mixed_precision="no"))  # one precision per test process
     assert profiles.train_config(p).resume  # the run has checkpoints now: continued, not refused
     assert not profiles.train_config(p, resume=False).resume
@@ -356,29 +344,6 @@ def test_a_full_disk_while_saving_leaves_no_half_checkpoint(tmp_path, data, monk
     err = capsys.readouterr().err
     assert code == 1 and "No space left on device" in err and "Traceback" not in err
     assert not list((tmp_path / "run" / "checkpoints").glob(".tmp-*"))
-
-
-def test_feature_alignment_learns_and_its_head_is_saved_with_the_model(tmp_path):
-    from cddpm import align
-    from cddpm.evaluator import Evaluator, build_network
-
-    torch.manual_seed(0)
-    teacher = Evaluator(build_network()).save(tmp_path / "teacher.pth")
-    small = root(tmp_path / "data", n=4, side=4)
-    losses = []
-    result = train(config(small, tmp_path / "run", max_steps=40, lr=3e-3, warmup=5, p_uncond=0.0, save_every=100,
-                          align_evaluator=str(teacher)), on_log=lambda r: losses.append(r["loss"]))
-    assert sum(losses[-8:]) / 8 < 0.5 * sum(losses[:8]) / 8
-    model, stored, _ = runs.load_model(tmp_path / "run")
-    assert stored["model"]["align_channels"] == align.CHANNELS and stored["train"]["align_evaluator"] == str(teacher)
-    x = torch.rand(2, 3, 16, 16) * 2 - 1
-    with torch.no_grad():
-        model(x, torch.tensor([10, 10]), L.encode_batch([["red cube"]] * 2))
-        student = model.aligned_features()
-    target = align.EvaluatorFeatures(teacher)(x)
-    assert student.shape == (2, align.CHANNELS, 8, 8) and target.shape == (2, align.CHANNELS, 8, 8)
-    assert 0 <= align.alignment_loss(student, target).item() <= 2
-    assert result["step"] == 40
 
 
 def test_workflow_steps_do_their_work_once(tmp_path, monkeypatch):
@@ -431,11 +396,46 @@ def test_a_run_written_before_a_field_existed_resumes_with_its_default(tmp_path,
     train(first)
     path = tmp_path / "run" / "config.json"
     stored = json.loads(path.read_text())
-    del stored["model"]["layout"], stored["train"]["snr_gamma"]  # as an older cddpm wrote it
+    del stored["model"]["layout"], stored["train"]["hflip"]  # as an older cddpm wrote it
     path.write_text(json.dumps(stored))
     assert train(dataclasses.replace(first, resume=True, max_steps=3))["step"] == 3
-    with pytest.raises(ValueError, match=r"train\.snr_gamma \(run None, now 5"):
-        train(dataclasses.replace(first, resume=True, max_steps=4, snr_gamma=5.0))
+    with pytest.raises(ValueError, match=r"train\.hflip \(run False, now True"):
+        train(dataclasses.replace(first, resume=True, max_steps=4, hflip=True))
+
+
+# the fields of options that cddpm 0.1.0 had, as it wrote them for a run that left them off
+OFF = {"model": {"align_channels": 0},
+       "train": {"snr_gamma": None, "timestep_shift": 1.0, "align_evaluator": None, "align_weight": 0.5}}
+
+
+@pytest.mark.parametrize("used", [("model", "align_channels", 128), ("model", "conditioning", "tokens"),
+                                  ("train", "snr_gamma", 5.0), ("train", "timestep_shift", 2.0),
+                                  ("train", "align_evaluator", "teacher.pth")])
+def test_a_run_with_removed_options_off_resumes_and_samples_one_that_used_them_is_refused(tmp_path, data, capsys,
+                                                                                          used):
+    first = config(data, tmp_path / "run", max_steps=2)
+    train(first)
+    path = tmp_path / "run" / "config.json"
+    stored = json.loads(path.read_text())
+    for part, fields in OFF.items():
+        stored[part].update(fields)
+    path.write_text(json.dumps(stored))
+    _, read, _ = runs.load_model(first.out)
+    assert not {"align_channels", "snr_gamma", "timestep_shift", "align_evaluator", "align_weight"} & {
+        *read["model"], *read["train"]}
+    assert load_config(first.out).model == MICRO
+    assert main(["train", "--out", first.out, "--resume", "--max-steps", "3"]) == 0
+    assert "snr_gamma" not in json.loads(path.read_text())["train"]  # the resumed run is written as this version writes
+    capsys.readouterr()
+    part, key, value = used
+    stored[part][key] = value
+    path.write_text(json.dumps(stored))
+    for argv in (["train", "--out", first.out, "--resume", "--max-steps", "4"],
+                 ["sample", "--run", first.out, "--labels", "red cube", "--steps", "1", "--out", str(tmp_path / "s")]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert f"uses {part}.{key}={value!r}, an option removed after cddpm 0.1.0; resume or sample this run with " \
+               "cddpm 0.1.0" in err and err.count("\n") == 1, err
 
 
 def test_precision_follows_the_hardware_is_said_once_and_recorded(tmp_path, data, capsys, monkeypatch):

@@ -1,2 +1,2 @@
 """cddpm: a conditional denoising diffusion model for i-CLEVR scenes."""
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import folders, progress
-from .choices import DEFAULT_OUTPUTS
+from .choices import DEFAULT_OUTPUTS, DEFAULT_PRESET, DEFAULT_SAMPLER, DEFAULT_STEPS
 from .progress import tqdm
 
 
@@ -32,8 +32,8 @@ class Batch:
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
     checkpoints: list[str] = field(default_factory=lambda: ["last"])
     splits: list[str] = field(default_factory=lambda: ["test", "new_test"])
-    samplers: list[str] = field(default_factory=lambda: ["dpmsolver"])
-    steps: list[int] = field(default_factory=lambda: [20])
+    samplers: list[str] = field(default_factory=lambda: [DEFAULT_SAMPLER])
+    steps: list[int] = field(default_factory=lambda: [DEFAULT_STEPS[DEFAULT_SAMPLER]])
     guidance: list[float] = field(default_factory=lambda: [1.0])
     data: str | None = None
     device: str | None = None          # cuda, cpu, ...; None: cuda when present
@@ -193,6 +193,7 @@ def demo_plan(p) -> list[str]:
     from . import profiles, provenance, runs
 
     sized = "a budget: steps sized on this machine at the start"
+    preset = p.train.get("preset", DEFAULT_PRESET)
     root, rows = Path(p.data_root), []
     if (root / "train.json").is_file() or not provenance.rendered(p.data_root) and root.exists():
         rows.append(("data", f"use {root}", 0, ""))
@@ -211,10 +212,10 @@ def demo_plan(p) -> list[str]:
                               "epochs", None, ""))
     if runs.checkpoints(p.run):
         rows.append(("train", f"continue {p.run} to the length it started with", None, ""))
-    elif p.minutes is not None:
-        rows.append(("train", f"train {p.preset} into {p.run}", p.minutes, sized))
+    elif p.train.get("minutes") is not None:
+        rows.append(("train", f"train {preset} into {p.run}", p.train["minutes"], sized))
     else:
-        rows.append(("train", f"train {p.preset} into {p.run} for {p.max_steps} steps", None, ""))
+        rows.append(("train", f"train {preset} into {p.run} for {p.train.get('max_steps')} steps", None, ""))
     arms = [(p.sampler, p.steps, p.seeds)] + ([("ddpm", p.ddpm_steps, p.ddpm_seeds or p.seeds)] if p.ddpm_steps else [])
     sampling = " and ".join(f"{len(seeds) * len(p.splits) * len(p.guidance)} runs of {sampler} {steps} steps"
                             for sampler, steps, seeds in arms)

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 SPLITS = ("test", "new_test")                       # the condition files besides train.json
 SAMPLERS = ("ddpm", "ddim", "dpmsolver")            # diffusers schedulers, see cddpm.sample.SAMPLERS
-DEFAULT_STEPS = {"ddpm": 1000, "ddim": 50, "dpmsolver": 20}
+DEFAULT_SAMPLER = "dpmsolver"                       # DPM-Solver++ (the sampler check in docs/ablations.md)
+DEFAULT_STEPS = {"ddpm": 1000, "ddim": 50, DEFAULT_SAMPLER: 20}
 SAMPLE_BATCH = 64                                   # images a sampler draws at once (the pipeline too)
-CONDITIONINGS = ("concat", "embed", "tokens")       # how the label reaches the UNet, see cddpm.model
+CONDITIONINGS = ("concat", "embed")                 # how the label reaches the UNet, see cddpm.model
 PREDICTION_TYPES = ("epsilon", "v_prediction")
 MIXED_PRECISIONS = ("auto", "no", "fp16", "bf16")   # both trainers' autocast, see cddpm.device.choose_precision
 DEFAULT_PRECISION = "auto"                          # bf16 where native, fp16 on older GPUs, else fp32
-PRESETS = ("tiny", "tiny64", "canvas64", "layout64", "colab", "reference")  # cddpm.model.PRESETS
+PRESETS = ("canvas64", "layout64", "colab", "reference")  # cddpm.model.PRESETS
+DEFAULT_PRESET = "layout64"                         # the measured best at equal time (docs/ablations.md)
 PROFILES = ("smoke", "demo", "cpu", "colab", "reference")       # cddpm.profiles.PROFILES
 DEFAULT_DATA = "data/synthetic-iclevr"
 DEFAULT_EVALUATOR = "outputs/evaluator/checkpoint.pth"

@@ -17,6 +17,7 @@ from .choices import (
     DEFAULT_EVALUATOR,
     DEFAULT_OUTPUTS,
     DEFAULT_PRECISION,
+    DEFAULT_SAMPLER,
     DEFAULT_STEPS,
     EDIT_THRESHOLD,
     MIXED_PRECISIONS,
@@ -145,8 +146,8 @@ def _add_batch(sub) -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     p.add_argument("--checkpoints", nargs="+", default=["last"], help="last and/or step-N")
     p.add_argument("--splits", nargs="+", choices=SPLITS, default=list(SPLITS))
-    p.add_argument("--samplers", "--sampler", dest="samplers", nargs="+", default=["dpmsolver"], choices=SAMPLERS)
-    p.add_argument("--steps", type=int, nargs="+", default=[DEFAULT_STEPS["dpmsolver"]])
+    p.add_argument("--samplers", "--sampler", dest="samplers", nargs="+", default=[DEFAULT_SAMPLER], choices=SAMPLERS)
+    p.add_argument("--steps", type=int, nargs="+", default=[DEFAULT_STEPS[DEFAULT_SAMPLER]])
     p.add_argument("--guidance-scales", "--guidance", dest="guidance", type=float, nargs="+", default=[1.0],
                    help="classifier-free guidance scales (default 1)")
     p.add_argument("--evaluator", required=True, help="the judge's checkpoint (the course's checkpoint.pth, or one "
@@ -207,8 +208,8 @@ def _add_sample(sub) -> None:
     src.add_argument("--conditions", type=Path, metavar="FILE",
                      help="a test.json-style file of object lists (e.g. from cddpm probes); outputs named after it")
     p.add_argument("--data", type=Path, default=None, help="i-CLEVR root of --split (default: the run's)")
-    p.add_argument("--sampler", choices=SAMPLERS, default="dpmsolver",
-                   help="DDPM, DDIM or DPM-Solver++ (default dpmsolver)")
+    p.add_argument("--sampler", choices=SAMPLERS, default=DEFAULT_SAMPLER,
+                   help=f"DDPM, DDIM or DPM-Solver++ (default {DEFAULT_SAMPLER})")
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default: "
                    + ", ".join(f"{k} {v}" for k, v in DEFAULT_STEPS.items()) + ")")
     p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale w (1 = conditional)")
@@ -432,20 +433,37 @@ def _evaluate(args) -> int:
 
 # --- train -------------------------------------------------------------------------------------
 
+class _TrainDefaults(argparse.HelpFormatter):
+    """Ends each ``cddpm train`` option's help with its default from ``cddpm.train.TrainConfig``, the one place it is
+    set; read when the help is shown, so that building the parser imports no torch."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        from .train import TrainConfig
+
+        value = getattr(TrainConfig, action.dest, None)
+        if value is None or action.required or isinstance(action, argparse._StoreTrueAction):
+            return action.help
+        if isinstance(value, bool):
+            value = "yes" if value else "no"
+        elif isinstance(value, float):
+            value = f"{value:g}"
+        return f"{action.help} [{value}]"
+
+
 def _add_train(sub) -> None:
     p = sub.add_parser(
-        "train", help="train (or resume) a conditional DDPM run on an i-CLEVR root",
+        "train", help="train (or resume) a conditional DDPM run on an i-CLEVR root", formatter_class=_TrainDefaults,
         description="Train a ConditionalUNet with accelerate; multi-GPU: accelerate launch --num_processes N "
                     "-m cddpm train ... Options left out take the run's values with --resume, else the defaults "
                     "in brackets (cddpm.train.TrainConfig).")
     p.add_argument("--out", required=True, type=Path, help="run folder: config.json, checkpoints/, metrics.jsonl, loss.png")
-    p.add_argument("--data", help=f"i-CLEVR root [{DEFAULT_DATA}]")
+    p.add_argument("--data", help="i-CLEVR root")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint "
                    "(starts it when --out holds none)")
     p.add_argument("--inexact-resume", action="store_true", help="with --resume: go on even when the checkpoint's "
                    "random states cannot be restored (other noise and data order; refused otherwise)")
     m = p.add_argument_group("model")
-    m.add_argument("--preset", help=f"{' | '.join(PRESETS)} [tiny]")
+    m.add_argument("--preset", help=" | ".join(PRESETS))
     m.add_argument("--conditioning", choices=CONDITIONINGS, help="label conditioning [the preset's]")
     m.add_argument("--model-overrides", "--model", dest="model", nargs="+", action="extend", metavar="FIELD=VALUE",
                    help="override ModelConfig fields, e.g. block_out_channels=32,64,64 sample_size=32")
@@ -455,34 +473,30 @@ def _add_train(sub) -> None:
     length.add_argument("--epochs", type=float, help="passes over the training split, instead of --max-steps")
     t.add_argument("--minutes", type=float, help="time budget: the speed measured at the start sets the steps "
                    "(--max-steps caps them), so that the LR schedule ends on time; a resume keeps them")
-    t.add_argument("--batch-size", type=int, help="images per process per micro-batch [64]")
-    t.add_argument("--grad-accum", type=int, help="micro-batches per optimiser step [1]")
-    t.add_argument("--lr", type=float, help="peak AdamW learning rate [1e-3]")
-    t.add_argument("--weight-decay", type=float, help="AdamW weight decay [0]")
-    t.add_argument("--warmup", type=int, help="linear warm-up steps before the cosine decay [200]")
-    t.add_argument("--max-grad-norm", type=float, help="gradient clipping norm, 0 = off [1.0]")
-    t.add_argument("--p-uncond", type=float, help="probability of dropping the label (classifier-free guidance) [0.1]")
-    t.add_argument("--prediction-type", choices=PREDICTION_TYPES, help="network target [epsilon]")
-    t.add_argument("--snr-gamma", type=float, help="min-SNR-gamma loss weighting, e.g. 5 [off]")
-    t.add_argument("--timestep-shift", type=float, help="draw noisier training timesteps: log-SNR - 2 log S [1: uniform]")
-    t.add_argument("--align-evaluator", help="align the denoiser's features to this evaluator's (REPA) [off]")
-    t.add_argument("--align-weight", type=float, help="weight of the feature-alignment loss [0.5]")
-    t.add_argument("--ema-decay", type=float, help="cap of the EMA decay, which warms up as 1-(1+step)^-0.75 [0.9999]")
-    t.add_argument("--hflip", action=argparse.BooleanOptionalAction, help="random horizontal flips [no]")
-    t.add_argument("--seed", type=int, help="weights, data order, noise [0]")
+    t.add_argument("--batch-size", type=int, help="images per process per micro-batch")
+    t.add_argument("--grad-accum", type=int, help="micro-batches per optimiser step")
+    t.add_argument("--lr", type=float, help="peak AdamW learning rate")
+    t.add_argument("--weight-decay", type=float, help="AdamW weight decay")
+    t.add_argument("--warmup", type=int, help="linear warm-up steps before the cosine decay")
+    t.add_argument("--max-grad-norm", type=float, help="gradient clipping norm, 0 = off")
+    t.add_argument("--p-uncond", type=float, help="probability of dropping the label (classifier-free guidance)")
+    t.add_argument("--prediction-type", choices=PREDICTION_TYPES, help="network target")
+    t.add_argument("--ema-decay", type=float, help="cap of the EMA decay, which warms up as 1-(1+step)^-0.75")
+    t.add_argument("--hflip", action=argparse.BooleanOptionalAction, help="random horizontal flips")
+    t.add_argument("--seed", type=int, help="weights, data order, noise")
     f = p.add_argument_group("speed")
     f.add_argument("--mixed-precision", choices=MIXED_PRECISIONS, help="autocast through accelerate; auto: bf16 where "
-                   f"the hardware computes it natively, fp16 on GPUs before Ampere, else fp32 [{DEFAULT_PRECISION}]")
+                   "the hardware computes it natively, fp16 on GPUs before Ampere, else fp32")
     _add_device(f)
-    f.add_argument("--channels-last", action=argparse.BooleanOptionalAction, help="channels_last memory format [no]")
-    f.add_argument("--compile", action=argparse.BooleanOptionalAction, help="torch.compile the model [no]")
+    f.add_argument("--channels-last", action=argparse.BooleanOptionalAction, help="channels_last memory format")
+    f.add_argument("--compile", action=argparse.BooleanOptionalAction, help="torch.compile the model")
     o = p.add_argument_group("checkpoints and logs")
-    o.add_argument("--save-every", type=int, help="checkpoint every N steps (and at the end) [1000]")
+    o.add_argument("--save-every", type=int, help="checkpoint every N steps (and at the end)")
     o.add_argument("--save-minutes", type=float, help="also checkpoint after M minutes of training since the last "
                    "save, e.g. 10 where a session may end (Colab) [off]")
-    o.add_argument("--keep", type=int, help="checkpoints kept, newest first [3]")
-    o.add_argument("--log-every", type=int, help="metrics.jsonl record every N steps [50]")
-    o.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, help="also log to RUN/tensorboard [no]")
+    o.add_argument("--keep", type=int, help="checkpoints kept, newest first")
+    o.add_argument("--log-every", type=int, help="metrics.jsonl record every N steps")
+    o.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, help="also log to RUN/tensorboard")
     p.set_defaults(func=_train)
 
 
@@ -494,7 +508,7 @@ def _train(args) -> int:
     from . import model, train
 
     stored = train.load_config(args.out) if args.resume and (args.out / "config.json").is_file() else None
-    base = stored or train.TrainConfig(data=DEFAULT_DATA)
+    base = stored or train.TrainConfig()
     settable = {f.name for f in dataclasses.fields(train.TrainConfig)} - {"model", "preset", "out", "resume",
                                                                           "inexact_resume"}
     given = {k: v for k, v in vars(args).items() if k in settable and v is not None}
@@ -504,7 +518,7 @@ def _train(args) -> int:
     if args.conditioning:
         overrides["conditioning"] = args.conditioning
     if stored is None or args.preset:
-        name = args.preset or "tiny"
+        name = args.preset or train.TrainConfig.preset
         net = model.preset(name, **overrides)
     else:
         name, net = stored.preset, model.override(stored.model, **overrides)

@@ -1,10 +1,8 @@
 """``ConditionalUNet``: a diffusers ``UNet2DModel`` conditioned on the 24-class multi-hot label.
 
-Three conditionings: ``concat`` (the course reference: the multi-hot broadcast to 24 extra input
-channels), ``embed`` (a learned projection of the multi-hot added to the timestep embedding through
-the UNet's class-embedding hook) and ``tokens`` (``embed`` plus one learned token per requested
-object, read by cross-attention at the attention levels of a ``UNet2DConditionModel``, so each place
-in the image can pick its object). The all-zero label is the null condition used by classifier-free
+Two conditionings: ``concat`` (the course reference: the multi-hot broadcast to 24 extra input
+channels) and ``embed`` (a learned projection of the multi-hot added to the timestep embedding through
+the UNet's class-embedding hook). The all-zero label is the null condition used by classifier-free
 guidance, so one network gives both conditional and unconditional predictions.
 
 ``canvas=True`` makes the model add one object to a given image (the canvas, concatenated to its input as 3
@@ -24,13 +22,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from diffusers import ConfigMixin, ModelMixin, UNet2DConditionModel, UNet2DModel
+from diffusers import ConfigMixin, ModelMixin, UNet2DModel
 from diffusers.configuration_utils import register_to_config
 from torch import nn
 
@@ -53,7 +50,6 @@ class ModelConfig:
     norm_num_groups: int = 32
     dropout: float = 0.0
     scale_shift: bool = False  # AdaGN: the time/label embedding scales and shifts each block's features
-    align_channels: int = 0    # > 0: a head maps the 8x8 encoder features to this width for feature alignment
     canvas: bool = False       # add one object to a canvas image (i-CLEVR's one-object-at-a-time structure)
     layout: bool = False       # canvas models: also take the object's box as one more input channel
 
@@ -80,17 +76,12 @@ class ModelConfig:
 
 
 PRESETS: dict[str, ModelConfig] = {
-    # trains on 2 CPU cores in minutes (the demo): at 32x32, 4x fewer pixels than 64x64, sampled then upsampled
-    "tiny": ModelConfig(sample_size=32, block_out_channels=(32, 64, 64, 128), attention_levels=(3,),
-                        layers_per_block=1, norm_num_groups=16),
-    # tiny's widths at 64x64: a 2x2 pixel-unshuffle stem keeps the cost of a 32x32 model, AdaGN scale-shift
-    "tiny64": ModelConfig(sample_size=64, patch_size=2, scale_shift=True, block_out_channels=(32, 64, 64, 128),
-                          attention_levels=(3,), layers_per_block=1, norm_num_groups=16),
-    # tiny64 drawing one object at a time onto a canvas (the demo's and the cpu profile's)
+    # CPU widths at 64x64 (a 2x2 pixel-unshuffle stem: the UNet runs on a 32x32 grid), AdaGN scale-shift, drawing
+    # one object at a time onto a canvas
     "canvas64": ModelConfig(sample_size=64, patch_size=2, scale_shift=True, canvas=True,
                             block_out_channels=(32, 64, 64, 128), attention_levels=(3,), layers_per_block=1,
                             norm_num_groups=16),
-    # canvas64 told where each object goes (a box from the training layouts of its class)
+    # canvas64 told where each object goes (a box from the training layouts of its class): the default
     "layout64": ModelConfig(sample_size=64, patch_size=2, scale_shift=True, canvas=True, layout=True,
                             block_out_channels=(32, 64, 64, 128), attention_levels=(3,), layers_per_block=1,
                             norm_num_groups=16),
@@ -119,8 +110,11 @@ def preset(name: str, **overrides) -> ModelConfig:
     return override(PRESETS[name], **overrides)
 
 
+_BOOLS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+
+
 def parse_overrides(pairs: list[str]) -> dict:
-    """``["block_out_channels=32,64,64", "dropout=0.1"]`` -> typed field values (tuples split on commas)."""
+    """``["block_out_channels=32,64,64", "canvas=false"]`` -> typed field values (tuples split on commas)."""
     defaults = ModelConfig()
     out = {}
     for pair in pairs:
@@ -129,23 +123,14 @@ def parse_overrides(pairs: list[str]) -> dict:
         if not sep or not hasattr(defaults, key):
             fields = ", ".join(f.name for f in dataclasses.fields(ModelConfig))
             raise ValueError(f"bad model override {pair!r}; write FIELD=VALUE with FIELD one of {fields}")
-        kind = type(getattr(defaults, key))
+        kind, value = type(getattr(defaults, key)), value.strip()
         try:
             out[key] = (tuple(int(v) for v in value.split(",") if v.strip()) if kind is tuple
-                        else value.strip() if kind is str else kind(value))
-        except ValueError:
-            raise ValueError(f"bad value in model override {pair!r}; {key} takes "
-                             f"{'comma-separated integers' if kind is tuple else 'a ' + kind.__name__}") from None
+                        else value if kind is str else _BOOLS[value.lower()] if kind is bool else kind(value))
+        except (ValueError, KeyError):
+            takes = {tuple: "comma-separated integers", bool: "true or false"}.get(kind, f"a {kind.__name__}")
+            raise ValueError(f"bad value in model override {pair!r}; {key} takes {takes}") from None
     return out
-
-
-def object_indices(labels: torch.Tensor) -> torch.Tensor:
-    """(N, K) class indices of each row's requested objects in class order, padded with ``NUM_CLASSES`` (no object);
-    K is the most objects any row requests (at least 1), so the null label is one padding token."""
-    present = labels > 0.5
-    k = max(1, int(present.sum(1).max())) if len(labels) else 1
-    index = torch.arange(NUM_CLASSES, device=labels.device).expand_as(present)
-    return torch.where(present, index, NUM_CLASSES).sort(1).values[:, :k]
 
 
 def _accepts_spec(init: Callable) -> Callable:
@@ -175,8 +160,8 @@ class ConditionalUNet(ModelMixin, ConfigMixin):
                  layers_per_block: int = ModelConfig.layers_per_block, conditioning: str = ModelConfig.conditioning,
                  attention_head_dim: int = ModelConfig.attention_head_dim,
                  norm_num_groups: int = ModelConfig.norm_num_groups, dropout: float = ModelConfig.dropout,
-                 scale_shift: bool = ModelConfig.scale_shift, align_channels: int = ModelConfig.align_channels,
-                 canvas: bool = ModelConfig.canvas, layout: bool = ModelConfig.layout):
+                 scale_shift: bool = ModelConfig.scale_shift, canvas: bool = ModelConfig.canvas,
+                 layout: bool = ModelConfig.layout):
         super().__init__()
         # register_to_config has stored the arguments in self.config; ModelConfig validates them
         self.spec = config = ModelConfig(**{f.name: self.config[f.name] for f in dataclasses.fields(ModelConfig)})
@@ -195,46 +180,21 @@ class ConditionalUNet(ModelMixin, ConfigMixin):
             resnet_time_scale_shift="scale_shift" if config.scale_shift else "default",
             class_embed_type=None if config.conditioning == "concat" else "identity",
         )
-        if config.conditioning == "tokens":
-            width = config.block_out_channels[-1]
-            self.unet = UNet2DConditionModel(
-                down_block_types=tuple("CrossAttnDownBlock2D" if i in attn else "DownBlock2D" for i in levels),
-                up_block_types=tuple("CrossAttnUpBlock2D" if i in attn else "UpBlock2D" for i in reversed(levels)),
-                mid_block_type="UNetMidBlock2DCrossAttn", cross_attention_dim=width,
-                attention_head_dim=config.attention_head_dim, **common)
-            self.tokens = nn.Embedding(NUM_CLASSES + 1, width)  # the last row: "no object" (padding, null label)
-        else:
-            self.unet = UNet2DModel(
-                down_block_types=tuple("AttnDownBlock2D" if i in attn else "DownBlock2D" for i in levels),
-                up_block_types=tuple("AttnUpBlock2D" if i in attn else "UpBlock2D" for i in reversed(levels)),
-                attention_head_dim=config.attention_head_dim, **common)
-            self.tokens = None
+        self.unet = UNet2DModel(
+            down_block_types=tuple("AttnDownBlock2D" if i in attn else "DownBlock2D" for i in levels),
+            up_block_types=tuple("AttnUpBlock2D" if i in attn else "UpBlock2D" for i in reversed(levels)),
+            attention_head_dim=config.attention_head_dim, **common)
         time_dim = config.block_out_channels[0] * 4
         self.label_proj = None if config.conditioning == "concat" else nn.Linear(NUM_CLASSES, time_dim)
         if config.canvas:  # the empty floor, in [-1, 1]; training sets it from the data (cddpm.canvas.background)
             self.register_buffer("background", torch.zeros(3, config.sample_size, config.sample_size))
         if config.layout:  # per class, training boxes to place objects from (cddpm.canvas.layout_table)
             self.register_buffer("layout_boxes", torch.zeros(NUM_CLASSES, LAYOUT_PER_CLASS, 4, dtype=torch.long))
-        self.align_head, self._features = None, None
-        if config.align_channels:
-            grid = config.sample_size // config.patch_size
-            level = min(max(int(math.log2(grid)) - 4, 0), len(config.block_out_channels) - 1)  # output 8x8
-            width = config.block_out_channels[level]
-            self.align_head = nn.Sequential(nn.Conv2d(width, 2 * width, 1), nn.SiLU(),
-                                            nn.Conv2d(2 * width, config.align_channels, 1))
-            self.unet.down_blocks[level].register_forward_hook(self._keep_features)
 
     @property
     def canvas_channels(self) -> int:
         """Channels of the ``canvas`` input: the image (3) and, for a layout model, the box (1); 0 for other models."""
         return (3 + self.spec.layout) if self.spec.canvas else 0
-
-    def _keep_features(self, module, inputs, output) -> None:
-        self._features = output[0]
-
-    def aligned_features(self) -> torch.Tensor:
-        """The encoder features of the last forward pass through the alignment head: (N, align_channels, h, w)."""
-        return self.align_head(self._features)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor,
                 canvas: torch.Tensor | None = None) -> torch.Tensor:
@@ -250,9 +210,6 @@ class ConditionalUNet(ModelMixin, ConfigMixin):
         if self.label_proj is None:
             x = torch.cat([x, labels[:, :, None, None].expand(-1, -1, *x.shape[-2:])], dim=1)
             out = self.unet(x, t).sample
-        elif self.tokens is None:
-            out = self.unet(x, t, class_labels=self.label_proj(labels)).sample
         else:
-            out = self.unet(x, t, encoder_hidden_states=self.tokens(object_indices(labels)),
-                            class_labels=self.label_proj(labels)).sample
+            out = self.unet(x, t, class_labels=self.label_proj(labels)).sample
         return F.pixel_shuffle(out, p) if p > 1 else out

@@ -29,12 +29,11 @@ from PIL import Image
 
 from . import labels as L
 from . import runs, sample
-from .choices import SAMPLE_BATCH
+from .choices import DEFAULT_SAMPLER, SAMPLE_BATCH
 from .data import to_uint8
 from .model import ConditionalUNet
 from .paths import check_folder_target
 
-EXPORT_SAMPLER = "dpmsolver"  # `cddpm sample`'s default sampler
 MANIFEST = ".cddpm-export"
 OUTPUT_TYPES = ("pil", "np", "pt")
 
@@ -112,7 +111,7 @@ def export(run: str | os.PathLike, out: str | os.PathLike, checkpoint: str = "la
     out = Path(out)
     _check_out(out, force)
     unet, config, folder = runs.load_model(run, checkpoint, ema)
-    pipe = CddpmPipeline(unet=unet, scheduler=sample.make_sampler(EXPORT_SAMPLER, config["scheduler"]))
+    pipe = CddpmPipeline(unet=unet, scheduler=sample.make_sampler(DEFAULT_SAMPLER, config["scheduler"]))
     tmp = runs.temporary_dir(out)
     if tmp.exists():
         raise FileExistsError(f"{tmp} is in the way (left by an interrupted export?); delete it and run again")

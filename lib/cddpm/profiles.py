@@ -1,8 +1,9 @@
 """Named settings for the notebooks and the demo: ``smoke`` (CI), ``demo`` (CPU minutes), ``cpu`` (a CPU hour),
 ``colab``, ``reference``.
 
-A notebook's ``parameters`` cell names a profile (``CDDPM_PROFILE`` or papermill's injection) and may
-override any field; ``None`` means "the profile's value". Paths a profile leaves out follow the outputs layout
+A profile's training is ``cddpm.train.TrainConfig``'s defaults with its ``train`` settings on top. A notebook's
+``parameters`` cell names a profile (``CDDPM_PROFILE`` or papermill's injection) and may override any profile or
+training field; ``None`` means "the profile's value". Paths a profile leaves out follow the outputs layout
 (:mod:`cddpm.folders`) under its ``outputs``: on other data than its synthetic set, its run and batch are named
 after the profile and that data's key, and the judge it trains is filed under that key.
 """
@@ -10,11 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import folders
-from .choices import DEFAULT_OUTPUTS, DEFAULT_PRECISION, DEFAULT_STEPS
+from .choices import DEFAULT_OUTPUTS, DEFAULT_SAMPLER, DEFAULT_STEPS
+
+LENGTH = ("max_steps", "epochs", "minutes")  # the training fields that set a run's length: one given replaces all
 
 
 @dataclass(frozen=True)
@@ -30,25 +33,14 @@ class Profile:
     evaluator_epochs: int | None = 3        # None: the train-evaluator default; with evaluator_minutes, the cap
     evaluator_minutes: float | None = None  # the judge's time budget: its steps fit it on this machine
     gt_per_condition: int = 10              # ground-truth renders per test condition
-    preset: str = "tiny"
     run: str | None = None                  # None: OUTPUTS/runs/<the batch name>
-    max_steps: int | None = 1000            # optimiser steps; with minutes, their cap (None: no cap)
-    minutes: float | None = None            # training time budget: its steps fit it on this machine (see train.py)
-    batch_size: int = 32
-    lr: float = 1e-3
-    prediction_type: str = "v_prediction"
-    snr_gamma: float | None = None          # min-SNR-gamma loss weighting; None: plain MSE
-    warmup: int = 200                       # LR warm-up steps
-    timestep_shift: float = 1.0             # > 1: noisier training timesteps
-    align_evaluator: str | None = None      # evaluator whose features the denoiser aligns to (REPA); None: off
-    align_epochs: int = 3                   # epochs of that evaluator when it is missing (trained with seed + 1)
-    mixed_precision: str = DEFAULT_PRECISION  # auto: bf16 where native, fp16 on GPUs before Ampere, else fp32
-    save_minutes: float | None = None       # also checkpoint after this much training time since the last save
+    train: dict = field(default_factory=dict)  # TrainConfig fields that differ from its defaults; the run's length
+                                            # (max_steps, or minutes sized on this machine with max_steps their cap)
     device: str | None = None               # cuda, cpu, ... for every step; None: cuda when present
     seeds: tuple[int, ...] = (0, 1, 2)
     splits: tuple[str, ...] = ("test", "new_test")
-    sampler: str = "dpmsolver"
-    steps: int = DEFAULT_STEPS["dpmsolver"]
+    sampler: str = DEFAULT_SAMPLER
+    steps: int = DEFAULT_STEPS[DEFAULT_SAMPLER]
     guidance: tuple[float, ...] = (1.0, 3.0)
     ddpm_steps: int | None = None           # steps of a DDPM arm beside the profile's sampler in `cddpm demo`
     ddpm_seeds: tuple[int, ...] | None = None  # seeds of that arm; None: the profile's seeds
@@ -59,9 +51,10 @@ class Profile:
 
 
 PROFILES: dict[str, Profile] = {
+    # the default design at CI size: seconds of every step
     "smoke": Profile("smoke", outputs=str(Path(DEFAULT_OUTPUTS) / "smoke"), scenes=16, evaluator_epochs=1,
-                     gt_per_condition=1, max_steps=4, batch_size=8, seeds=(0, 1), steps=3, guidance=(1.0, 2.0),
-                     ddpm_steps=3),
+                     gt_per_condition=1, train=dict(max_steps=4, batch_size=8), seeds=(0, 1), steps=3,
+                     guidance=(1.0, 2.0), ddpm_steps=3),
     # the demo trains a short evaluator of its own, so it never stands in for the full one at the default path;
     # its model draws one object at a time, each in a box (layout64, measured in docs/ablations.md). `make demo`
     # must fit in 20 minutes on 2 cores of any speed, so the judge and the training are given minutes and size their
@@ -69,42 +62,41 @@ PROFILES: dict[str, Profile] = {
     # machine of issue 19 (rendering 18009 images at 114 images/s: 2.6 min; sampling, report and judge check: 103 s
     # on the faster one, about 3 times that assumed), leaving about a minute for the install.
     # what this split buys on an AVX2-only and a native-bf16 CPU: docs/any-cpu.md
-    "demo": Profile("demo", evaluator_epochs=None, evaluator_minutes=2,
-                    preset="layout64", max_steps=None, minutes=9, guidance=(3.0,), render_minutes=3,
-                    sample_minutes=5),
+    "demo": Profile("demo", evaluator_epochs=None, evaluator_minutes=2, train=dict(minutes=9), guidance=(3.0,),
+                    render_minutes=3, sample_minutes=5),
     # one CPU hour of training of the same design: the full evaluator judges; DDPM-1000 (50 times the sampling
     # work) on one seed
-    "cpu": Profile("cpu", evaluator_epochs=None, preset="layout64", max_steps=None,
-                   minutes=60, seeds=(0, 1, 2, 3, 4), guidance=(3.0,), ddpm_steps=1000, ddpm_seeds=(0,)),
+    "cpu": Profile("cpu", evaluator_epochs=None, train=dict(minutes=60), seeds=(0, 1, 2, 3, 4), guidance=(3.0,),
+                   ddpm_steps=1000, ddpm_seeds=(0,)),
     # a Colab disconnect loses at most 10 minutes of training, whatever the GPU (not yet timed on a T4)
-    "colab": Profile("colab", preset="colab", evaluator_epochs=None, max_steps=40000,
-                     batch_size=64, lr=2e-4, save_minutes=10,
+    "colab": Profile("colab", evaluator_epochs=None,
+                     train=dict(preset="colab", max_steps=40000, batch_size=64, lr=2e-4, save_minutes=10),
                      seeds=(0, 1, 2, 3, 4), guidance=(1.0, 2.0, 3.0), ddpm_steps=1000),
-    "reference": Profile("reference", preset="reference", evaluator_epochs=None,
-                         max_steps=60000, batch_size=64, lr=2e-4, prediction_type="epsilon",
-                         seeds=(0, 1, 2, 3, 4), sampler="ddpm", steps=1000, guidance=(1.0,),
-                         ddpm_steps=1000),
+    # the course's recipe
+    "reference": Profile("reference", evaluator_epochs=None,
+                         train=dict(preset="reference", max_steps=60000, batch_size=64, lr=2e-4,
+                                    prediction_type="epsilon"),
+                         seeds=(0, 1, 2, 3, 4), sampler="ddpm", steps=1000, guidance=(1.0,), ddpm_steps=1000),
 }
 
 
 def train_config(p: Profile, resume: bool | None = None, **model_overrides):
     """The ``cddpm.train.TrainConfig`` of a profile: the one place a profile becomes a training run.
 
-    ``resume=None`` continues the profile's run when it already has checkpoints and starts it otherwise;
-    ``model_overrides`` replace fields of the profile's preset (e.g. ``conditioning="concat"``).
+    ``resume=None`` continues the profile's run when it already has checkpoints and starts it otherwise; a run of
+    ``max_steps`` saves four times; ``model_overrides`` replace fields of the profile's preset (e.g.
+    ``conditioning="concat"``).
     """
     from . import model, provenance, runs
     from .train import TrainConfig
 
     if resume is None:
         resume = bool(runs.checkpoints(p.run)) if (Path(p.run) / "config.json").is_file() else False
-    return TrainConfig(data=p.data_root, out=p.run, model=model.preset(p.preset, **model_overrides), preset=p.preset,
-                       max_steps=p.max_steps, minutes=p.minutes, batch_size=p.batch_size, lr=p.lr, warmup=p.warmup,
-                       prediction_type=p.prediction_type, snr_gamma=p.snr_gamma, timestep_shift=p.timestep_shift,
-                       align_evaluator=p.align_evaluator, mixed_precision=p.mixed_precision,
-                       save_every=max(1, p.max_steps // 4) if p.max_steps else TrainConfig.save_every,
-                       save_minutes=p.save_minutes, resume=resume, device=p.device,
-                       hold_out=not provenance.rendered(p.data_root))
+    steps = p.train.get("max_steps")
+    saves = {"save_every": max(1, steps // 4)} if steps else {}
+    config = TrainConfig(**{**saves, **p.train}, data=p.data_root, out=p.run, resume=resume, device=p.device,
+                         hold_out=not provenance.rendered(p.data_root))
+    return dataclasses.replace(config, model=model.override(config.model, **model_overrides))
 
 
 def evaluator_path(p: Profile) -> Path:
@@ -125,15 +117,24 @@ def default_name() -> str:
 
 
 def get(name: str | None = None, **overrides) -> Profile:
-    """The named profile with every non-``None`` override applied, its data root, run and batch name filled in."""
+    """The named profile with every non-``None`` override applied (a ``TrainConfig`` field to its ``train``; a length
+    given replaces the profile's), its data root, run and batch name filled in."""
     name = name or default_name()
     if name not in PROFILES:
         raise ValueError(f"unknown profile {name!r}; use one of {', '.join(PROFILES)}")
-    fields = {f.name for f in dataclasses.fields(Profile)}
-    unknown = sorted(set(overrides) - fields)
-    if unknown:
-        raise ValueError(f"unknown profile field(s) {unknown}; valid: {', '.join(sorted(fields))}")
-    p = dataclasses.replace(PROFILES[name], **{k: v for k, v in overrides.items() if v is not None})
+    own = {f.name for f in dataclasses.fields(Profile)} - {"train"}
+    p, training = PROFILES[name], {k: v for k, v in overrides.items() if k not in own}
+    if training:
+        from .train import TrainConfig
+
+        fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"data", "out", "resume", "device", "hold_out"}
+        unknown = sorted(set(training) - fields)
+        if unknown:
+            raise ValueError(f"unknown profile or training field(s) {unknown}; valid: {', '.join(sorted(own | fields))}")
+        training = {k: v for k, v in training.items() if v is not None}
+        kept = {k: v for k, v in p.train.items() if not (k in LENGTH and training.keys() & set(LENGTH))}
+        p = dataclasses.replace(p, train={**kept, **training})
+    p = dataclasses.replace(p, **{k: v for k, v in overrides.items() if k in own and v is not None})
     synthetic = folders.synthetic_data(p.outputs)
     if p.data_root is None or Path(p.data_root) == synthetic:
         p, suffix = dataclasses.replace(p, data_root=str(synthetic)), ""

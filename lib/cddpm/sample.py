@@ -26,7 +26,7 @@ from PIL import Image
 from . import canvas as C
 from . import figures, provenance, runs
 from . import labels as L
-from .choices import DEFAULT_STEPS, EDIT_THRESHOLD, SAMPLE_BATCH
+from .choices import DEFAULT_SAMPLER, DEFAULT_STEPS, EDIT_THRESHOLD, SAMPLE_BATCH
 from .data import NUMBERED_PNG, load_condition_file, load_condition_lists, to_float, to_uint8
 from .device import resolve as resolve_device
 from .paths import check_folder_target, write_json
@@ -201,7 +201,7 @@ def _lists(labels: torch.Tensor | Sequence[Sequence[str]]) -> list[list[str]]:
 
 
 def generate(model: torch.nn.Module, scheduler_config: dict, labels: torch.Tensor | Sequence[Sequence[str]],
-             sampler: str | SchedulerMixin = "dpmsolver", steps: int | None = None, guidance: float = 1.0,
+             sampler: str | SchedulerMixin = DEFAULT_SAMPLER, steps: int | None = None, guidance: float = 1.0,
              seed: int = 0, batch_size: int = SAMPLE_BATCH, size: int | None = COURSE_SIZE, guide: Guide | None = None,
              guide_scale: float = 0.0, progress: bool = False, edit_threshold: float = EDIT_THRESHOLD) -> torch.Tensor:
     """Images in [-1, 1] (N, 3, size, size) on the CPU for N label lists (or an (N, 24) multi-hot, objects then in
@@ -222,7 +222,7 @@ def generate(model: torch.nn.Module, scheduler_config: dict, labels: torch.Tenso
 
 
 def denoise_frames(model: torch.nn.Module, scheduler_config: dict, labels: Sequence[str] = DENOISE_LABELS,
-                   frames: int = 8, sampler: str | SchedulerMixin = "dpmsolver", steps: int | None = None,
+                   frames: int = 8, sampler: str | SchedulerMixin = DEFAULT_SAMPLER, steps: int | None = None,
                    guidance: float = 1.0, seed: int = 0, size: int | None = COURSE_SIZE, guide: Guide | None = None,
                    guide_scale: float = 0.0, edit_threshold: float = EDIT_THRESHOLD) -> torch.Tensor:
     """``frames`` evenly spaced states (F, 3, size, size) from pure noise to the final image for one label list;
@@ -297,7 +297,7 @@ def prepare_out(out: str | os.PathLike, name: str) -> Path:
 def sample_split(run: str | os.PathLike, out: str | os.PathLike, split: str | None = None,
                  labels: Sequence[Sequence[str]] | None = None, data: str | os.PathLike | None = None,
                  conditions: str | os.PathLike | None = None,
-                 checkpoint: str = "last", ema: bool = True, sampler: str = "dpmsolver", steps: int | None = None,
+                 checkpoint: str = "last", ema: bool = True, sampler: str = DEFAULT_SAMPLER, steps: int | None = None,
                  guidance: float = 1.0, seed: int = 0, batch_size: int = SAMPLE_BATCH,
                  evaluator: str | os.PathLike | None = None, classifier_guidance: float = 0.0,
                  guide_evaluator: str | os.PathLike | None = None,

@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,8 +33,8 @@ from diffusers.optimization import get_cosine_schedule_with_warmup
 from diffusers.training_utils import EMAModel
 from safetensors.torch import save_file
 
-from . import align, budget, canvas, report, runs
-from .choices import DEFAULT_PRECISION, MIXED_PRECISIONS
+from . import budget, canvas, folders, report, runs
+from .choices import DEFAULT_DATA, DEFAULT_OUTPUTS, DEFAULT_PRECISION, DEFAULT_PRESET, MIXED_PRECISIONS
 from .data import ICLEVRDataset, to_float
 from .device import choose_precision, describe_precision
 from .device import resolve as resolve_device
@@ -49,33 +49,30 @@ from .provenance import mapping_sha
 # (``minutes`` is checked against the step count the run was sized to, see _recorded_budget)
 RESUMABLE = ("data", "out", "preset", "max_steps", "epochs", "save_every", "keep", "log_every", "minutes",
              "mixed_precision", "channels_last", "compile", "tensorboard", "resume", "inexact_resume", "device",
-             "align_evaluator", "save_minutes")
+             "save_minutes")
 
 
 @dataclass
 class TrainConfig:
-    """Every setting of a training run; ``RUN/config.json`` stores it (``model`` and ``train`` parts)."""
+    """Every setting of a training run, defaulting to the recipe of the demo and cpu profiles (whose runs
+    docs/ablations.md measures); ``RUN/config.json`` stores it (``model`` and ``train`` parts)."""
 
-    data: str = "data/synthetic-iclevr"
-    out: str = "outputs/runs/tiny"
-    model: ModelConfig = field(default_factory=lambda: preset("tiny"))
-    preset: str | None = "tiny"        # the preset ``model`` started from (a record only)
+    data: str = DEFAULT_DATA
+    out: str = str(folders.run(DEFAULT_OUTPUTS, DEFAULT_PRESET))
+    model: ModelConfig | None = None   # None: the preset's
+    preset: str | None = DEFAULT_PRESET  # the preset ``model`` started from (then a record only)
     max_steps: int | None = None       # optimiser steps; give this, ``epochs`` or ``minutes`` (then it caps them)
     epochs: float | None = None
     minutes: float | None = None       # time budget: the speed measured at the start sets the steps, so that the
                                        # cosine LR schedule ends on time (config.json's "budget" records them)
-    batch_size: int = 64               # per process; one optimiser step sees batch_size * processes * grad_accum
+    batch_size: int = 32               # per process; one optimiser step sees batch_size * processes * grad_accum
     grad_accum: int = 1
     lr: float = 1e-3
     weight_decay: float = 0.0
     warmup: int = 200                  # linear LR warm-up steps, then cosine decay to 0 at the last step
     max_grad_norm: float = 1.0
     p_uncond: float = 0.1              # label dropout for classifier-free guidance
-    prediction_type: str = "epsilon"
-    snr_gamma: float | None = None     # min-SNR-gamma loss weighting (5 is usual); None: plain MSE
-    timestep_shift: float = 1.0        # > 1 draws noisier training timesteps (log-SNR shifted by -2 log s)
-    align_evaluator: str | None = None  # an evaluator checkpoint whose features the denoiser aligns to (REPA)
-    align_weight: float = 0.5          # weight of that alignment loss
+    prediction_type: str = "v_prediction"
     ema_decay: float = 0.9999         # the cap of the EMA decay, which warms up as 1 - (1 + step)^-3/4
     hflip: bool = False                # random horizontal flips: labels allow it, but they mirror the key light
     mixed_precision: str = DEFAULT_PRECISION  # auto | no | fp16 | bf16, see cddpm.device.choose_precision
@@ -93,17 +90,16 @@ class TrainConfig:
     hold_out: bool = False             # leave the root's held-out scenes (evaluator_training.held_out) out of training
 
     def __post_init__(self):
-        if isinstance(self.model, dict):
+        if self.model is None:
+            self.model = preset(self.preset)
+        elif isinstance(self.model, dict):
             self.model = ModelConfig(**self.model)
-        if self.align_evaluator is not None:  # the head that feature alignment trains is part of the model
-            self.model = dataclasses.replace(self.model, align_channels=align.CHANNELS)
         self.data, self.out = str(self.data), str(self.out)
         positive = {"batch_size": self.batch_size, "grad_accum": self.grad_accum, "save_every": self.save_every,
                     "keep": self.keep, "log_every": self.log_every, "lr": self.lr}
         positive.update({k: v for k, v in (("max_steps", self.max_steps), ("epochs", self.epochs),
-                                           ("minutes", self.minutes), ("save_minutes", self.save_minutes),
-                                           ("snr_gamma", self.snr_gamma),
-                                           ("timestep_shift", self.timestep_shift)) if v is not None})
+                                           ("minutes", self.minutes), ("save_minutes", self.save_minutes))
+                          if v is not None})
         bad = [f"{k}={v}" for k, v in positive.items() if not v > 0]
         if bad:
             raise ValueError(f"{', '.join(bad)} must be positive")
@@ -219,8 +215,6 @@ class Trainer:
         self.ema = EMAModel(self.net.parameters(), decay=config.ema_decay, use_ema_warmup=True, power=0.75,
                             foreach=True)
         self.noise_scheduler = train_scheduler(prediction_type=config.prediction_type)
-        self.teacher = (align.EvaluatorFeatures(config.align_evaluator, acc.device)
-                        if config.align_evaluator is not None else None)
         self.images, self.labels, self.examples = images.to(acc.device), labels.to(acc.device), examples.to(acc.device)
         self.step, self.train_seconds = 0, 0.0
         self._epoch, self._order = -1, None
@@ -259,12 +253,7 @@ class Trainer:
         for a in range(cfg.grad_accum):
             x0, labels, base = self.batch(self.step * cfg.grad_accum + a)
             with acc.accumulate(self.model):
-                loss = training_loss(self.model, self.noise_scheduler, x0, labels, cfg.p_uncond, cfg.snr_gamma,
-                                     cfg.timestep_shift, canvas=base)
-                if self.teacher is not None:
-                    with acc.autocast():
-                        student, teacher = self.net.aligned_features(), self.teacher(x0)
-                    loss = loss + cfg.align_weight * align.alignment_loss(student, teacher)
+                loss = training_loss(self.model, self.noise_scheduler, x0, labels, cfg.p_uncond, canvas=base)
                 acc.backward(loss)
                 if acc.sync_gradients and cfg.max_grad_norm:
                     acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)

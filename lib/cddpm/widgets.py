@@ -11,6 +11,7 @@ from PIL import Image
 
 from . import labels as L
 from . import runs
+from .choices import DEFAULT_SAMPLER, DEFAULT_STEPS
 from .device import resolve as resolve_device
 from .figures import grid, loss_figure
 from .sample import generate
@@ -37,8 +38,9 @@ class LiveLoss:
         return png.getvalue()
 
 
-def sampler_panel(run: str | os.PathLike, checkpoint: str = "last", sampler: str = "dpmsolver", steps: int = 20,
-                  guidance: float = 1.0, seed: int = 0, images: int = 8) -> W.VBox:
+def sampler_panel(run: str | os.PathLike, checkpoint: str = "last", sampler: str = DEFAULT_SAMPLER,
+                  steps: int = DEFAULT_STEPS[DEFAULT_SAMPLER], guidance: float = 1.0, seed: int = 0,
+                  images: int = 8) -> W.VBox:
     """A grid of 24 object check boxes and a Sample button that draws ``images`` samples of the ticked set."""
     device = resolve_device()
     model, config, _ = runs.load_model(run, checkpoint, device=device)

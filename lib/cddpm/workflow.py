@@ -43,12 +43,6 @@ def ensure_evaluator(p: profiles.Profile) -> ev.Evaluator:
     return judge
 
 
-def ensure_teacher(p: profiles.Profile) -> None:
-    """The evaluator the profile's model aligns its features to, trained first (``align_epochs``, seed + 1) when missing."""
-    if p.align_evaluator and not Path(p.align_evaluator).is_file():
-        train_evaluator(p.data_root, p.align_evaluator, epochs=p.align_epochs, seed=p.seed + 1, device=p.device)
-
-
 def _renders(p: profiles.Profile, split: str, name: str, per_condition: int, seed: int, command: str) -> Path:
     """Renders of a split's conditions (``per_condition`` each, ``seed``) in ``name`` under the data's key, rendered as
     the root was (``--realistic`` or not); rendered again when the folder holds renders of other conditions, counts,
