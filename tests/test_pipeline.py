@@ -157,7 +157,7 @@ def test_export_refuses_what_it_did_not_write_and_replaces_an_export_with_force(
     written = set(json.loads((out / MANIFEST).read_text()))
     assert {"model_index.json", "README.md", "unet/config.json", "scheduler/scheduler_config.json"} <= written
     assert main(["export", "--run", str(run), "--out", str(out)]) == 2
-    assert "earlier export; pass --force" in capsys.readouterr().err
+    assert "earlier cddpm export; pass --force" in capsys.readouterr().err
     assert main(["export", "--run", str(run), "--out", str(out), "--force", "--no-ema"]) == 0
     assert "raw, checkpoint step-5" in (out / "README.md").read_text()
 

@@ -18,7 +18,6 @@ import json
 import math
 import numbers
 import os
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -32,7 +31,7 @@ from . import runs, sample
 from .choices import SAMPLE_BATCH
 from .data import to_uint8
 from .model import ConditionalUNet
-from .paths import check_folder_target
+from .paths import atomic_write, claim_folder
 
 EXPORT_SAMPLER = "dpmsolver"  # `cddpm sample`'s default sampler
 MANIFEST = ".cddpm-export"
@@ -109,43 +108,28 @@ def export(run: str | os.PathLike, out: str | os.PathLike, checkpoint: str = "la
            force: bool = False) -> Path:
     """Write a run's checkpoint as a ``CddpmPipeline`` folder ``out`` with a model card, atomically; an existing
     ``out`` must be empty, or an earlier export replaced with ``force``."""
-    out = Path(out)
-    _check_out(out, force)
+    out = claim_folder(out, "--out", "cddpm export", _foreign, force)
     unet, config, folder = runs.load_model(run, checkpoint, ema)
     pipe = CddpmPipeline(unet=unet, scheduler=sample.make_sampler(EXPORT_SAMPLER, config["scheduler"]))
-    tmp = runs.temporary_dir(out)
-    if tmp.exists():
-        raise FileExistsError(f"{tmp} is in the way (left by an interrupted export?); delete it and run again")
-    try:
+
+    def write(tmp: Path) -> None:
         pipe.save_pretrained(tmp)
         (tmp / "README.md").write_text(model_card(run, config, folder, ema))
         written = sorted(p.relative_to(tmp).as_posix() for p in tmp.rglob("*") if p.is_file())
         (tmp / MANIFEST).write_text(json.dumps(written + [MANIFEST], indent=1) + "\n")
-        runs.publish(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+
+    return atomic_write(out, write)
 
 
-def _check_out(out: Path, force: bool) -> None:
-    """Refuse an ``out`` that is a file (or lies under one), holds anything an export did not write, or is an export
-    without ``force``."""
-    check_folder_target(out, "--out")
-    if not out.is_dir() or not any(out.iterdir()):
-        return
+def _foreign(out: Path) -> list[str]:
+    """What in ``out`` an export did not write: all but the files its manifest lists and their folders."""
     try:
         ours = set(json.loads((out / MANIFEST).read_text()))
     except (OSError, ValueError):
         ours = set()
     folders = {parent.as_posix() for name in ours for parent in Path(name).parents} - {"."}
     present = [p.relative_to(out).as_posix() for p in sorted(out.rglob("*"))]
-    foreign = [name for name in present if name not in (folders if (out / name).is_dir() else ours)]
-    if foreign:
-        raise FileExistsError(f"--out {out} holds files cddpm export did not write ({', '.join(foreign[:3])}); "
-                              "choose a new or empty folder")
-    if not force:
-        raise FileExistsError(f"--out {out} holds an earlier export; pass --force to replace it")
+    return [name for name in present if name not in (folders if (out / name).is_dir() else ours)]
 
 
 def model_card(run: str | os.PathLike, config: dict, folder: Path, ema: bool) -> str:

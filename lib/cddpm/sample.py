@@ -29,7 +29,7 @@ from . import labels as L
 from .choices import DEFAULT_STEPS, EDIT_THRESHOLD, SAMPLE_BATCH
 from .data import NUMBERED_PNG, load_condition_file, load_condition_lists, to_float, to_uint8
 from .device import resolve as resolve_device
-from .paths import check_folder_target, write_json
+from .paths import claim_folder, write_json
 from .progress import tqdm
 
 # DDPM/DDIM use "trailing" timesteps so that few-step sampling starts at t = T-1 (pure noise), not at
@@ -264,19 +264,18 @@ _OUTPUTS = re.compile(r"^(grid_|captions_).+\.png$|^denoise\.png$|^metrics\.json
 def check_out(out: str | os.PathLike, name: str) -> Path:
     """Refuse an ``out`` that is a file, lies under one, or holds anything but earlier sample outputs (numbered PNGs
     only in ``images/{name}``); touches nothing."""
-    out = check_folder_target(out, "--out")
-    if out.is_dir() and any(out.iterdir()):
-        foreign = sorted(p.name for p in out.iterdir() if not _OUTPUTS.match(p.name))
+    def foreign(out: Path) -> list[str] | None:
+        if not ((out / "metrics.json").is_file() or (out / MARKER).is_file()):
+            return None
+        found = sorted(p.name for p in out.iterdir() if not _OUTPUTS.match(p.name))
         images = out / "images"
         if images.is_dir():
-            foreign += [f"images/{p.name}" for p in images.iterdir() if not p.is_dir()]
+            found += [f"images/{p.name}" for p in images.iterdir() if not p.is_dir()]
         if (images / name).is_dir():
-            foreign += [f"images/{name}/{p.name}" for p in (images / name).iterdir() if not NUMBERED_PNG.match(p.name)]
-        if foreign or not ((out / "metrics.json").is_file() or (out / MARKER).is_file()):
-            shown = ", ".join(foreign[:3]) or "no metrics.json"
-            raise FileExistsError(f"--out {out} holds files a sampling run did not write ({shown}); "
-                                  "choose a new or empty folder")
-    return out
+            found += [f"images/{name}/{p.name}" for p in (images / name).iterdir() if not NUMBERED_PNG.match(p.name)]
+        return found
+
+    return claim_folder(out, "--out", "sampling run", foreign)
 
 
 def prepare_out(out: str | os.PathLike, name: str) -> Path:
