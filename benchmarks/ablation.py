@@ -30,7 +30,7 @@ from cddpm.data import load_condition_lists
 from cddpm.evaluator import Evaluator, evaluate_images
 from cddpm.labels import encode_batch
 from cddpm.paths import write_json
-from cddpm.sample import generate
+from cddpm.sample import SampleRequest, generate
 
 COMMON = ["--prediction-type", "v_prediction", "--mixed-precision", "bf16", "--batch-size", "32", "--lr", "1e-3"]
 P2 = ["--model", "sample_size=64", "patch_size=2", "scale_shift=true"]
@@ -109,7 +109,8 @@ def score_run(arm: str, seed: int, run: Path, data: str, evaluator: Evaluator, g
             for split in ("test", "new_test"):
                 conditions = load_condition_lists(data, split)
                 start = time.perf_counter()
-                images = generate(model, config["scheduler"], conditions, "dpmsolver", steps, g, seed=seed)
+                images = generate(model, config["scheduler"], conditions,
+                                  SampleRequest(sampler="dpmsolver", steps=steps, guidance=g, seed=seed))
                 scores = evaluate_images(evaluator, images, encode_batch(conditions))
                 row[split] = {k: scores[k] for k in ("topk", "exact_set", "extra_object_rate")}
                 row[f"{split}_sample_s"] = round(time.perf_counter() - start, 2)

@@ -41,11 +41,10 @@ def main() -> None:
         cells = []
         for split in ("test", "new_test"):
             conditions = load_condition_lists(args.data, split)
-            scores = [evaluate_images(judge, sample.generate(model, config["scheduler"], conditions, name, int(steps),
-                                                             float(guidance), seed=seed,
-                                                             edit_threshold=args.edit_threshold),
-                                             L.encode_batch(conditions))
-                      for seed in args.seeds]
+            requests = [sample.SampleRequest(sampler=name, steps=int(steps), guidance=float(guidance), seed=seed,
+                                             edit_threshold=args.edit_threshold) for seed in args.seeds]
+            scores = [evaluate_images(judge, sample.generate(model, config["scheduler"], conditions, request),
+                                      L.encode_batch(conditions)) for request in requests]
             cells.append("/".join(f"{statistics.mean(s[k] for s in scores):.3f}"
                                   for k in ("topk", "exact_set", "extra_object_rate")))
         print(f"{args.run} {'ema' if args.ema else 'raw'} {spec} edit>{args.edit_threshold:g} "
