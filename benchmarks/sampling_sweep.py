@@ -9,9 +9,8 @@ top-k / exact-set / extra-object rate on test and new_test, the mean over --seed
 from __future__ import annotations
 
 import argparse
-import statistics
 
-from cddpm import canvas, runs, sample
+from cddpm import canvas, report, runs, sample
 from cddpm import labels as L
 from cddpm.data import load_condition_lists
 from cddpm.evaluator import Evaluator, evaluate_images
@@ -31,22 +30,24 @@ def main() -> None:
                    help="layout models: how far a new object's box may lie under earlier ones")
     args = p.parse_args()
     canvas.MAX_OVERLAP = args.max_overlap  # a module constant of the library (measured below it): patched in
-    model, config, _ = runs.load_model(args.run, ema=args.ema)
+    model, config, folder = runs.load_model(args.run, ema=args.ema)
     judge = Evaluator.load(args.evaluator)
     plain = sample._predict  # the library has no guidance interval (it did not help, docs/ablations.md): patched in
     for spec in args.specs:
         name, steps, guidance, *window = spec.split(":")
         low, high = (int(v) for v in window[0].split("-")) if window else (0, 10**9)
         sample._predict = lambda m, x, t, c, w, base=None: plain(m, x, t, c, w if low <= int(t) <= high else 1.0, base)
-        cells = []
+        records = []
         for split in ("test", "new_test"):
             conditions = load_condition_lists(args.data, split)
-            requests = [sample.SampleRequest(sampler=name, steps=int(steps), guidance=float(guidance), seed=seed,
-                                             edit_threshold=args.edit_threshold) for seed in args.seeds]
-            scores = [evaluate_images(judge, sample.generate(model, config["scheduler"], conditions, request),
-                                      L.encode_batch(conditions)) for request in requests]
-            cells.append("/".join(f"{statistics.mean(s[k] for s in scores):.3f}"
-                                  for k in ("topk", "exact_set", "extra_object_rate")))
+            for seed in args.seeds:
+                request = sample.SampleRequest(sampler=name, steps=int(steps), guidance=float(guidance), seed=seed,
+                                               edit_threshold=args.edit_threshold)
+                images = sample.generate(model, config["scheduler"], conditions, request)
+                records.append(dict(evaluate_images(judge, images, L.encode_batch(conditions)), split=split,
+                                    checkpoint=folder.name, sampler=name, steps=int(steps), guidance=float(guidance)))
+        rows = {row["split"]: row for row in report.summarise(records)}  # the mean over seeds
+        cells = ["/".join(f"{rows[split][k]:.3f}" for k in report.METRICS) for split in ("test", "new_test")]
         print(f"{args.run} {'ema' if args.ema else 'raw'} {spec} edit>{args.edit_threshold:g} "
               f"overlap<={args.max_overlap:g}: test {cells[0]}  new_test {cells[1]}", flush=True)
     sample._predict = plain

@@ -104,9 +104,9 @@ def locked(run: str | os.PathLike, hold: bool = True) -> Iterator[Path]:
 
 
 def read_metrics(run: str | os.PathLike) -> list[dict]:
-    """The records of ``RUN/metrics.jsonl`` ([] when absent). A partial last line (a run killed while writing)
-    is dropped; a malformed line elsewhere is a one-line error naming the file."""
-    path = Path(run) / METRICS_FILE
+    """The records of ``RUN/metrics.jsonl``, or of ``run`` itself when it names a ``.jsonl`` file ([] when absent). A
+    partial last line (a run killed while writing) is dropped; a malformed line elsewhere is a one-line error."""
+    path = Path(run) if Path(run).suffix == ".jsonl" else Path(run) / METRICS_FILE
     lines = [line for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
     records = []
     for i, line in enumerate(lines):
