@@ -31,7 +31,8 @@ from cddpm.data import load_condition_lists
 from cddpm.evaluator import Evaluator, evaluate_images
 from cddpm.labels import encode_batch
 from cddpm.paths import write_json
-from cddpm.sample import generate
+from cddpm.report import METRICS, as_text, mean_std
+from cddpm.sample import SampleRequest, generate
 
 COMMON = ["--prediction-type", "v_prediction", "--mixed-precision", "bf16", "--batch-size", "32", "--lr", "1e-3"]
 # later flags override earlier ones (argparse), so an arm is COMMON plus what it changes; each arm has its row in
@@ -82,7 +83,7 @@ def train_arm(arm: str, seed: int, minutes: float, data: str, out: Path, saves: 
 def score_run(arm: str, seed: int, run: Path, data: str, evaluator: Evaluator, guidances: list[float],
               steps: int, results: Path) -> None:
     """Score every checkpoint of ``run`` at guidance 3 (the curve) and the last one at every guidance."""
-    done = {(r["checkpoint"], r["guidance"]) for r in read(results) if r["run"] == str(run)}
+    done = {(r["checkpoint"], r["guidance"]) for r in runs.read_metrics(results) if r["run"] == str(run)}
     found = runs.checkpoints(run)
     for folder in found:
         state = runs.read_state(folder)
@@ -96,28 +97,19 @@ def score_run(arm: str, seed: int, run: Path, data: str, evaluator: Evaluator, g
             for split in ("test", "new_test"):
                 conditions = load_condition_lists(data, split)
                 start = time.perf_counter()
-                images = generate(model, config["scheduler"], conditions, DEFAULT_SAMPLER, steps, g, seed=seed)
+                images = generate(model, config["scheduler"], conditions,
+                                  SampleRequest(sampler=DEFAULT_SAMPLER, steps=steps, guidance=g, seed=seed))
                 scores = evaluate_images(evaluator, images, encode_batch(conditions))
-                row[split] = {k: scores[k] for k in ("topk", "exact_set", "extra_object_rate")}
+                row[split] = {k: scores[k] for k in METRICS}
                 row[f"{split}_sample_s"] = round(time.perf_counter() - start, 2)
             with results.open("a") as f:
                 f.write(json.dumps(row) + "\n")
             print(json.dumps(row), flush=True)
 
 
-def read(results: Path) -> list[dict]:
-    return [json.loads(line) for line in results.read_text().splitlines() if line.strip()] if results.is_file() else []
-
-
-def mean_std(values: list[float]) -> str:
-    if len(values) == 1:
-        return f"{values[0]:.3f}"
-    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
-
-
 def report(results: Path, plot: Path | None, arms: list[str] | None = None, seeds: list[int] | None = None) -> str:
     """Markdown table (last checkpoint, best guidance by mean top-k) and the accuracy-vs-minutes plot."""
-    rows = [r for r in read(results) if (not arms or r["arm"] in arms) and (seeds is None or r["seed"] in seeds)]
+    rows = [r for r in runs.read_metrics(results) if (not arms or r["arm"] in arms) and (seeds is None or r["seed"] in seeds)]
     last = defaultdict(list)
     for r in rows:
         if r["last"]:
@@ -130,7 +122,7 @@ def report(results: Path, plot: Path | None, arms: list[str] | None = None, seed
             continue
         g, rs = max(options.items(), key=lambda kv: statistics.mean(
             (r["test"]["topk"] + r["new_test"]["topk"]) / 2 for r in kv[1]))
-        cells = [mean_std([r[s][m] for r in rs]) for m in ("topk", "exact_set") for s in ("test", "new_test")]
+        cells = [as_text(*mean_std([r[s][m] for r in rs])) for m in ("topk", "exact_set") for s in ("test", "new_test")]
         lines.append(f"| {arm} | {g:g} | {len(rs)} | {statistics.mean(r['minutes'] for r in rs):.1f} | "
                      + " | ".join(cells) + " |")
     if plot is not None:

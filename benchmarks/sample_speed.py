@@ -9,6 +9,7 @@ Run under ``flock /tmp/cddpm-heavy.lock`` on a shared machine so that timings st
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import platform
 import time
 
@@ -33,11 +34,10 @@ def measure(model: torch.nn.Module, scheduler_config: dict, sampler: str, steps:
             images: int, batch_size: int) -> dict:
     """Seconds and images/s of sampling ``images`` conditions of the test-split kind (after a short warm-up)."""
     labels = [["red sphere", "cyan cube", "gray cylinder"][: 1 + i % 3] for i in range(images)]
-    sample.generate(model, scheduler_config, labels[:batch_size], sampler=sampler, steps=2, guidance=guidance,
-                    batch_size=batch_size)
+    warm = sample.SampleRequest(sampler=sampler, steps=2, guidance=guidance, batch_size=batch_size)
+    sample.generate(model, scheduler_config, labels[:batch_size], warm)
     start = time.perf_counter()
-    sample.generate(model, scheduler_config, labels, sampler=sampler, steps=steps, guidance=guidance,
-                    batch_size=batch_size)
+    sample.generate(model, scheduler_config, labels, dataclasses.replace(warm, steps=steps))
     seconds = time.perf_counter() - start
     return dict(sampler=sampler, steps=steps, guidance=guidance, images=images, batch_size=batch_size,
                 seconds=round(seconds, 3), images_per_s=round(images / seconds, 3))

@@ -8,9 +8,8 @@ over --seeds (one image per condition).
 from __future__ import annotations
 
 import argparse
-import statistics
 
-from cddpm import canvas, runs, sample
+from cddpm import canvas, report, runs, sample
 from cddpm import labels as L
 from cddpm.data import load_condition_lists
 from cddpm.evaluator import Evaluator, evaluate_images
@@ -30,20 +29,21 @@ def main() -> None:
                    help="layout models: how far a new object's box may lie under earlier ones")
     args = p.parse_args()
     canvas.MAX_OVERLAP = args.max_overlap  # a module constant of the library (measured below it): patched in
-    model, config, _ = runs.load_model(args.run, ema=args.ema)
+    model, config, folder = runs.load_model(args.run, ema=args.ema)
     judge = Evaluator.load(args.evaluator)
     for spec in args.specs:
         name, steps, guidance = spec.split(":")
-        cells = []
+        records = []
         for split in ("test", "new_test"):
             conditions = load_condition_lists(args.data, split)
-            scores = [evaluate_images(judge, sample.generate(model, config["scheduler"], conditions, name, int(steps),
-                                                             float(guidance), seed=seed,
-                                                             edit_threshold=args.edit_threshold),
-                                             L.encode_batch(conditions))
-                      for seed in args.seeds]
-            cells.append("/".join(f"{statistics.mean(s[k] for s in scores):.3f}"
-                                  for k in ("topk", "exact_set", "extra_object_rate")))
+            for seed in args.seeds:
+                request = sample.SampleRequest(sampler=name, steps=int(steps), guidance=float(guidance), seed=seed,
+                                               edit_threshold=args.edit_threshold)
+                images = sample.generate(model, config["scheduler"], conditions, request)
+                records.append(dict(evaluate_images(judge, images, L.encode_batch(conditions)), split=split,
+                                    checkpoint=folder.name, sampler=name, steps=int(steps), guidance=float(guidance)))
+        rows = {row["split"]: row for row in report.summarise(records)}  # the mean over seeds
+        cells = ["/".join(f"{rows[split][k]:.3f}" for k in report.METRICS) for split in ("test", "new_test")]
         print(f"{args.run} {'ema' if args.ema else 'raw'} {spec} edit>{args.edit_threshold:g} "
               f"overlap<={args.max_overlap:g}: test {cells[0]}  new_test {cells[1]}", flush=True)
 

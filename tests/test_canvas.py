@@ -13,6 +13,7 @@ from cddpm import runs, sample
 from cddpm.data import ICLEVRDataset, load_mapping
 from cddpm.diffusion import train_scheduler
 from cddpm.model import ConditionalUNet, ModelConfig, preset
+from cddpm.sample import SampleRequest
 from cddpm.train import TrainConfig, Trainer, train
 
 MICRO = preset("canvas64", sample_size=16, patch_size=2, block_out_channels=(16, 32), attention_levels=(1,),
@@ -152,17 +153,16 @@ class Painter(torch.nn.Module):
 def test_sampling_draws_one_object_per_pass_onto_the_last_image():
     conditions = [["red sphere"], ["cyan cube", "gray cylinder"], ["yellow sphere", "blue cube", "red cylinder"]]
     model = Painter()
-    images = sample.generate(model, dict(train_scheduler().config), conditions, steps=10, size=None, edit_threshold=0)
+    whole = SampleRequest(steps=10, edit_threshold=0)
+    images = sample.generate(model, dict(train_scheduler().config), conditions, whole, size=None)
     expected = torch.tensor([sum(L.INDEX[o] for o in c) / 72 for c in conditions])
     assert torch.allclose(images.mean((1, 2, 3)), expected, atol=0.02)  # each pass added its object's value
     assert [n for n, _ in model.seen] == [3] * 10 + [2] * 10 + [1] * 10  # one pass per object, rows that need it
     assert torch.equal(model.seen[0][1], torch.zeros(3, 3, 16, 16))  # the first pass starts on the empty floor
     model.seen.clear()
-    one = sample.generate(model, dict(train_scheduler().config), conditions[2:], steps=10, size=None,
-                          edit_threshold=0)
+    one = sample.generate(model, dict(train_scheduler().config), conditions[2:], whole, size=None)
     torch.testing.assert_close(one, images[2:])  # batching does not change an image
-    strip = sample.denoise_frames(model, dict(train_scheduler().config), conditions[2], frames=5, steps=10, size=None,
-                                  edit_threshold=0)
+    strip = sample.denoise_frames(model, dict(train_scheduler().config), conditions[2], 5, whole, size=None)
     assert strip.shape == (5, 3, 16, 16)
     torch.testing.assert_close(strip[-1], images[2])
 
@@ -297,8 +297,8 @@ class BoxPainter(Painter):
 
 def test_layout_sampling_places_each_object_in_a_free_box_and_keeps_only_the_box():
     model = BoxPainter()
-    images = sample.generate(model, dict(train_scheduler().config), [["cyan cube", "gray cylinder"]], steps=10,
-                             size=None)
+    images = sample.generate(model, dict(train_scheduler().config), [["cyan cube", "gray cylinder"]],
+                             SampleRequest(steps=10), size=None)
     changed = (images[0].abs().amax(0) > 0.2)
     quadrants = [changed[:8, :8].all(), changed[8:, 8:].all()]
     assert all(quadrants) and not changed[:8, 8:].any() and not changed[8:, :8].any()  # two boxes, nothing else

@@ -282,7 +282,7 @@ def test_the_pipeline_takes_a_bare_string_and_works_through_many_prompts_in_batc
     (dict(guidance_scale=None), "guidance_scale=None must be a finite number"),
     (dict(seed=-5), "seed=-5 must be an integer >= 0"),
     (dict(seed=0.5), "seed=0.5 must be a whole number"),
-    (dict(batch_size=0), "batch_size=0 must be >= 1"),
+    (dict(batch_size=0), "batch_size=0 must be an integer >= 1"),
 ])
 def test_bad_pipeline_numbers_are_one_line_errors(pipe, kwargs, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace("[", r"\[")) as err:

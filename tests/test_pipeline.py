@@ -59,22 +59,26 @@ def test_the_model_is_a_diffusers_model_built_from_a_spec_or_its_fields(tmp_path
         M.ConditionalUNet(sample_size=16, patch_size=3)
 
 
-@pytest.mark.parametrize("kind", ["tiny", "canvas", "layout"])
+@pytest.mark.parametrize("kind", ["whole", "canvas", "layout"])
 def test_an_export_loads_without_the_run_and_draws_the_images_of_cddpm_sample(tmp_path, tiny_root, kind):
-    run = make_run(tmp_path / "run", tiny_root, model=None if kind == "tiny" else canvas_model(kind == "layout"))
+    run = make_run(tmp_path / "run", tiny_root, model=None if kind == "whole" else canvas_model(kind == "layout"))
     out, exported = tmp_path / "sampled", tmp_path / "export"
-    assert main(["sample", "--run", str(run), "--labels", *SAMPLE_LABELS, "--steps", "3", "--guidance", "2",
-                 "--seed", "4", "--frames", "2", "--out", str(out)]) == 0
+    common = ["sample", "--run", str(run), "--labels", *SAMPLE_LABELS, "--steps", "3", "--guidance", "2",
+              "--seed", "4", "--frames", "2"]
+    assert main(common + ["--out", str(out)]) == 0
+    if kind == "canvas":  # a pass's edit threshold: the pipeline's as `cddpm sample`'s
+        assert main(common + ["--out", str(tmp_path / "kept"), "--edit-threshold", "1.5"]) == 0
     assert main(["export", "--run", str(run), "--out", str(exported)]) == 0
     trained = runs.load_model(run)[0]
     shutil.rmtree(run)  # the export stands alone
 
     pipe = load(exported)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["export", "root", "sampled"]  # no temporary folder left
+    left = {"export", "root", "sampled"} | ({"kept"} if kind == "canvas" else set())
+    assert {p.name for p in tmp_path.iterdir()} == left  # no temporary folder left
     assert type(pipe.unet) is M.ConditionalUNet and pipe.unet.spec == trained.spec
     assert pipe.unet.state_dict().keys() == trained.state_dict().keys()
     assert all(torch.equal(a, b) for a, b in zip(pipe.unet.state_dict().values(), trained.state_dict().values()))
-    if kind != "tiny":
+    if kind != "whole":
         assert pipe.unet.background.abs().min() > 0 and torch.equal(pipe.unet.background, trained.background)
     images = pipe(LABELS, num_inference_steps=3, guidance_scale=2.0, seed=4).images
     assert [im.size for im in images] == [(64, 64)] * 3
@@ -83,7 +87,13 @@ def test_an_export_loads_without_the_run_and_draws_the_images_of_cddpm_sample(tm
         np.testing.assert_array_equal(np.asarray(got), want)
     card = (exported / "README.md").read_text()
     assert "| steps trained | 5 |" in card and "| accuracy | not measured |" in card
-    assert ("canvas" in card) == (kind != "tiny") and ("box" in card) == (kind == "layout")
+    assert ("canvas" in card) == (kind != "whole") and ("box" in card) == (kind == "layout")
+    if kind == "canvas":
+        kept = pipe(LABELS, num_inference_steps=3, guidance_scale=2.0, seed=4, edit_threshold=1.5).images
+        expected = pngs(tmp_path / "kept" / "images" / "labels", 3)
+        for got, want in zip(kept, expected):
+            np.testing.assert_array_equal(np.asarray(got), want)
+        assert any(np.abs(np.asarray(a, float) - np.asarray(b, float)).mean() > 1 for a, b in zip(kept, images))
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +111,8 @@ def test_schedulers_swap_with_from_config(pipe):
         ddim = pipe(labels, num_inference_steps=3, seed=1, output_type="pt").images
         # the same images as the library's DDIM sampler (built from the training schedule)
         torch.testing.assert_close(ddim * 2 - 1, sample.generate(pipe.unet, dict(train_scheduler().config), labels,
-                                                                 sampler="ddim", steps=3, seed=1), rtol=0, atol=1e-5)
+                                                                 sample.SampleRequest(sampler="ddim", steps=3, seed=1)),
+                                   rtol=0, atol=1e-5)
         pipe.scheduler = DDPMScheduler.from_config(default.config)
         (ddpm,) = pipe(labels, num_inference_steps=3, seed=1, output_type="np", return_dict=False)
         assert ddpm.shape == (2, 64, 64, 3) and 0 <= ddpm.min() and ddpm.max() <= 1
@@ -130,6 +141,7 @@ def test_generators_seed_and_the_global_state(pipe):
     (dict(num_inference_steps=0), "outside 1..1000"),
     (dict(guidance_scale=float("nan")), "guidance_scale"),
     (dict(output_type="latent"), "unknown output_type"),
+    (dict(edit_threshold=2.5), r"edit_threshold=2\.5 must lie in \[0, 2\)"),
     (dict(seed=1, generator=torch.Generator()), "not both"),
     (dict(generator=[torch.Generator()] * 2), "2 generators for 1 images"),
 ])
@@ -157,7 +169,7 @@ def test_export_refuses_what_it_did_not_write_and_replaces_an_export_with_force(
     written = set(json.loads((out / MANIFEST).read_text()))
     assert {"model_index.json", "README.md", "unet/config.json", "scheduler/scheduler_config.json"} <= written
     assert main(["export", "--run", str(run), "--out", str(out)]) == 2
-    assert "earlier export; pass --force" in capsys.readouterr().err
+    assert "earlier cddpm export; pass --force" in capsys.readouterr().err
     assert main(["export", "--run", str(run), "--out", str(out), "--force", "--no-ema"]) == 0
     assert "raw, checkpoint step-5" in (out / "README.md").read_text()
 

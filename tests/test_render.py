@@ -217,7 +217,7 @@ def test_failed_render_leaves_nothing(tmp_path, monkeypatch):
     (["--conditions", "{too_many}"], "exceed the limit of 3"),
     (["--split", "test", "--data", "{missing}"], "does not exist"),
     (["--labels-from", "{missing}"], "does not exist"),
-    (["--out", "{full}"], "is not empty; pass --force"),
+    (["--out", "{full}"], "is not empty and is not a cddpm render"),
     (["--out", "{full}", "--force"], "is not a cddpm render"),
     (["--out", "{good}"], "is a file; choose a folder path"),
 ])
@@ -300,9 +300,9 @@ def test_a_killed_render_leaves_nothing_behind_the_next_one(tmp_path):
     out = tmp_path / "root"
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    stale = tmp_path / f".root.partial-{dead.pid}"
+    stale = tmp_path / f".root.{dead.pid}.tmp"
     (stale / "iclevr").mkdir(parents=True)
-    live = tmp_path / f".root.partial-{os.getpid()}-other"  # not a name a render writes: left alone
+    live = tmp_path / f".root.{os.getpid()}.tmp-other"  # not a name a render writes: left alone
     live.mkdir()
     render.render_dataset(out, scenes=1, size=SIZE)
     assert not stale.exists() and live.is_dir()
@@ -313,7 +313,7 @@ def test_ctrl_c_during_a_render_is_one_line_and_leaves_nothing(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "cddpm", "render", "--out", str(out), "--scenes", "3000"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     for _ in range(600):  # wait until the render is under way
-        if list(tmp_path.glob(".root.partial-*/iclevr/*.png")):
+        if list(tmp_path.glob(".root.*.tmp/iclevr/*.png")):
             break
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)

@@ -15,6 +15,7 @@ from cddpm import sample
 from cddpm.cli import main
 from cddpm.diffusion import train_scheduler
 from cddpm.model import ConditionalUNet, ModelConfig
+from cddpm.sample import SampleRequest
 
 LABELS = [["red sphere"], ["cyan cube", "gray cylinder"], ["yellow sphere", "blue cube", "red cylinder"]]
 
@@ -89,11 +90,11 @@ def run(tmp_path, tiny_root) -> Path:
 
 @pytest.mark.parametrize("name", list(sample.SAMPLERS))
 def test_every_sampler_gives_course_sized_images_in_range(model, scheduler_config, name):
-    images = sample.generate(model, scheduler_config, LABELS, sampler=name, steps=3, guidance=2.0)
+    images = sample.generate(model, scheduler_config, LABELS, SampleRequest(sampler=name, steps=3, guidance=2.0))
     assert images.shape == (3, 3, 64, 64) and images.dtype == torch.float32
     assert torch.isfinite(images).all() and images.min() >= -1 and images.max() <= 1
     assert images.std() > 0.05  # not a constant image
-    native = sample.generate(model, scheduler_config, LABELS[:1], sampler=name, steps=3, size=None)
+    native = sample.generate(model, scheduler_config, LABELS[:1], SampleRequest(sampler=name, steps=3), size=None)
     assert native.shape == (1, 3, 16, 16)
 
 
@@ -101,7 +102,7 @@ def test_every_sampler_gives_course_sized_images_in_range(model, scheduler_confi
 @pytest.mark.parametrize("guidance", [1.0, 2.0])
 def test_every_sampler_draws_the_data_distribution_of_an_exact_denoiser(exact, scheduler_config, name, steps,
                                                                        guidance):
-    images = sample.generate(exact, scheduler_config, LABELS, sampler=name, steps=steps, guidance=guidance,
+    images = sample.generate(exact, scheduler_config, LABELS, SampleRequest(sampler=name, steps=steps, guidance=guidance),
                              size=None)
     mu = guidance * exact.mean(L.encode_batch(LABELS)).detach()  # guidance w scales the mean: mu_w = w * mu
     assert (mu.abs() < 0.6).all()  # far enough from the clamp at +-1 to read the mean
@@ -113,23 +114,24 @@ def test_every_sampler_draws_the_data_distribution_of_an_exact_denoiser(exact, s
 def test_samplers_survive_a_slightly_wrong_noise_prediction(scheduler_config, name):
     # at t = 999 of the cosine schedule x0 = (x - sigma * eps) / alpha amplifies an eps error 2e4 times;
     # unless x0 is clipped (DPM-Solver++: thresholding), an error of 0.01 turns the images into noise
-    images = sample.generate(GaussianDenoiser(error=0.01), scheduler_config, LABELS, sampler=name, steps=20,
-                             size=None)
+    images = sample.generate(GaussianDenoiser(error=0.01), scheduler_config, LABELS,
+                             SampleRequest(sampler=name, steps=20), size=None)
     mu = GaussianDenoiser().mean(L.encode_batch(LABELS)).detach()
     assert (images - mu).abs().mean() < 0.3
 
 
 def test_same_seed_same_images_whatever_the_batch_size(model, scheduler_config):
     # DDPM is stochastic at every step: its step noise must be per image too
-    kwargs = dict(sampler="ddpm", steps=4, guidance=2.0, seed=7, size=None)
-    whole = sample.generate(model, scheduler_config, LABELS, batch_size=3, **kwargs)
+    def draw(batch_size: int, seed: int = 7) -> torch.Tensor:
+        request = SampleRequest(sampler="ddpm", steps=4, guidance=2.0, seed=seed, batch_size=batch_size)
+        return sample.generate(model, scheduler_config, LABELS, request, size=None)
+
+    whole = draw(3)
     assert (whole.abs() < 1).float().mean() > 0.3  # enough unclamped pixels for the comparison to mean something
-    torch.testing.assert_close(sample.generate(model, scheduler_config, LABELS, batch_size=3, **kwargs), whole,
-                               rtol=0, atol=0)
+    torch.testing.assert_close(draw(3), whole, rtol=0, atol=0)
     for batch_size in (1, 2):
-        torch.testing.assert_close(sample.generate(model, scheduler_config, LABELS, batch_size=batch_size, **kwargs),
-                                   whole, rtol=0, atol=1e-5)
-    other = sample.generate(model, scheduler_config, LABELS, batch_size=3, **{**kwargs, "seed": 8})
+        torch.testing.assert_close(draw(batch_size), whole, rtol=0, atol=1e-5)
+    other = draw(3, seed=8)
     assert (other - whole).abs().mean() > 0.05
 
 
@@ -156,8 +158,8 @@ def test_guidance_one_is_plain_conditional_sampling(exact, scheduler_config):
     counting = CountingModel(exact)
     for name in ("ddpm", "dpmsolver"):
         counting.batches.clear()
-        guided = sample.generate(counting, scheduler_config, LABELS, sampler=name, steps=3, guidance=1.0, seed=3,
-                                 size=None)
+        guided = sample.generate(counting, scheduler_config, LABELS,
+                                 SampleRequest(sampler=name, steps=3, guidance=1.0, seed=3), size=None)
         assert counting.batches == [3, 3, 3]  # no null half at w = 1
         # the plain conditional loop, written out with the diffusers scheduler
         sampler = sample.make_sampler(name, scheduler_config, 3)
@@ -170,7 +172,7 @@ def test_guidance_one_is_plain_conditional_sampling(exact, scheduler_config):
         assert (x.abs() < 1).all()
         torch.testing.assert_close(guided, x, rtol=0, atol=0)
     counting.batches.clear()
-    sample.generate(counting, scheduler_config, LABELS, steps=2, guidance=3.0, size=None)
+    sample.generate(counting, scheduler_config, LABELS, SampleRequest(steps=2, guidance=3.0), size=None)
     assert counting.batches == [6, 6]  # conditional and null rows in one forward
 
 
@@ -206,36 +208,38 @@ def test_classifier_guidance_steers_the_images(exact, scheduler_config):
         assert images.shape[-1] == 64 and images.abs().max() <= 1  # the guide sees course-sized, clamped x0
         return images.mean((1, 2, 3)) * images[0].numel()  # grad 1 per 64x64 pixel, 16 per native 16x16 one
 
-    kwargs = dict(steps=10, guide=brighter, size=None)
-    plain = sample.generate(exact, scheduler_config, LABELS, guide_scale=0.0, **kwargs)
-    torch.testing.assert_close(plain, sample.generate(exact, scheduler_config, LABELS, steps=10, size=None),
-                               rtol=0, atol=0)
-    guided = sample.generate(exact, scheduler_config, LABELS, guide_scale=0.2 / 16, **kwargs)
+    plain = sample.generate(exact, scheduler_config, LABELS, SampleRequest(steps=10), brighter, size=None)
+    torch.testing.assert_close(plain, sample.generate(exact, scheduler_config, LABELS, SampleRequest(steps=10),
+                                                      size=None), rtol=0, atol=0)
+    guided = sample.generate(exact, scheduler_config, LABELS, SampleRequest(steps=10, classifier_guidance=0.2 / 16),
+                             brighter, size=None)
     assert 0.15 < (guided - plain).mean() < 0.5
 
 
 def test_denoising_frames_run_from_noise_to_the_sampled_image(model, scheduler_config):
-    frames = sample.denoise_frames(model, scheduler_config, frames=8, steps=10, seed=4)
+    frames = sample.denoise_frames(model, scheduler_config, frames=8, request=SampleRequest(steps=10, seed=4))
     assert frames.shape == (8, 3, 64, 64)
-    image = sample.generate(model, scheduler_config, [list(sample.DENOISE_LABELS)], steps=10, seed=4)
+    image = sample.generate(model, scheduler_config, [list(sample.DENOISE_LABELS)], SampleRequest(steps=10, seed=4))
     torch.testing.assert_close(frames[-1:], image, rtol=0, atol=1e-6)
     assert frames[0].abs().mean() > frames[-1].abs().mean() * 0.5  # the first frame is (clamped) noise
-    assert sample.denoise_frames(model, scheduler_config, frames=8, steps=3).shape[0] == 4  # only 4 states exist
+    assert sample.denoise_frames(model, scheduler_config, frames=8,
+                                 request=SampleRequest(steps=3)).shape[0] == 4  # only 4 states exist
 
 
 @pytest.mark.parametrize("name", list(sample.SAMPLERS))
 def test_a_built_sampler_gives_the_images_of_its_name_and_serves_several_calls(model, scheduler_config, name):
     built = sample.make_sampler(name, scheduler_config, 3)
-    by_name = sample.generate(model, scheduler_config, LABELS, sampler=name, steps=3, seed=2, size=None)
-    torch.testing.assert_close(sample.generate(model, scheduler_config, LABELS, sampler=built, seed=2, size=None),
+    by_name = sample.generate(model, scheduler_config, LABELS, SampleRequest(sampler=name, steps=3, seed=2), size=None)
+    torch.testing.assert_close(sample.generate(model, built, LABELS, SampleRequest(seed=2), size=None),
                                by_name, rtol=0, atol=0)
-    frames = sample.denoise_frames(model, scheduler_config, LABELS[0], frames=4, sampler=built, steps=3, size=None)
+    frames = sample.denoise_frames(model, built, LABELS[0], frames=4, request=SampleRequest(steps=3), size=None)
     torch.testing.assert_close(frames, sample.denoise_frames(model, scheduler_config, LABELS[0], frames=4,
-                                                             sampler=name, steps=3, size=None), rtol=0, atol=0)
-    torch.testing.assert_close(sample.generate(model, scheduler_config, LABELS, sampler=built, seed=2, size=None),
+                                                             request=SampleRequest(sampler=name, steps=3), size=None),
+                               rtol=0, atol=0)
+    torch.testing.assert_close(sample.generate(model, built, LABELS, SampleRequest(seed=2), size=None),
                                by_name, rtol=0, atol=0)  # the strip left no state behind
     with pytest.raises(ValueError, match="steps 5 given with a sampler set to 3"):
-        sample.generate(model, scheduler_config, LABELS, sampler=built, steps=5)
+        sample.generate(model, built, LABELS, SampleRequest(steps=5))
 
 
 def test_sample_split_builds_its_sampler_once(run, tmp_path, monkeypatch):
@@ -246,7 +250,8 @@ def test_sample_split_builds_its_sampler_once(run, tmp_path, monkeypatch):
         return built[-1]
 
     monkeypatch.setattr(sample, "make_sampler", counting)
-    metrics = sample.sample_split(run, tmp_path / "o", split="test", sampler="ddim", steps=2, progress=False)
+    metrics = sample.sample_split(run, tmp_path / "o", SampleRequest(sampler="ddim", steps=2), split="test",
+                                  progress=False)
     assert len(built) == 1 and metrics["steps"] == 2 and metrics["sampler"] == "ddim"
 
 
@@ -426,7 +431,7 @@ def test_the_notebook_sampling_step_fills_from_the_profile_and_names_the_batch_f
 
     monkeypatch.chdir(tmp_path)
     p = profiles.get("smoke", run=str(run), evaluator=str(tmp_path / "missing.pth"), steps=2)
-    metrics, out = workflow.sample(p, "test", seed=3)
+    metrics, out = workflow.sample(p, "test", workflow.profile_request(p, seed=3))
     assert out == folders.samples(p.outputs, p.batch) / batch.tag("test", 3, "last", p.sampler, 2, max(p.guidance))
     assert (metrics["sampler"], metrics["steps"], metrics["guidance"]) == (p.sampler, 2, max(p.guidance))
     assert "topk" not in metrics and "no evaluator at" in capsys.readouterr().err  # said, not silent

@@ -169,7 +169,7 @@ def test_checkpoints_are_complete_pruned_and_loadable(tmp_path, data, umask_022)
     run = tmp_path / "run"
     result = train(config(data, run, max_steps=5, save_every=1, keep=2))
     assert [p.name for p in runs.checkpoints(run)] == ["step-4", "step-5"]
-    assert not list((run / "checkpoints").glob(".tmp-*"))
+    assert not list((run / "checkpoints").glob(".step-*"))
     folder = runs.resolve(run, "last")
     assert {p.name for p in folder.iterdir()} == {"model.safetensors", "ema.safetensors", "state.json", "optimizer.bin",
                                                   "scheduler.bin", "random_states_0.pkl"}
@@ -193,7 +193,7 @@ def test_checkpoints_are_complete_pruned_and_loadable(tmp_path, data, umask_022)
     assert all(torch.equal(v, weights(folder, runs.EMA_FILE)[k]) for k, v in ema.state_dict().items())
     assert all(torch.equal(v, weights(run / "checkpoints/step-4", runs.MODEL_FILE)[k]) for k, v in raw.state_dict().items())
 
-    stale = run / "checkpoints" / ".tmp-step-9"  # a save that died half-way
+    stale = run / "checkpoints" / ".step-9.4242.tmp"  # a save that died half-way
     stale.mkdir()
     assert runs.resolve(run, "last").name == "step-5"
     assert stale in runs.prune(run, keep=1) and not stale.exists()
@@ -261,7 +261,7 @@ def test_cli_missing_data_and_foreign_out(tmp_path, data, capsys):
     (busy / "notes.txt").write_text("mine")
     assert main(["train", "--data", str(data), "--out", str(busy), *MICRO_ARGS, "--max-steps", "1",
                  "--batch-size", "4"]) == 2
-    assert "holds no training run" in capsys.readouterr().err
+    assert "is not empty and is not a training run" in capsys.readouterr().err
 
 
 def launch_two_cpu_processes(data: Path, run: Path, *flags: str) -> None:
@@ -343,7 +343,7 @@ def test_a_full_disk_while_saving_leaves_no_half_checkpoint(tmp_path, data, monk
                  *MICRO_ARGS])
     err = capsys.readouterr().err
     assert code == 1 and "No space left on device" in err and "Traceback" not in err
-    assert not list((tmp_path / "run" / "checkpoints").glob(".tmp-*"))
+    assert not list((tmp_path / "run" / "checkpoints").glob(".step-*"))
 
 
 def test_workflow_steps_do_their_work_once(tmp_path, monkeypatch):

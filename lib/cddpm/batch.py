@@ -44,18 +44,15 @@ class Batch:
     report: bool = True
 
     def __post_init__(self):
-        from .sample import SAMPLERS
+        from .sample import SampleRequest
 
         lists = dict(seeds=self.seeds, checkpoints=self.checkpoints, splits=self.splits, samplers=self.samplers,
                      steps=self.steps, guidance=self.guidance)
         empty = [k for k, v in lists.items() if not v]
         if empty:
             raise ValueError(f"batch {', '.join(empty)} must not be empty; give at least one value each")
-        bad = [f"steps {s}" for s in self.steps if s < 1] + [f"guidance {w}" for w in self.guidance if not w >= 0]
-        bad += [f"sampler {s!r}" for s in self.samplers if s not in SAMPLERS]
-        if bad:
-            raise ValueError(f"batch values out of range: {', '.join(bad)}; steps >= 1, guidance >= 0, "
-                             f"samplers {', '.join(SAMPLERS)}")
+        for sampler, steps, w, seed in itertools.product(self.samplers, self.steps, self.guidance, self.seeds):
+            SampleRequest(sampler=sampler, steps=steps, guidance=w, seed=seed)  # refuses a bad value in one line
 
     def combinations(self) -> list[dict]:
         """Every combination as the parameters 03_sample.ipynb takes, plus its ``tag``."""

@@ -236,13 +236,14 @@ def _add_sample(sub) -> None:
 def _sample(args) -> int:
     from . import labels, sample
 
+    request = sample.SampleRequest(sampler=args.sampler, steps=args.steps, guidance=args.guidance, seed=args.seed,
+                                   batch_size=args.batch_size, edit_threshold=args.edit_threshold,
+                                   classifier_guidance=args.classifier_guidance)
     metrics = sample.sample_split(
-        args.run, args.out, split=args.split, labels=args.labels and [labels.parse(t) for t in args.labels],
-        conditions=args.conditions, data=args.data, checkpoint=args.checkpoint, ema=args.ema, sampler=args.sampler, steps=args.steps,
-        guidance=args.guidance, seed=args.seed, batch_size=args.batch_size, evaluator=args.evaluator,
-        classifier_guidance=args.classifier_guidance, guide_evaluator=args.guide_evaluator,
-        denoise_labels=labels.parse(args.denoise_labels), frames=args.frames, device=args.device,
-        edit_threshold=args.edit_threshold, **_fidelity_options(args))
+        args.run, args.out, request, split=args.split, labels=args.labels and [labels.parse(t) for t in args.labels],
+        conditions=args.conditions, data=args.data, checkpoint=args.checkpoint, ema=args.ema, evaluator=args.evaluator,
+        guide_evaluator=args.guide_evaluator, denoise_labels=labels.parse(args.denoise_labels), frames=args.frames,
+        device=args.device, **_fidelity_options(args))
     _print_json(metrics)
     return 0
 

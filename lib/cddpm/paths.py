@@ -1,14 +1,17 @@
-"""Output files: checked before long work starts, and written atomically; one rule for every command that writes one.
+"""Outputs: checked before long work starts, and written atomically; one rule for every command that writes one.
 
-A file that is read back (json records and reports, the evaluator checkpoint, the image cache) is written by
-:func:`atomic_write`: to a temporary sibling ``.{name}.{pid}.tmp`` with the usual permissions (the umask's, not
-``tempfile.mkstemp``'s 0600), renamed into place, and removed on any error.
+An output folder is claimed by :func:`claim_folder` (new, empty, or what cddpm wrote there). A file that is read back
+(json records and reports, the evaluator checkpoint, the image cache) and a folder written whole (a render, an
+export) are written by :func:`atomic_write`: to a temporary sibling ``.{name}.{pid}.tmp`` (files with the umask's
+permissions, not ``tempfile.mkstemp``'s 0600), renamed into place, and removed on any error; a checkpoint, which its
+processes write together, is renamed into place by the main one (:func:`publish`).
 """
 from __future__ import annotations
 
 import json
 import os
 import re
+import shutil
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -76,25 +79,74 @@ def check_output_file(path: str | os.PathLike, flag: str, inputs: Iterable[str |
     return path
 
 
-def temporary_sibling(path: str | os.PathLike) -> Path:
-    """Where :func:`atomic_write` writes ``path`` before renaming it: ``.{name}.{pid}.tmp`` in the same folder."""
+def claim_folder(path: str | os.PathLike, flag: str, what: str, foreign: Callable[[Path], list[str] | None],
+                 force: bool | None = None) -> Path:
+    """``path`` when it is new, empty, or an earlier ``what`` holding nothing else (where ``force`` is given, with it);
+    else a one-line error. ``foreign(path)``: what in ``path`` a ``what`` did not write, None when it is no ``what``."""
+    path = check_folder_target(path, flag)
+    if not path.is_dir() or not any(path.iterdir()):
+        return path
+    found = foreign(path)
+    if found is None:
+        raise FileExistsError(f"{flag} {path} is not empty and is not a {what}; choose a new or empty folder")
+    if found:
+        shown = ", ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
+        raise FileExistsError(f"{flag} {path} holds files a {what} did not write ({shown}); move them out or choose "
+                              "a new or empty folder")
+    if force is False:
+        raise FileExistsError(f"{flag} {path} holds an earlier {what}; pass --force to replace it")
+    return path
+
+
+def temporary_sibling(path: str | os.PathLike, kind: str = "tmp", owner: int | None = None) -> Path:
+    """Where ``path`` is written before it is renamed into place (``kind`` "old": where the copy it replaces waits
+    meanwhile): ``.{name}.{pid}.{kind}`` in the same folder, ``pid`` this process's or ``owner``'s."""
     path = Path(path)
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    return path.with_name(f".{path.name}.{os.getpid() if owner is None else owner}.{kind}")
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
-    """Create ``path`` (and its folder) by ``write(tmp)`` on a temporary sibling renamed into place, so a reader
-    sees the old file or the whole new one; on any error (an interrupt included) the temporary file is removed."""
+    """Create ``path`` (a file or a folder, and the folder above) by ``write(tmp)`` on a temporary sibling, then
+    :func:`publish` it, so a reader sees the old one or the whole new one; on any error (an interrupt included) the
+    temporary sibling goes. Those of writers that were killed go first."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    stale = re.compile(rf"\.{re.escape(path.name)}\.(\d+)\.(tmp|old)")
+    for sibling in path.parent.iterdir():
+        found = stale.fullmatch(sibling.name)
+        if found and (int(found[1]) == os.getpid() or not _alive(int(found[1]))):
+            _remove(sibling)
     tmp = temporary_sibling(path)
     try:
         write(tmp)
-        os.replace(tmp, path)
+        publish(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        _remove(tmp)
         raise
     return path
+
+
+def publish(tmp: Path, path: Path) -> None:
+    """Rename the finished ``tmp`` to ``path``; an older folder ``path`` waits beside it until the new one stands."""
+    old = temporary_sibling(path, "old")
+    if path.is_dir():
+        os.replace(path, old)
+    os.replace(tmp, path)
+    _remove(old)
+
+
+def _remove(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0 only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it does, as another user's
+        pass
+    return True
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:

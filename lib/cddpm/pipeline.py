@@ -1,24 +1,21 @@
 """``CddpmPipeline``: a trained model as a diffusers pipeline, and ``export``, which writes one from a run folder.
 
-    pipe = CddpmPipeline.from_pretrained("outputs/export/tiny")          # needs cddpm installed, not the run
+    pipe = CddpmPipeline.from_pretrained("outputs/export/demo")          # needs cddpm installed, not the run
     images = pipe(["red sphere", "cyan cube,gray cylinder"], num_inference_steps=20, guidance_scale=3.0, seed=0).images
     pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)     # any diffusers sampler of the same schedule
 
-Every step is ``cddpm.sample.draw``'s, and ``seed=s`` gives image i the generator ``cddpm.sample.generators(s, [i])``,
-so ``pipe(labels, seed=s, num_inference_steps=K, guidance_scale=w)`` draws the images of ``cddpm sample --labels ...
---seed s --steps K --guidance w`` (64x64, the same PNG bytes; both draw ``batch_size`` labels at a time, 64 by
-default). An export's scheduler is ``cddpm sample``'s
-default sampler, DPM-Solver++, built from the run's training schedule.
+Every image is ``cddpm.sample.generate``'s, and ``seed=s`` gives image i the generator
+``cddpm.sample.generators(s, [i])``, so ``pipe(labels, seed=s, num_inference_steps=K, guidance_scale=w,
+edit_threshold=e)`` draws the images of ``cddpm sample --labels ... --seed s --steps K --guidance w --edit-threshold e``
+(64x64, the same PNG bytes; both draw ``batch_size`` labels at a time, 64 by default). An export's scheduler is
+``cddpm sample``'s default sampler, DPM-Solver++, built from the run's training schedule.
 
     OUT/model_index.json, unet/, scheduler/   diffusers' ``save_pretrained`` layout
     OUT/README.md                            the model card: data, preset, conditioning, training, accuracy
     OUT/.cddpm-export                        the files the export wrote (what ``--force`` may replace)
 """
 import json
-import math
-import numbers
 import os
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -29,13 +26,14 @@ from PIL import Image
 
 from . import labels as L
 from . import runs, sample
-from .choices import DEFAULT_SAMPLER, SAMPLE_BATCH
+from .choices import DEFAULT_SAMPLER, EDIT_THRESHOLD, SAMPLE_BATCH
 from .data import to_uint8
 from .model import ConditionalUNet
-from .paths import check_folder_target
+from .paths import atomic_write, claim_folder
 
 MANIFEST = ".cddpm-export"
 OUTPUT_TYPES = ("pil", "np", "pt")
+KEYWORDS = {**{key: key for key in sample.FLAGS}, "steps": "num_inference_steps", "guidance": "guidance_scale"}
 
 
 class CddpmPipeline(DiffusionPipeline):
@@ -50,51 +48,31 @@ class CddpmPipeline(DiffusionPipeline):
     @torch.no_grad()
     def __call__(self, labels: str | Sequence[str | Sequence[str]], num_inference_steps: int = 20,
                  guidance_scale: float = 1.0, generator: torch.Generator | list[torch.Generator] | None = None,
-                 seed: int | None = None, output_type: str = "pil",
-                 return_dict: bool = True, batch_size: int = SAMPLE_BATCH) -> ImagePipelineOutput | tuple:
+                 seed: int | None = None, output_type: str = "pil", return_dict: bool = True,
+                 batch_size: int = SAMPLE_BATCH, edit_threshold: float = EDIT_THRESHOLD) -> ImagePipelineOutput | tuple:
         """One 64x64 image per item of ``labels`` (a list of object names, or one comma-separated string; a bare
-        string is one image), drawn with classifier-free guidance ``guidance_scale`` (1: plain conditional) from
-        ``seed`` as ``cddpm sample`` does, or from ``generator`` (one, or one per image), else from torch's global
-        random state; ``batch_size`` images at a time."""
+        string is one image), drawn by :func:`cddpm.sample.generate` as ``cddpm sample`` draws them: with
+        classifier-free guidance ``guidance_scale`` (1: plain conditional) from ``seed``, or from ``generator`` (one,
+        or one per image), else from torch's global random state; ``batch_size`` images at a time; a canvas model's
+        pass keeps only changes above ``edit_threshold`` (0: the whole drawn image)."""
         labels = [labels] if isinstance(labels, str) else labels
         conditions = [L.parse(c) if isinstance(c, str) else L.check(c) for c in labels]
         if not conditions:
             raise ValueError("no labels; give one object list per image, e.g. ['red sphere', 'cyan cube,gray cube']")
-        total = self.scheduler.config.num_train_timesteps
-        for name, value in (("num_inference_steps", num_inference_steps), ("batch_size", batch_size),
-                            ("seed", 0 if seed is None else seed)):
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-                raise ValueError(f"{name}={value!r} must be a whole number")
-        if not 1 <= num_inference_steps <= total:
-            raise ValueError(f"num_inference_steps={num_inference_steps} outside 1..{total} (the training "
-                             "schedule's length); pick one in range")
-        if batch_size < 1:
-            raise ValueError(f"batch_size={batch_size} must be >= 1 (images drawn at a time)")
-        if seed is not None and seed < 0:
-            raise ValueError(f"seed={seed} must be an integer >= 0")
-        if not isinstance(guidance_scale, numbers.Real) or not math.isfinite(guidance_scale) or guidance_scale < 0:
-            raise ValueError(f"guidance_scale={guidance_scale!r} must be a finite number >= 0 (1 is plain conditional)")
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"unknown output_type {output_type!r}; use one of {', '.join(OUTPUT_TYPES)}")
         if seed is not None and generator is not None:
             raise ValueError("give seed or generator, not both")
-        if generator is None:
-            seed = int(torch.randint(2 ** 62, ())) if seed is None else seed
-            generator = sample.generators(seed, range(len(conditions)))
-        gens = generator if isinstance(generator, list) else [generator] * len(conditions)
-        if len(gens) != len(conditions):
+        sample.set_steps(self.scheduler, num_inference_steps, "num_inference_steps")
+        if seed is None:  # with a generator the request's seed goes unused
+            seed = 0 if generator is not None else int(torch.randint(2 ** 62, ()))
+        request = sample.SampleRequest(steps=num_inference_steps, guidance=guidance_scale, seed=seed,
+                                       batch_size=batch_size, edit_threshold=edit_threshold, names=KEYWORDS)
+        gens = generator if generator is None or isinstance(generator, list) else [generator] * len(conditions)
+        if gens is not None and len(gens) != len(conditions):
             raise ValueError(f"{len(gens)} generators for {len(conditions)} images; give one per image, or one")
-
-        self.scheduler.set_timesteps(num_inference_steps)
-        drawn = []
         with self.progress_bar(total=sample.passes(self.unet, conditions) * len(self.scheduler.timesteps)) as bar:
-            for start in range(0, len(conditions), batch_size):
-                rows = slice(start, start + batch_size)
-                for x in sample.draw(self.unet, self.scheduler, conditions[rows], gens[rows], guidance_scale,
-                                     on_step=bar.update):
-                    pass
-                drawn.append(x.float().clamp(-1, 1).cpu())
-        images = sample.resize(torch.cat(drawn), sample.COURSE_SIZE).clamp(-1, 1)
+            images = sample.generate(self.unet, self.scheduler, conditions, request, gens=gens, on_step=bar.update)
         if output_type == "pil":
             images = [Image.fromarray(a) for a in to_uint8(images).permute(0, 2, 3, 1).numpy()]
         elif output_type == "np":
@@ -108,43 +86,28 @@ def export(run: str | os.PathLike, out: str | os.PathLike, checkpoint: str = "la
            force: bool = False) -> Path:
     """Write a run's checkpoint as a ``CddpmPipeline`` folder ``out`` with a model card, atomically; an existing
     ``out`` must be empty, or an earlier export replaced with ``force``."""
-    out = Path(out)
-    _check_out(out, force)
+    out = claim_folder(out, "--out", "cddpm export", _foreign, force)
     unet, config, folder = runs.load_model(run, checkpoint, ema)
     pipe = CddpmPipeline(unet=unet, scheduler=sample.make_sampler(DEFAULT_SAMPLER, config["scheduler"]))
-    tmp = runs.temporary_dir(out)
-    if tmp.exists():
-        raise FileExistsError(f"{tmp} is in the way (left by an interrupted export?); delete it and run again")
-    try:
+
+    def write(tmp: Path) -> None:
         pipe.save_pretrained(tmp)
         (tmp / "README.md").write_text(model_card(run, config, folder, ema))
         written = sorted(p.relative_to(tmp).as_posix() for p in tmp.rglob("*") if p.is_file())
         (tmp / MANIFEST).write_text(json.dumps(written + [MANIFEST], indent=1) + "\n")
-        runs.publish(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+
+    return atomic_write(out, write)
 
 
-def _check_out(out: Path, force: bool) -> None:
-    """Refuse an ``out`` that is a file (or lies under one), holds anything an export did not write, or is an export
-    without ``force``."""
-    check_folder_target(out, "--out")
-    if not out.is_dir() or not any(out.iterdir()):
-        return
+def _foreign(out: Path) -> list[str]:
+    """What in ``out`` an export did not write: all but the files its manifest lists and their folders."""
     try:
         ours = set(json.loads((out / MANIFEST).read_text()))
     except (OSError, ValueError):
         ours = set()
     folders = {parent.as_posix() for name in ours for parent in Path(name).parents} - {"."}
     present = [p.relative_to(out).as_posix() for p in sorted(out.rglob("*"))]
-    foreign = [name for name in present if name not in (folders if (out / name).is_dir() else ours)]
-    if foreign:
-        raise FileExistsError(f"--out {out} holds files cddpm export did not write ({', '.join(foreign[:3])}); "
-                              "choose a new or empty folder")
-    if not force:
-        raise FileExistsError(f"--out {out} holds an earlier export; pass --force to replace it")
+    return [name for name in present if name not in (folders if (out / name).is_dir() else ours)]
 
 
 def model_card(run: str | os.PathLike, config: dict, folder: Path, ema: bool) -> str:

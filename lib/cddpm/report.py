@@ -38,7 +38,7 @@ def collect(batch_dir: str | os.PathLike) -> list[dict]:
     return records
 
 
-def _mean_std(values: list[float]) -> tuple[float, float | None]:
+def mean_std(values: list[float]) -> tuple[float, float | None]:
     """Mean and sample standard deviation; no deviation (None) from a single seed rather than a false 0."""
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
 
@@ -52,7 +52,7 @@ def summarise(records: list[dict]) -> list[dict]:
     for key, group in sorted(groups.items(), key=lambda kv: tuple(str(v) for v in kv[0])):
         row = dict(zip(KEYS, key), seeds=len(group))
         for m in METRICS + tuple(f for f in FIDELITY if all(g.get(f) is not None for g in group)):
-            row[m], row[m + "_std"] = _mean_std([g[m] for g in group])
+            row[m], row[m + "_std"] = mean_std([g[m] for g in group])
         rows.append(row)
     return rows
 
@@ -71,9 +71,12 @@ def markdown_table(rows: list[dict]) -> str:
 
 
 def _cell(row: dict, m: str, form: str) -> str:
-    if m not in row:
-        return "–"
-    return f"{row[m]:{form}}" + ("" if row[m + "_std"] is None else f" ± {row[m + '_std']:{form}}")
+    return as_text(row[m], row[m + "_std"], form) if m in row else "–"
+
+
+def as_text(mean: float, std: float | None, form: str = ".3f") -> str:
+    """A :func:`mean_std` as a table cell: "mean ± std", or the mean alone (one seed)."""
+    return f"{mean:{form}}" + ("" if std is None else f" ± {std:{form}}")
 
 
 def metrics_table(metrics: dict) -> str:

@@ -14,8 +14,8 @@
 and ``dataset`` (size and hash of its training split). ``model.sample_size`` is the training
 resolution: sampling draws images of that size and resizes them to 64x64 for the course outputs.
 The ``...`` files are accelerate's ``save_state`` output (``optimizer.bin``, ``scheduler.bin``,
-``random_states_<rank>.pkl``, ``scaler.pt`` with fp16). A checkpoint is written to ``.tmp-step-N`` and
-renamed, so a ``step-N`` folder is always complete.
+``random_states_<rank>.pkl``, ``scaler.pt`` with fp16). A checkpoint is written to a temporary sibling
+``.step-N.{pid}.tmp`` (:func:`cddpm.paths.temporary_sibling`) and renamed, so a ``step-N`` folder is always complete.
 """
 from __future__ import annotations
 
@@ -125,9 +125,9 @@ def locked(run: str | os.PathLike, hold: bool = True) -> Iterator[Path]:
 
 
 def read_metrics(run: str | os.PathLike) -> list[dict]:
-    """The records of ``RUN/metrics.jsonl`` ([] when absent). A partial last line (a run killed while writing)
-    is dropped; a malformed line elsewhere is a one-line error naming the file."""
-    path = Path(run) / METRICS_FILE
+    """The records of ``RUN/metrics.jsonl``, or of ``run`` itself when it names a ``.jsonl`` file ([] when absent). A
+    partial last line (a run killed while writing) is dropped; a malformed line elsewhere is a one-line error."""
+    path = Path(run) if Path(run).suffix == ".jsonl" else Path(run) / METRICS_FILE
     lines = [line for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
     records = []
     for i, line in enumerate(lines):
@@ -145,25 +145,11 @@ def checkpoint_dir(run: str | os.PathLike, step: int) -> Path:
     return Path(run) / "checkpoints" / f"step-{step}"
 
 
-def temporary_dir(final: Path) -> Path:
-    """Where a checkpoint is written before it is renamed to ``final``."""
-    return final.with_name(f".tmp-{final.name}")
-
-
-def publish(tmp: Path, final: Path) -> Path:
-    """Rename a finished temporary checkpoint into place (replacing an older copy of the same step)."""
-    # a folder rename rather than paths.atomic_write per file: a checkpoint's files only resume together
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    return final
-
-
 def prune(run: str | os.PathLike, keep: int) -> list[Path]:
     """Delete all but the newest ``keep`` checkpoints and any stale temporary folders; return what went."""
     found = checkpoints(run)
     gone = found[:-keep] if keep > 0 else []
-    gone += [p for p in (Path(run) / "checkpoints").glob(".tmp-step-*") if p.is_dir()]
+    gone += [p for p in (Path(run) / "checkpoints").glob(".step-*") if p.is_dir()]  # the run's lock: none is in use
     for path in gone:
         shutil.rmtree(path)
     return gone

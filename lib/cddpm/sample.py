@@ -9,10 +9,12 @@ size and the same starting noise on any device.
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import InitVar, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,14 +31,14 @@ from . import labels as L
 from .choices import DEFAULT_SAMPLER, DEFAULT_STEPS, EDIT_THRESHOLD, SAMPLE_BATCH
 from .data import NUMBERED_PNG, load_condition_file, load_condition_lists, to_float, to_uint8
 from .device import resolve as resolve_device
-from .paths import check_folder_target, write_json
+from .paths import claim_folder, write_json
 from .progress import tqdm
 
 # DDPM/DDIM use "trailing" timesteps so that few-step sampling starts at t = T-1 (pure noise), not at
 # T - T/K as "leading" does; at 1000 steps both are identical. DPM-Solver keeps its "linspace" default.
 # DPM-Solver++ clips its x0 prediction to [-1, 1] ("thresholding" with sample_max_value 1, like the clip_sample
 # of DDPM/DDIM): under squaredcos_cap_v2, alpha_bar at t = 999 is almost 0, and the unclipped x0 = (x - sigma
-# eps) / alpha of the first step blows up (measured: |x| ~ 1e4 after 20 steps of a trained tiny run).
+# eps) / alpha of the first step blows up (measured: |x| ~ 1e4 after 20 steps of a trained 32x32 whole-scene model).
 SAMPLERS: dict[str, tuple[type[SchedulerMixin], dict]] = {
     "ddpm": (DDPMScheduler, {"timestep_spacing": "trailing"}),
     "ddim": (DDIMScheduler, {"timestep_spacing": "trailing"}),
@@ -60,33 +62,82 @@ def generators(seed: int, indices: Sequence[int]) -> list[torch.Generator]:
     return [torch.Generator("cpu").manual_seed(image_seed(seed, i)) for i in indices]
 
 
-def make_sampler(name: str, scheduler_config: dict, steps: int | None = None) -> SchedulerMixin:
-    """A diffusers sampler of the training scheduler's schedule, set to ``steps`` inference steps."""
+FLAGS = {"steps": "--steps", "guidance": "--guidance", "seed": "--seed", "batch_size": "--batch-size",
+         "edit_threshold": "--edit-threshold", "classifier_guidance": "--classifier-guidance"}  # as errors name them
+
+
+def _show(name: str, value: object) -> str:
+    """How an error names a value: ``--flag value`` for a command-line flag, ``name=value`` for a keyword argument."""
+    return f"{name} {value}" if name.startswith("--") else f"{name}={value!r}"
+
+
+def check_whole(name: str, value: object, low: int, high: int | None = None) -> int:
+    """``value`` when it is a whole number from ``low`` (to ``high``); else a one-line error naming it as ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{_show(name, value)} must be a whole number")
+    if high is not None and not low <= value <= high:
+        raise ValueError(f"{_show(name, value)} outside {low}..{high}; pick one in range")
+    if value < low:
+        raise ValueError(f"{_show(name, value)} must be an integer >= {low}")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class SampleRequest:
+    """How to draw: sampler and steps (None: its ``DEFAULT_STEPS``; checked against the schedule when it is built),
+    classifier-free guidance, seed, images drawn at once, a canvas pass's edit threshold, classifier guidance.
+    Checked when made; an error names a value as ``names`` does (default: ``cddpm sample``'s flags)."""
+
+    sampler: str = DEFAULT_SAMPLER
+    steps: int | None = None
+    guidance: float = 1.0
+    seed: int = 0
+    batch_size: int = SAMPLE_BATCH
+    edit_threshold: float = EDIT_THRESHOLD
+    classifier_guidance: float = 0.0
+    names: InitVar[Mapping[str, str]] = FLAGS
+
+    def __post_init__(self, names: Mapping[str, str]) -> None:
+        _sampler_class(self.sampler)
+        if self.steps is not None:
+            check_whole(names["steps"], self.steps, 1)
+        for key, high, rule in (("guidance", math.inf, "be a finite number >= 0 (1 is plain conditional)"),
+                                ("classifier_guidance", math.inf, "be a finite number >= 0 (0 is off)"),
+                                ("edit_threshold", 2, "lie in [0, 2): changes of images in [-1, 1] stay below 2 (0 "
+                                                      f"keeps whole passes; default {EDIT_THRESHOLD})")):
+            value = getattr(self, key)
+            if not isinstance(value, numbers.Real) or not math.isfinite(value) or not 0 <= value < high:
+                raise ValueError(f"{_show(names[key], value)} must {rule}")
+        check_whole(names["seed"], self.seed, 0)
+        check_whole(names["batch_size"], self.batch_size, 1)
+
+
+def _sampler_class(name: str) -> tuple[type[SchedulerMixin], dict]:
     if name not in SAMPLERS:
         raise ValueError(f"unknown sampler {name!r}; use one of {', '.join(SAMPLERS)}")
-    steps = DEFAULT_STEPS[name] if steps is None else steps
-    total = scheduler_config.get("num_train_timesteps", 1000)
-    if not 1 <= steps <= total:
-        raise ValueError(f"--steps {steps} outside 1..{total} (the training schedule's length); pick one in range")
-    cls, extra = SAMPLERS[name]
-    sampler = cls.from_config(scheduler_config, **extra)
-    sampler.set_timesteps(steps)
+    return SAMPLERS[name]
+
+
+def make_sampler(name: str, scheduler_config: dict, steps: int | None = None) -> SchedulerMixin:
+    """A diffusers sampler of the training scheduler's schedule, set to ``steps`` inference steps (None: its default)."""
+    cls, extra = _sampler_class(name)
+    return set_steps(cls.from_config(scheduler_config, **extra), DEFAULT_STEPS[name] if steps is None else steps)
+
+
+def set_steps(sampler: SchedulerMixin, steps: int, name: str = "--steps") -> SchedulerMixin:
+    """``sampler`` set to ``steps`` inference steps, which must lie within its training schedule's length."""
+    sampler.set_timesteps(check_whole(name, steps, 1, sampler.config.num_train_timesteps))
     return sampler
 
 
-def _as_sampler(sampler: str | SchedulerMixin, scheduler_config: dict, steps: int | None = None) -> SchedulerMixin:
-    """``sampler`` itself when it is an already built scheduler (``steps`` then None or its own), else
-    :func:`make_sampler` of that name."""
-    if isinstance(sampler, str):
-        return make_sampler(sampler, scheduler_config, steps)
-    if steps is not None and steps != sampler.num_inference_steps:
-        raise ValueError(f"steps {steps} given with a sampler set to {sampler.num_inference_steps}; give one of them")
+def _built(sampler: SchedulerMixin | dict, request: SampleRequest) -> SchedulerMixin:
+    """``sampler`` itself when it is built (the request's steps then None or its own), else the request's sampler of
+    that training scheduler config."""
+    if isinstance(sampler, dict):
+        return make_sampler(request.sampler, sampler, request.steps)
+    if request.steps is not None and request.steps != sampler.num_inference_steps:
+        raise ValueError(f"steps {request.steps} given with a sampler set to {sampler.num_inference_steps}; give one")
     return sampler
-
-
-def _sampler_name(sampler: SchedulerMixin) -> str:
-    """The ``SAMPLERS`` name of a built sampler (its class name when it is none of them)."""
-    return next((name for name, (cls, _) in SAMPLERS.items() if type(sampler) is cls), type(sampler).__name__)
 
 
 def resize(images: torch.Tensor, size: int | None) -> torch.Tensor:
@@ -126,9 +177,10 @@ def _apply_guide(sampler: SchedulerMixin, pred: torch.Tensor, x: torch.Tensor, t
 
 @torch.no_grad()
 def denoise(model: torch.nn.Module, sampler: SchedulerMixin, cond: torch.Tensor, gens: list[torch.Generator],
-            guidance: float = 1.0, guide: Guide | None = None, guide_scale: float = 0.0,
-            canvas: torch.Tensor | None = None, target: torch.Tensor | None = None) -> Iterator[torch.Tensor]:
-    """Yield x_T (the starting noise) and then x_t after every sampler step, for one batch of conditions.
+            request: SampleRequest, guide: Guide | None = None, canvas: torch.Tensor | None = None,
+            target: torch.Tensor | None = None) -> Iterator[torch.Tensor]:
+    """Yield x_T (the starting noise) and then x_t after every sampler step, for one batch of conditions, with the
+    request's guidance scales (``guide``: the classifier's).
 
     ``canvas``: the images a canvas model adds ``cond``'s object to; ``target``: the multi-hot the guide should
     find (default ``cond``).
@@ -142,31 +194,30 @@ def denoise(model: torch.nn.Module, sampler: SchedulerMixin, cond: torch.Tensor,
     x = randn_tensor((len(gens), 3, size, size), generator=gens, device=device) * sampler.init_noise_sigma
     yield x
     for t in sampler.timesteps:
-        pred = _predict(model, sampler.scale_model_input(x, t), t, cond, guidance, canvas)
-        if guide is not None and guide_scale:
+        pred = _predict(model, sampler.scale_model_input(x, t), t, cond, request.guidance, canvas)
+        if guide is not None and request.classifier_guidance:
             with torch.enable_grad():
-                pred = _apply_guide(sampler, pred, x, t, target, guide, guide_scale)
+                pred = _apply_guide(sampler, pred, x, t, target, guide, request.classifier_guidance)
         x = sampler.step(pred, t, x, generator=gens).prev_sample
         yield x
 
 
 def draw(model: torch.nn.Module, sampler: SchedulerMixin, conditions: Sequence[Sequence[str]],
-         gens: list[torch.Generator], guidance: float = 1.0, guide: Guide | None = None,
-         guide_scale: float = 0.0, on_step: Callable[[int], object] | None = None,
-         edit_threshold: float = EDIT_THRESHOLD) -> Iterator[torch.Tensor]:
-    """Yield every state from the starting noise to the final images (N, 3, S, S) of N label lists; ``on_step(n)``
-    after each sampler step that moved n images (a progress bar's ``update``).
+         gens: list[torch.Generator], request: SampleRequest = SampleRequest(), guide: Guide | None = None,
+         on_step: Callable[[int], object] | None = None) -> Iterator[torch.Tensor]:
+    """Yield every state from the starting noise to the final images (N, 3, S, S) of N label lists (:func:`denoise`'s);
+    ``on_step(n)`` after each sampler step that moved n images (a progress bar's ``update``).
 
     A canvas model draws one object per pass (the lists' order), each pass starting from fresh noise of the same
     per-image generators onto the last pass's images, beginning with the empty floor; rows with fewer objects keep
-    their finished image. A pass keeps only what it changed (:func:`cddpm.canvas.composite` with
+    their finished image. A pass keeps only what it changed (:func:`cddpm.canvas.composite` with the request's
     ``edit_threshold``; 0 keeps the whole drawn image) and is quantised to 8 bits like the training images. A
     layout model's pass first draws its object's box with the row's generator (:func:`cddpm.canvas.place`) and
     keeps only what it drew inside it.
     """
     tick = on_step or (lambda n: None)
     if not model.config.canvas:
-        for k, x in enumerate(denoise(model, sampler, L.encode_batch(conditions), gens, guidance, guide, guide_scale)):
+        for k, x in enumerate(denoise(model, sampler, L.encode_batch(conditions), gens, request, guide)):
             if k:  # state 0 is the starting noise, not a step
                 tick(len(x))
             yield x
@@ -181,12 +232,11 @@ def draw(model: torch.nn.Module, sampler: SchedulerMixin, conditions: Sequence[S
             mask = C.box_mask(box, current.shape[-1]).to(current.dtype)
             context, within = torch.cat([context, mask], 1), (mask > 0).to(current.dtype)
             occupied[index] |= mask > 0
-        for k, x in enumerate(denoise(model, sampler, added, [gens[i] for i in rows], guidance, guide, guide_scale,
-                                      canvas=context, target=so_far)):
+        for k, x in enumerate(denoise(model, sampler, added, [gens[i] for i in rows], request, guide, context, so_far)):
             if k:
                 tick(len(rows))
             yield current.index_copy(0, index, x.to(current.dtype))
-        kept = C.composite(current[index], x.to(current.dtype).clamp(-1, 1), edit_threshold, within=within)
+        kept = C.composite(current[index], x.to(current.dtype).clamp(-1, 1), request.edit_threshold, within=within)
         current = current.index_copy(0, index, to_float(to_uint8(kept.float())).to(current.dtype))
         yield current
 
@@ -196,40 +246,34 @@ def passes(model: torch.nn.Module, conditions: Sequence[Sequence[str]]) -> int:
     return sum(len(c) for c in conditions) if model.config.canvas else len(conditions)
 
 
-def _lists(labels: torch.Tensor | Sequence[Sequence[str]]) -> list[list[str]]:
-    return L.decode(labels) if isinstance(labels, torch.Tensor) else [L.check(c) for c in labels]
-
-
-def generate(model: torch.nn.Module, scheduler_config: dict, labels: torch.Tensor | Sequence[Sequence[str]],
-             sampler: str | SchedulerMixin = DEFAULT_SAMPLER, steps: int | None = None, guidance: float = 1.0,
-             seed: int = 0, batch_size: int = SAMPLE_BATCH, size: int | None = COURSE_SIZE, guide: Guide | None = None,
-             guide_scale: float = 0.0, progress: bool = False, edit_threshold: float = EDIT_THRESHOLD) -> torch.Tensor:
+def generate(model: torch.nn.Module, sampler: SchedulerMixin | dict, labels: torch.Tensor | Sequence[Sequence[str]],
+             request: SampleRequest = SampleRequest(), guide: Guide | None = None,
+             gens: Sequence[torch.Generator] | None = None, size: int | None = COURSE_SIZE,
+             on_step: Callable[[int], object] | None = None) -> torch.Tensor:
     """Images in [-1, 1] (N, 3, size, size) on the CPU for N label lists (or an (N, 24) multi-hot, objects then in
-    class order), in order. ``sampler``: a name, or a sampler already built (its own steps; ``steps`` None)."""
-    conditions = _lists(labels)
-    schedule = _as_sampler(sampler, scheduler_config, steps)
+    class order), in order, drawn as ``request`` says, ``batch_size`` at a time, image i from ``gens[i]`` (default:
+    :func:`generators` of the request's seed). ``sampler``: a training scheduler config (the request's sampler is
+    built from it) or a sampler already built (its own steps); ``on_step`` as in :func:`draw`."""
+    conditions = L.decode(labels) if isinstance(labels, torch.Tensor) else [L.check(c) for c in labels]
+    schedule = _built(sampler, request)
+    gens = generators(request.seed, range(len(conditions))) if gens is None else list(gens)
     out = []
-    with tqdm(total=passes(model, conditions) * len(schedule.timesteps), disable=not progress, unit="img-step",
-              desc=f"{_sampler_name(schedule)} {len(schedule.timesteps)} steps") as bar:
-        for start in range(0, len(conditions), batch_size):
-            chunk = conditions[start:start + batch_size]
-            gens = generators(seed, range(start, start + len(chunk)))
-            for x in draw(model, schedule, chunk, gens, guidance, guide, guide_scale, bar.update, edit_threshold):
-                pass
-            out.append(x.float().clamp(-1, 1).cpu())
+    for start in range(0, len(conditions), request.batch_size):
+        rows = slice(start, start + request.batch_size)
+        for x in draw(model, schedule, conditions[rows], gens[rows], request, guide, on_step):
+            pass
+        out.append(x.float().clamp(-1, 1).cpu())
     images = torch.cat(out) if out else torch.zeros(0, 3, model.config.sample_size, model.config.sample_size)
     return resize(images, size).clamp(-1, 1)
 
 
-def denoise_frames(model: torch.nn.Module, scheduler_config: dict, labels: Sequence[str] = DENOISE_LABELS,
-                   frames: int = 8, sampler: str | SchedulerMixin = DEFAULT_SAMPLER, steps: int | None = None,
-                   guidance: float = 1.0, seed: int = 0, size: int | None = COURSE_SIZE, guide: Guide | None = None,
-                   guide_scale: float = 0.0, edit_threshold: float = EDIT_THRESHOLD) -> torch.Tensor:
+def denoise_frames(model: torch.nn.Module, sampler: SchedulerMixin | dict, labels: Sequence[str] = DENOISE_LABELS,
+                   frames: int = 8, request: SampleRequest = SampleRequest(), guide: Guide | None = None,
+                   size: int | None = COURSE_SIZE) -> torch.Tensor:
     """``frames`` evenly spaced states (F, 3, size, size) from pure noise to the final image for one label list;
-    ``sampler`` as in :func:`generate`."""
-    schedule = _as_sampler(sampler, scheduler_config, steps)
-    states = list(draw(model, schedule, [L.check(labels)], generators(seed, [0]), guidance, guide, guide_scale,
-                       edit_threshold=edit_threshold))
+    ``sampler`` and ``request`` as in :func:`generate`."""
+    states = list(draw(model, _built(sampler, request), [L.check(labels)], generators(request.seed, [0]), request,
+                       guide))
     keep = np.unique(np.linspace(0, len(states) - 1, frames).round().astype(int))
     return resize(torch.cat([states[i] for i in keep]).float().clamp(-1, 1).cpu(), size).clamp(-1, 1)
 
@@ -264,19 +308,18 @@ _OUTPUTS = re.compile(r"^(grid_|captions_).+\.png$|^denoise\.png$|^metrics\.json
 def check_out(out: str | os.PathLike, name: str) -> Path:
     """Refuse an ``out`` that is a file, lies under one, or holds anything but earlier sample outputs (numbered PNGs
     only in ``images/{name}``); touches nothing."""
-    out = check_folder_target(out, "--out")
-    if out.is_dir() and any(out.iterdir()):
-        foreign = sorted(p.name for p in out.iterdir() if not _OUTPUTS.match(p.name))
+    def foreign(out: Path) -> list[str] | None:
+        if not ((out / "metrics.json").is_file() or (out / MARKER).is_file()):
+            return None
+        found = sorted(p.name for p in out.iterdir() if not _OUTPUTS.match(p.name))
         images = out / "images"
         if images.is_dir():
-            foreign += [f"images/{p.name}" for p in images.iterdir() if not p.is_dir()]
+            found += [f"images/{p.name}" for p in images.iterdir() if not p.is_dir()]
         if (images / name).is_dir():
-            foreign += [f"images/{name}/{p.name}" for p in (images / name).iterdir() if not NUMBERED_PNG.match(p.name)]
-        if foreign or not ((out / "metrics.json").is_file() or (out / MARKER).is_file()):
-            shown = ", ".join(foreign[:3]) or "no metrics.json"
-            raise FileExistsError(f"--out {out} holds files a sampling run did not write ({shown}); "
-                                  "choose a new or empty folder")
-    return out
+            found += [f"images/{name}/{p.name}" for p in (images / name).iterdir() if not NUMBERED_PNG.match(p.name)]
+        return found
+
+    return claim_folder(out, "--out", "sampling run", foreign)
 
 
 def prepare_out(out: str | os.PathLike, name: str) -> Path:
@@ -294,22 +337,20 @@ def prepare_out(out: str | os.PathLike, name: str) -> Path:
     return out
 
 
-def sample_split(run: str | os.PathLike, out: str | os.PathLike, split: str | None = None,
-                 labels: Sequence[Sequence[str]] | None = None, data: str | os.PathLike | None = None,
-                 conditions: str | os.PathLike | None = None,
-                 checkpoint: str = "last", ema: bool = True, sampler: str = DEFAULT_SAMPLER, steps: int | None = None,
-                 guidance: float = 1.0, seed: int = 0, batch_size: int = SAMPLE_BATCH,
-                 evaluator: str | os.PathLike | None = None, classifier_guidance: float = 0.0,
-                 guide_evaluator: str | os.PathLike | None = None,
-                 denoise_labels: Sequence[str] = DENOISE_LABELS, frames: int = 8,
-                 device: str | torch.device | None = None, progress: bool = True,
-                 edit_threshold: float = EDIT_THRESHOLD, reference: str | os.PathLike | None = None,
-                 floor_reference: str | os.PathLike | None = None, inception: bool = False) -> dict:
-    """Sample a split's conditions (or given label lists, or a ``conditions`` file like test.json) and write the
-    course outputs and ``metrics.json`` to ``out``.
+def sample_split(run: str | os.PathLike, out: str | os.PathLike, request: SampleRequest = SampleRequest(), *,
+                 split: str | None = None, labels: Sequence[Sequence[str]] | None = None,
+                 conditions: str | os.PathLike | None = None, data: str | os.PathLike | None = None,
+                 checkpoint: str = "last", ema: bool = True, evaluator: str | os.PathLike | None = None,
+                 guide_evaluator: str | os.PathLike | None = None, denoise_labels: Sequence[str] = DENOISE_LABELS,
+                 frames: int = 8, device: str | torch.device | None = None, progress: bool = True,
+                 reference: str | os.PathLike | None = None, floor_reference: str | os.PathLike | None = None,
+                 inception: bool = False) -> dict:
+    """Sample a split's conditions (or given label lists, or a ``conditions`` file like test.json) as ``request`` says
+    with a checkpoint of ``run`` (``guide_evaluator`` guides when the request's classifier guidance is on) and write
+    the course outputs and ``metrics.json`` to ``out``.
 
     Writes ``out/images/{split}/{i}.png``, ``out/grid_{split}.png`` (plus ``captions_{split}.png``, each
-    image titled with its objects), ``out/denoise.png`` and
+    image titled with its objects), ``out/denoise.png`` (``frames`` states of ``denoise_labels``) and
     ``out/metrics.json`` (with top-k, exact-set and extra-object rate when ``evaluator`` is given);
     label lists are written under the name ``labels``, a conditions file under its stem. With a ``reference`` root of
     ground-truth renders the judge's FD and KID join them (with ``floor_reference``, ``inception``: see
@@ -320,20 +361,11 @@ def sample_split(run: str | os.PathLike, out: str | os.PathLike, split: str | No
 
     if sum(x is not None for x in (split, labels, conditions)) != 1:
         raise ValueError("give exactly one of a split (test or new_test), label lists or a conditions file to sample")
-    for value, flag in ((guidance, "--guidance"), (classifier_guidance, "--classifier-guidance")):
-        if not math.isfinite(value) or value < 0:
-            raise ValueError(f"{flag} {value} must be a finite number >= 0 (--guidance 1 is plain conditional)")
-    # every value is checked before --out is touched (prepare_out clears an earlier output)
-    if not math.isfinite(edit_threshold) or not 0 <= edit_threshold < 2:
-        raise ValueError(f"--edit-threshold {edit_threshold} must lie in [0, 2): changes of images in [-1, 1] stay "
-                         f"below 2 (0 keeps whole passes; default {EDIT_THRESHOLD})")
-    for value, flag, low in ((seed, "--seed", 0), (batch_size, "--batch-size", 1), (frames, "--frames", 2)):
-        if value < low:
-            raise ValueError(f"{flag} {value} must be an integer >= {low}")
+    check_whole("--frames", frames, 2)  # every value is checked before --out is touched (prepare_out clears it)
     denoise_labels = L.check(denoise_labels)
-    if classifier_guidance and guide_evaluator is None:
+    if request.classifier_guidance and guide_evaluator is None:
         raise ValueError("classifier guidance needs --guide-evaluator PATH (an evaluator other than the judging one)")
-    if guide_evaluator is not None and not classifier_guidance:
+    if guide_evaluator is not None and not request.classifier_guidance:
         raise ValueError("--guide-evaluator only acts with --classifier-guidance S > 0; give both or neither")
     for path, flag in ((evaluator, "--evaluator"), (guide_evaluator, "--guide-evaluator")):
         if path is not None and not Path(path).is_file():
@@ -350,7 +382,7 @@ def sample_split(run: str | os.PathLike, out: str | os.PathLike, split: str | No
         source, conditions = str(Path(conditions).resolve()), load_condition_file(conditions)
     else:
         conditions, source = [L.check(c) for c in labels], "labels"
-    schedule = make_sampler(sampler, scheduler_config, steps)  # once, for images and strip; fails before any work
+    schedule = make_sampler(request.sampler, scheduler_config, request.steps)  # once for all; fails before any work
     if reference is not None or floor_reference is not None or inception:
         from . import fidelity
 
@@ -358,35 +390,35 @@ def sample_split(run: str | os.PathLike, out: str | os.PathLike, split: str | No
             raise ValueError("--reference, --floor-reference and --inception measure against ground-truth renders in "
                              "the judge's features; give --evaluator and --reference DIR")
         fidelity.check(L.encode_batch(conditions), reference, floor_reference, inception)
-    steps = schedule.num_inference_steps
     judge = Evaluator.load(evaluator, device) if evaluator is not None else None
     guide = None
-    if classifier_guidance:
+    if request.classifier_guidance:
         guiding = Evaluator.load(guide_evaluator, device)
         if judge is not None and guiding.digest() == judge.digest():
             raise ValueError(f"--guide-evaluator {guide_evaluator} holds the same weights as the judging --evaluator "
                              f"{evaluator}, which inflates the score; guide with one trained independently (another seed)")
         guide = classifier_guide(guiding)
     out = prepare_out(out, name)
-    common = dict(sampler=schedule, guidance=guidance, seed=seed, guide=guide, guide_scale=classifier_guidance,
-                  edit_threshold=edit_threshold)
     if judge is not None and (root / "train.json").is_file():
         provenance.say(provenance.judge_note(evaluator, judge.trained_on, root))
 
     start = time.perf_counter()
-    images = generate(model, scheduler_config, conditions, batch_size=batch_size, progress=progress, **common)
+    with tqdm(total=passes(model, conditions) * len(schedule.timesteps), disable=not progress, unit="img-step",
+              desc=f"{request.sampler} {schedule.num_inference_steps} steps") as bar:
+        images = generate(model, schedule, conditions, request, guide, on_step=bar.update)
     wall = time.perf_counter() - start
     save_images(images, out / "images" / name)
     figures.save_grid(images, out / f"grid_{name}.png")
     figures.save_captioned_grid(images, [", ".join(c) for c in conditions], out / f"captions_{name}.png")
-    figures.save_grid(denoise_frames(model, scheduler_config, denoise_labels, frames, **common),
-                      out / "denoise.png", nrow=frames)
+    figures.save_grid(denoise_frames(model, schedule, denoise_labels, frames, request, guide), out / "denoise.png",
+                      nrow=frames)
 
-    metrics = dict(split=name, n=len(images), run=str(run), checkpoint=folder.name, ema=ema, sampler=sampler,
-                   steps=steps, guidance=guidance, seed=seed, classifier_guidance=classifier_guidance,
+    metrics = dict(split=name, n=len(images), run=str(run), checkpoint=folder.name, ema=ema, sampler=request.sampler,
+                   steps=schedule.num_inference_steps, guidance=request.guidance, seed=request.seed,
+                   classifier_guidance=request.classifier_guidance,
                    guide_evaluator=str(guide_evaluator) if guide_evaluator else None,
-                   edit_threshold=edit_threshold if model.config.canvas else None,
-                   sample_size=model.config.sample_size, device=str(device), batch_size=batch_size,
+                   edit_threshold=request.edit_threshold if model.config.canvas else None,
+                   sample_size=model.config.sample_size, device=str(device), batch_size=request.batch_size,
                    wall_s=round(wall, 3), images_per_s=round(len(images) / wall, 3) if wall > 0 else None,
                    # provenance: what `cddpm evaluate --images` and `cddpm batch` check these images against
                    conditions=conditions, conditions_sha1=provenance.conditions_sha(conditions),

@@ -14,6 +14,7 @@ import gc
 import hashlib
 import json
 import math
+import os
 import shutil
 import signal
 import sys
@@ -41,7 +42,7 @@ from .device import resolve as resolve_device
 from .diffusion import PREDICTION_TYPES, train_scheduler, training_loss
 from .evaluator_training import held_out
 from .model import ConditionalUNet, ModelConfig, preset
-from .paths import write_json, write_text
+from .paths import claim_folder, publish, temporary_sibling, write_json, write_text
 from .progress import tqdm
 from .provenance import mapping_sha
 
@@ -274,7 +275,7 @@ class Trainer:
         """Write ``RUN/checkpoints/step-N`` atomically (temporary folder, then rename); keep the newest ``keep``."""
         acc = self.accelerator
         final = runs.checkpoint_dir(run, self.step)
-        tmp = runs.temporary_dir(final)
+        tmp = temporary_sibling(final, owner=broadcast_object_list([os.getpid()])[0])  # the main process's: one for all
         acc.wait_for_everyone()
         try:
             acc.save_state(str(tmp))  # optimiser, LR scheduler, RNG states (+ weights, EMA, state via _save_weights)
@@ -283,7 +284,7 @@ class Trainer:
             raise
         acc.wait_for_everyone()
         if acc.is_main_process:
-            runs.publish(tmp, final)
+            publish(tmp, final)
             runs.prune(run, self.config.keep)
         acc.wait_for_everyone()
         return final
@@ -390,10 +391,9 @@ def _mismatches(run: Path, stored: dict, config: TrainConfig, dataset: dict) -> 
 
 def _starting_point(config: TrainConfig, dataset: dict, acc: Accelerator) -> Path | None:
     """The checkpoint to resume from (None: a fresh run); refuses to overwrite or to resume a different run."""
-    run = Path(config.out)
+    run = claim_folder(config.out, "--out", "training run", lambda run: [] if (run / "config.json").is_file() or
+                       [p.name for p in run.iterdir()] == [runs.LOCK_FILE] else None)
     if not (run / "config.json").is_file():
-        if run.is_dir() and any(p.name != runs.LOCK_FILE for p in run.iterdir()):
-            raise FileExistsError(f"{run} is not empty and holds no training run; choose a new or empty --out")
         return None
     if not config.resume:
         raise FileExistsError(f"{run} already holds a training run; pass --resume to continue it or choose another --out")

@@ -1,6 +1,7 @@
 """Notebook helpers: a live loss curve for training and a tick-the-objects sampling panel."""
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 
@@ -11,10 +12,9 @@ from PIL import Image
 
 from . import labels as L
 from . import runs
-from .choices import DEFAULT_SAMPLER, DEFAULT_STEPS
 from .device import resolve as resolve_device
 from .figures import grid, loss_figure
-from .sample import generate
+from .sample import SampleRequest, generate
 
 
 class LiveLoss:
@@ -38,15 +38,15 @@ class LiveLoss:
         return png.getvalue()
 
 
-def sampler_panel(run: str | os.PathLike, checkpoint: str = "last", sampler: str = DEFAULT_SAMPLER,
-                  steps: int = DEFAULT_STEPS[DEFAULT_SAMPLER], guidance: float = 1.0, seed: int = 0,
+def sampler_panel(run: str | os.PathLike, request: SampleRequest = SampleRequest(), checkpoint: str = "last",
                   images: int = 8) -> W.VBox:
-    """A grid of 24 object check boxes and a Sample button that draws ``images`` samples of the ticked set."""
+    """A grid of 24 object check boxes and a Sample button that draws ``images`` samples of the ticked set as
+    ``request`` says (its seed is the panel's first)."""
     device = resolve_device()
     model, config, _ = runs.load_model(run, checkpoint, device=device)
     boxes = {name: W.Checkbox(description=name, indent=False, layout=W.Layout(width="140px")) for name in L.CLASSES}
     boxes["red sphere"].value = True
-    seed_box = W.IntText(value=seed, description="seed", layout=W.Layout(width="160px"))
+    seed_box = W.IntText(value=request.seed, description="seed", layout=W.Layout(width="160px"))
     button = W.Button(description="Sample", button_style="primary")
     status = W.Label()
     picture = W.Image(format="png", layout=W.Layout(width=f"{96 * images}px"))
@@ -55,16 +55,17 @@ def sampler_panel(run: str | os.PathLike, checkpoint: str = "last", sampler: str
         chosen = [name for name, box in boxes.items() if box.value]
         try:
             L.check(chosen)
+            drawn = dataclasses.replace(request, seed=seed_box.value)
         except ValueError as err:
             status.value = str(err)
             return
         status.value = f"sampling {images} x {', '.join(chosen)} ..."
-        samples = generate(model, config["scheduler"], [chosen] * images, sampler=sampler, steps=steps,
-                           guidance=guidance, seed=seed_box.value)
+        samples = generate(model, config["scheduler"], [chosen] * images, drawn)
         png = io.BytesIO()
         Image.fromarray(grid(samples, nrow=images).permute(1, 2, 0).numpy()).save(png, format="PNG")
         picture.value = png.getvalue()
-        status.value = f"{', '.join(chosen)} (seed {seed_box.value}, {sampler} {steps} steps, guidance {guidance})"
+        status.value = (f"{', '.join(chosen)} (seed {drawn.seed}, {drawn.sampler} {drawn.steps or 'default'} steps, "
+                        f"guidance {drawn.guidance})")
 
     button.on_click(on_click)
     rows = [W.HBox([boxes[f"{c} {s}"] for c in L.COLOURS]) for s in L.SHAPES]

@@ -14,8 +14,10 @@ import torch
 from . import batch, data, folders, profiles, provenance, render
 from . import evaluator as ev
 from . import labels as L
+from .choices import DEFAULT_STEPS
 from .device import resolve as resolve_device
 from .evaluator_training import held_out, train_evaluator
+from .sample import SampleRequest, sample_split
 
 
 def ensure_data(p: profiles.Profile, command: str = "cddpm demo") -> Path:
@@ -115,27 +117,31 @@ def judge_on_ground_truth(p: profiles.Profile, judge: ev.Evaluator) -> dict[str,
                        evaluator=str(judge.path))}
 
 
-def sample(p: profiles.Profile, split: str, seed: int = 0, checkpoint: str = "last", sampler: str | None = None,
-           steps: int | None = None, guidance: float | None = None, evaluator: str | None = None,
-           data_root: str | None = None, out_dir: str | None = None, batch_size: int = 64,
-           device: str | None = None) -> tuple[dict, Path]:
-    """``03_sample``'s step: sample a split with the profile's run, filling every ``None`` from the profile (sampler,
-    steps, its largest guidance, its evaluator, ``OUTPUTS/samples/<batch>/<combination>``); returns the metrics and
-    the folder. An evaluator given by name must exist; the profile's own may be missing (then nothing is scored,
-    and a note says how to train it)."""
-    from .sample import sample_split
+def profile_request(p: profiles.Profile, sampler: str | None = None, steps: int | None = None,
+                    guidance: float | None = None, **given) -> SampleRequest:
+    """A :class:`~cddpm.sample.SampleRequest` of ``given`` settings and the profile's sampler, steps and largest
+    guidance wherever those are ``None``."""
+    return SampleRequest(sampler=sampler or p.sampler, steps=steps or p.steps,
+                         guidance=max(p.guidance) if guidance is None else guidance, **given)
 
-    sampler, steps = sampler or p.sampler, steps or p.steps
-    guidance = max(p.guidance) if guidance is None else guidance
+
+def sample(p: profiles.Profile, split: str, request: SampleRequest | None = None, checkpoint: str = "last",
+           evaluator: str | None = None, data_root: str | None = None, out_dir: str | None = None,
+           device: str | None = None) -> tuple[dict, Path]:
+    """``03_sample``'s step: sample a split with the profile's run as ``request`` says (default: the profile's,
+    :func:`profile_request`), judged by ``evaluator`` (default: the profile's), into ``out_dir`` (default:
+    ``OUTPUTS/samples/<batch>/<combination>``); returns the metrics and the folder. An evaluator given by name must
+    exist; the profile's own may be missing (then nothing is scored, and a note says how to train it)."""
+    request = request or profile_request(p)
     if evaluator is None:
         own = profiles.evaluator_path(p)
         if own.is_file():
             evaluator = own
         else:
             print(f"note: no evaluator at {own}, so nothing is scored; run 01_data to train one", file=sys.stderr)
-    out = Path(out_dir) if out_dir else folders.samples(p.outputs, p.batch) / batch.tag(split, seed, checkpoint, sampler,
-                                                                                       steps, guidance)
-    metrics = sample_split(p.run, out, split=split, data=data_root, checkpoint=checkpoint, sampler=sampler, steps=steps,
-                           guidance=guidance, seed=seed, batch_size=batch_size, evaluator=evaluator, device=device or p.device,
-                           progress=False)
+    steps = request.steps or DEFAULT_STEPS[request.sampler]
+    out = Path(out_dir) if out_dir else folders.samples(p.outputs, p.batch) / batch.tag(
+        split, request.seed, checkpoint, request.sampler, steps, request.guidance)
+    metrics = sample_split(p.run, out, request, split=split, data=data_root, checkpoint=checkpoint, evaluator=evaluator,
+                           device=device or p.device, progress=False)
     return metrics, out

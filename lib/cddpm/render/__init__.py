@@ -3,8 +3,8 @@
 ``render_dataset`` writes a full root (objects/train/test/new_test json + iclevr/*.png), where image
 k + 1 of a scene is image k with one more object; ``render_conditions`` renders N images of each
 condition of a test.json-style list; ``render_twin`` renders an existing train.json's names and
-labels. Output is written to a temporary folder and renamed into place, and is byte-identical for
-the same arguments (see ``raycast`` for why the pixels are).
+labels. Output is written to a temporary folder and renamed into place (:func:`cddpm.paths.atomic_write`), and is
+byte-identical for the same arguments (see ``raycast`` for why the pixels are).
 
 ``realistic=True`` (``cddpm render --realistic``) renders the same scenes (objects, positions, names, labels) with
 what CLEVR's Blender renders have and the clean ones lack (``raycast.Realism``): each scene's own jittered camera
@@ -17,7 +17,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import signal
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -28,7 +27,7 @@ import numpy as np
 from PIL import Image
 
 from .. import labels as L
-from ..paths import check_folder_target
+from ..paths import atomic_write, claim_folder
 from ..progress import TERMINAL_ONLY, tqdm
 from . import raycast
 from . import scenes as S
@@ -59,7 +58,7 @@ def render_dataset(out: str | os.PathLike, scenes: int = 6003, seed: int = 0, si
     label_lists = S.balanced_labels(scenes, np.random.default_rng([seed, LABELS]))
     jobs = [Job((SCENE, i), tuple(labels), tuple((f"CLEVR_train_{i:06d}_{k}.png", k + 1) for k in range(3)))
             for i, labels in enumerate(label_lists)]
-    return _write(out, jobs, seed, size, force, dict(kind="dataset", scenes=scenes, command=command), workers,
+    return _write(out, jobs, seed, size, dict(kind="dataset", scenes=scenes, command=command), workers,
                   realistic)
 
 
@@ -75,7 +74,7 @@ def render_conditions(conditions: Sequence[Sequence[str]], out: str | os.PathLik
     jobs = [Job((CONDITION, i, n), tuple(c), ((f"condition_{i:03d}_{n:03d}.png", len(c)),))
             for i, c in enumerate(conditions) for n in range(per_condition)]
     meta = dict(kind="conditions", conditions=conditions, per_condition=per_condition, command=command)
-    return _write(out, jobs, seed, size, force, meta, workers, realistic)
+    return _write(out, jobs, seed, size, meta, workers, realistic)
 
 
 def render_twin(mapping: Mapping[str, Sequence[str]], out: str | os.PathLike, seed: int = 0, size: int = 64,
@@ -98,7 +97,7 @@ def render_twin(mapping: Mapping[str, Sequence[str]], out: str | os.PathLike, se
         match = OFFICIAL_NAME.fullmatch(name)
         key = (SCENE, int(match[1])) if match else (TWIN, int.from_bytes(hashlib.sha256(name.encode()).digest()[:8]))
         jobs.append(Job(key, tuple(L.check(labels)), ((name, len(labels)),)))
-    return _write(out, jobs, seed, size, force, dict(kind="twin", command=command), workers, realistic, splits)
+    return _write(out, jobs, seed, size, dict(kind="twin", command=command), workers, realistic, splits)
 
 
 def _check_int(flag: str, value: int, low: int, high: int) -> None:
@@ -109,7 +108,7 @@ def _check_int(flag: str, value: int, low: int, high: int) -> None:
 def _check_common(seed: int, size: int, out: str | os.PathLike, force: bool) -> None:
     _check_int("--seed", seed, 0, 2**63 - 1)
     _check_int("--size", size, *SIZE_RANGE)
-    _target(Path(out), force)
+    claim_folder(out, "--out", "cddpm render", _foreign, force)  # nothing but an earlier render, and only with force
 
 
 RENDER_FILES = ("objects.json", "train.json", "test.json", "new_test.json", "scenes.json", "meta.json")
@@ -118,14 +117,14 @@ OURS = (*RENDER_FILES, "iclevr", ".cache")  # .cache: the training loader's imag
 CACHE_FILE = re.compile(r"^\w+_\d+\.pt$|^\.\w+_\d+\.pt\.\d+\.tmp$|^tmp\w*\.tmp$")
 
 
-def _foreign(out: Path) -> list[str]:
-    """What in ``out`` a cddpm render did not write: '' for none; a render is recognised by its content."""
+def _foreign(out: Path) -> list[str] | None:
+    """What in ``out`` a cddpm render did not write (None: ``out`` is no render); a render is recognised by its content."""
     try:
         meta = json.loads((out / "meta.json").read_text())
         mapping = json.loads((out / "train.json").read_text())
         assert isinstance(meta, dict) and isinstance(meta.get("renderer"), int) and isinstance(mapping, dict)
     except (OSError, ValueError, AssertionError):
-        return ["meta.json and train.json of a cddpm render"]
+        return None
     foreign = [p.name for p in out.iterdir() if p.name not in OURS]
     cache = out / ".cache"
     if cache.is_dir():  # only the loader's own files (CACHE_FILE)
@@ -136,52 +135,12 @@ def _foreign(out: Path) -> list[str]:
     return sorted(foreign)
 
 
-def _target(out: Path, force: bool) -> None:
-    """Refuse to overwrite anything but an empty folder, or with ``force`` an earlier render holding nothing else."""
-    check_folder_target(out, "--out")
-    if out.is_dir() and any(out.iterdir()):
-        if not force:
-            raise FileExistsError(f"--out {out} is not empty; pass --force to replace it or choose another folder")
-        foreign = _foreign(out)
-        if foreign == ["meta.json and train.json of a cddpm render"]:
-            raise FileExistsError(f"--out {out} is not a cddpm render (no readable meta.json and train.json of one); "
-                                  "--force only replaces earlier renders, so choose another folder")
-        if foreign:
-            shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
-            raise FileExistsError(f"--out {out} holds files a render did not write ({shown}); move them out "
-                                  "or choose another folder: --force never deletes them")
-
-
-def _clean_stale(out: Path) -> None:
-    """Remove temporary siblings of ``out`` left by renders that were killed (their process is gone)."""
-    for path in out.parent.glob(f".{out.name}.*-*"):
-        kind, _, pid = path.name[len(out.name) + 2:].rpartition("-")
-        if kind in ("partial", "old") and pid.isdigit() and path.is_dir() and not _alive(int(pid)):
-            shutil.rmtree(path, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _write(out: str | os.PathLike, jobs: list[Job], seed: int, size: int, force: bool, meta: dict,
+def _write(out: str | os.PathLike, jobs: list[Job], seed: int, size: int, meta: dict,
            workers: int | None, realistic: bool, splits: Mapping[str, list[list[str]]] | None = None) -> Path:
-    """Render ``jobs`` into a temporary sibling of ``out``, write the json files (``splits``' condition lists, the
-    others drawn), then swap it in."""
-    out = Path(out)
-    _target(out, force)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    _clean_stale(out)
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
-    old = out.parent / f".{out.name}.old-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    """Render ``jobs`` into a temporary sibling of ``out`` (claimed by :func:`_check_common`), write the json files
+    (``splits``' condition lists, the others drawn), then swap it in."""
+
+    def write(tmp: Path) -> None:
         (tmp / "iclevr").mkdir(parents=True)
         truth = _render_all(jobs, seed, size, tmp / "iclevr", workers, realistic)
         mapping = {name: list(job.labels[:count]) for job in jobs for name, count in job.images}
@@ -197,13 +156,8 @@ def _write(out: str | os.PathLike, jobs: list[Job], seed: int, size: int, force:
         }
         for name, content in files.items():
             (tmp / name).write_text(json.dumps(content) + "\n")
-        if out.exists():
-            os.replace(out, old)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
-    return out
+
+    return atomic_write(out, write)
 
 
 def _render_all(jobs: list[Job], seed: int, size: int, folder: Path, workers: int | None,
