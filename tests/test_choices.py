@@ -6,7 +6,8 @@ import dataclasses
 import subprocess
 import sys
 
-from cddpm import choices, cli, data, diffusion, model, profiles, sample, train
+from cddpm import choices, cli, data, diffusion, model, sample, train
+from cddpm.workflow import profiles
 
 
 def parsers() -> dict[str, argparse.ArgumentParser]:

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from cddpm import colab, device, profiles
+from cddpm import device
+from cddpm.workflow import colab, profiles
 
 
 def test_no_profile_forces_a_precision_and_the_colab_one_saves_every_10_minutes(monkeypatch):

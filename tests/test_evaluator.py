@@ -11,9 +11,9 @@ from torch import nn
 from torchvision.models import resnet18, resnet34
 
 from cddpm import cli, data
-from cddpm import evaluator as E
-from cddpm import evaluator_training as ET
 from cddpm import labels as L
+from cddpm.evaluation import evaluator as E
+from cddpm.evaluation import training as ET
 
 # a toy i-CLEVR: flat coloured squares (cube), discs (sphere) and triangles (cylinder) of 6 classes,
 # so that a ResNet18 learns it in seconds and the evaluate tests can tell right labels from wrong ones

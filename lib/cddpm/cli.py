@@ -161,7 +161,7 @@ def _add_batch(sub) -> None:
 
 
 def _batch(args) -> int:
-    from .batch import Batch, run_batch
+    from .workflow.batch import Batch, run_batch
 
     result = run_batch(Batch(run=args.run, name=args.name, seeds=args.seeds, checkpoints=args.checkpoints,
                              splits=args.splits, samplers=args.samplers, steps=args.steps, guidance=args.guidance,
@@ -188,7 +188,7 @@ def _add_demo(sub) -> None:
 
 
 def _demo(args) -> int:
-    from .batch import run_demo
+    from .workflow.batch import run_demo
 
     return run_demo(profile=args.profile, notebooks=args.notebooks, outputs=str(args.outputs), device=args.device,
                     data=args.data and str(args.data), evaluator=args.evaluator and str(args.evaluator))
@@ -285,7 +285,7 @@ def _add_probes(sub) -> None:
 
 
 def _probes(args) -> int:
-    from .probes import write_probes
+    from .evaluation.probes import write_probes
 
     for path in write_probes(args.data, args.out, args.per_set, args.seed, args.force):
         print(path)
@@ -329,7 +329,7 @@ def _add_train_evaluator(sub) -> None:
 
 
 def _train_evaluator(args) -> int:
-    from .evaluator_training import train_evaluator
+    from .evaluation.training import train_evaluator
 
     report = train_evaluator(args.data, args.out, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                              pos_weight=args.pos_weight, seed=args.seed, device=args.device,
@@ -396,7 +396,8 @@ def _conditions_of_images(args) -> tuple[list[list[str]], str, Path | None, dict
 
 
 def _evaluate(args) -> int:
-    from . import data, device, evaluator, provenance
+    from . import data, device, provenance
+    from .evaluation import evaluator
     from .paths import check_output_file, json_holding, write_json
 
     if args.json is not None:
@@ -423,7 +424,7 @@ def _evaluate(args) -> int:
     else:
         result = evaluator.evaluate_root(judge, args.root, with_per_image=args.per_image, **_fidelity_options(args))
     if args.reference:
-        from .fidelity import summary
+        from .evaluation.fidelity import summary
 
         print(f"fidelity in the judge's features: {summary(result, result['n'])}", file=sys.stderr)
     _print_json(result)

@@ -357,7 +357,7 @@ def sample_split(run: str | os.PathLike, out: str | os.PathLike, request: Sample
     :func:`cddpm.fidelity.measure`).
     Returns the metrics.
     """
-    from .evaluator import Evaluator
+    from .evaluation.evaluator import Evaluator
 
     if sum(x is not None for x in (split, labels, conditions)) != 1:
         raise ValueError("give exactly one of a split (test or new_test), label lists or a conditions file to sample")
@@ -384,7 +384,7 @@ def sample_split(run: str | os.PathLike, out: str | os.PathLike, request: Sample
         conditions, source = [L.check(c) for c in labels], "labels"
     schedule = make_sampler(request.sampler, scheduler_config, request.steps)  # once for all; fails before any work
     if reference is not None or floor_reference is not None or inception:
-        from . import fidelity
+        from .evaluation import fidelity
 
         if evaluator is None or reference is None:
             raise ValueError("--reference, --floor-reference and --inception measure against ground-truth renders in "
@@ -425,7 +425,7 @@ def sample_split(run: str | os.PathLike, out: str | os.PathLike, request: Sample
                    conditions_source=source, data=str(root.resolve()), run_path=str(Path(run).resolve()),
                    run_train_json_sha1=config.get("dataset", {}).get("train_json_sha1"))
     if judge is not None:
-        from .evaluator import evaluate_images
+        from .evaluation.evaluator import evaluate_images
 
         scores = evaluate_images(judge, images, L.encode_batch(conditions))
         metrics.update(scores, evaluator=str(evaluator), evaluator_sha256=judge.digest(),

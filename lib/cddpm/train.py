@@ -34,17 +34,18 @@ from diffusers.optimization import get_cosine_schedule_with_warmup
 from diffusers.training_utils import EMAModel
 from safetensors.torch import save_file
 
-from . import budget, canvas, folders, report, runs
+from . import budget, canvas, folders, runs
 from .choices import DEFAULT_DATA, DEFAULT_OUTPUTS, DEFAULT_PRECISION, DEFAULT_PRESET, MIXED_PRECISIONS
 from .data import ICLEVRDataset, to_float
 from .device import choose_precision, describe_precision
 from .device import resolve as resolve_device
 from .diffusion import PREDICTION_TYPES, train_scheduler, training_loss
-from .evaluator_training import held_out
+from .evaluation.training import held_out
 from .model import ConditionalUNet, ModelConfig, preset
 from .paths import claim_folder, publish, temporary_sibling, write_json, write_text
 from .progress import tqdm
 from .provenance import mapping_sha
+from .workflow import report
 
 # settings that may differ when a run is resumed; every other one must match the run's config.json
 # (``minutes`` is checked against the step count the run was sized to, see _recorded_budget)

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import labels as L
-from .data import load_condition_file, load_mapping
-from .paths import check_file_target, write_json
+from .. import labels as L
+from ..data import load_condition_file, load_mapping
+from ..paths import check_file_target, write_json
 
 NAMES = ("same_colour", "same_shape", "rare_pairs")
 

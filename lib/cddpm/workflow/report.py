@@ -14,9 +14,9 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from . import runs
-from .figures import loss_figure
-from .paths import write_json, write_text
+from .. import runs
+from ..figures import loss_figure
+from ..paths import write_json, write_text
 
 KEYS = ("split", "checkpoint", "sampler", "steps", "guidance")
 METRICS = ("topk", "exact_set", "extra_object_rate")
@@ -124,7 +124,7 @@ def loss_curve(run: str | os.PathLike, path: str | os.PathLike) -> Path | None:
 
 def check_judge(records: list[dict], evaluator: str | os.PathLike) -> None:
     """Refuse records judged by another evaluator than ``evaluator`` (by weights); older records that name none pass."""
-    from .evaluator import Evaluator
+    from ..evaluation.evaluator import Evaluator
 
     digest = Evaluator.load(evaluator).digest()
     other = [r for r in records if r.get("evaluator_sha256") not in (None, digest)]

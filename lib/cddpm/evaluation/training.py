@@ -14,14 +14,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from . import budget, data
-from .choices import DEFAULT_PRECISION, HELD_OUT
-from .device import choose_precision, describe_precision
-from .device import resolve as resolve_device
+from .. import budget, data
+from ..choices import DEFAULT_PRECISION, HELD_OUT
+from ..device import choose_precision, describe_precision
+from ..device import resolve as resolve_device
+from ..paths import check_output_file, json_holding, write_json
+from ..progress import tqdm
+from ..provenance import mapping_sha
 from .evaluator import SIZE, Evaluator, build_network, summarize
-from .paths import check_output_file, json_holding, write_json
-from .progress import tqdm
-from .provenance import mapping_sha
 
 REPORT_KEYS = ("checkpoint", "train_images", "validation", "history")  # how the .json beside a checkpoint is known
 

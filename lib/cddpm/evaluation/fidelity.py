@@ -21,8 +21,8 @@ from torchmetrics import Metric
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
 
-from . import data
-from . import labels as L
+from .. import data
+from .. import labels as L
 
 if TYPE_CHECKING:
     from .evaluator import Evaluator

@@ -19,10 +19,11 @@ from PIL import Image, UnidentifiedImageError
 from torch import nn
 from torchvision.models import resnet18
 
-from . import data, metrics
-from . import labels as L
-from .paths import atomic_write, read_error
-from .provenance import conditions_sha
+from .. import data
+from .. import labels as L
+from ..paths import atomic_write, read_error
+from ..provenance import conditions_sha
+from . import metrics
 
 SIZE = 64
 TRAINED_ON = "train_json_sha1"  # the checkpoint key of the train.json hash a judge learned (an extra key the course's

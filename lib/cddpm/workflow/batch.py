@@ -12,9 +12,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import folders, progress
-from .choices import DEFAULT_OUTPUTS, DEFAULT_PRESET, DEFAULT_SAMPLER, DEFAULT_STEPS
-from .progress import tqdm
+from .. import folders, progress
+from ..choices import DEFAULT_OUTPUTS, DEFAULT_PRESET, DEFAULT_SAMPLER, DEFAULT_STEPS
+from ..progress import tqdm
 
 
 def tag(split: str, seed: int, checkpoint: str, sampler: str, steps: int, guidance: float) -> str:
@@ -44,7 +44,7 @@ class Batch:
     report: bool = True
 
     def __post_init__(self):
-        from .sample import SampleRequest
+        from ..sample import SampleRequest
 
         lists = dict(seeds=self.seeds, checkpoints=self.checkpoints, splits=self.splits, samplers=self.samplers,
                      steps=self.steps, guidance=self.guidance)
@@ -113,8 +113,8 @@ def _already_done(batch: Batch, combos: list[dict]) -> set[str]:
     holding another's is a one-line refusal before anything runs, one without that record a note."""
     import json
 
-    from . import data, provenance, runs
-    from .evaluator import Evaluator
+    from .. import data, provenance, runs
+    from ..evaluation.evaluator import Evaluator
 
     root = batch.data or runs.read_config(batch.run)["data"]
     wanted = {"run_path": str(Path(batch.run).resolve()),
@@ -144,7 +144,7 @@ def _already_done(batch: Batch, combos: list[dict]) -> set[str]:
 
 def run_batch(batch: Batch) -> dict:
     """Execute every combination not yet done (all with ``force``), then the report; failures are listed, not fatal."""
-    from . import runs
+    from .. import runs
 
     runs.read_config(batch.run)  # a missing run fails here, before any notebook starts
     sample_nb = _notebook(batch.notebooks, "03_sample.ipynb")
@@ -187,7 +187,8 @@ def run_batch(batch: Batch) -> dict:
 def demo_plan(p) -> list[str]:
     """What ``cddpm demo`` will do on profile ``p``: a line per stage with its minutes (a budget the stage sizes its
     work to on this machine, or an estimate of fixed work; both set in ``cddpm.profiles``), then their sum."""
-    from . import profiles, provenance, runs
+    from .. import provenance, runs
+    from . import profiles
 
     sized = "a budget: steps sized on this machine at the start"
     preset = p.train.get("preset", DEFAULT_PRESET)
@@ -231,10 +232,13 @@ def run_demo(profile: str | None = None, notebooks: str = "notebooks", outputs: 
     where the profile names one), its report, and the judge's own accuracy on ground truth; on the profile's
     synthetic set or the root ``data`` (the course's files), judged by ``evaluator`` or a judge 01_data trains on
     that data; everything written under ``outputs``."""
-    from . import data as D
-    from . import evaluator as ev
-    from . import fidelity, profiles, provenance, workflow
-    from .device import resolve as resolve_device
+    from .. import data as D
+    from .. import provenance
+    from ..device import resolve as resolve_device
+    from ..evaluation import evaluator as ev
+    from ..evaluation import fidelity
+    from . import profiles
+    from . import steps as workflow
 
     start = time.perf_counter()
     if evaluator is not None and not Path(evaluator).is_file():

@@ -11,13 +11,14 @@ from pathlib import Path
 
 import torch
 
-from . import batch, data, folders, profiles, provenance, render
-from . import evaluator as ev
-from . import labels as L
-from .choices import DEFAULT_STEPS
-from .device import resolve as resolve_device
-from .evaluator_training import held_out, train_evaluator
-from .sample import SampleRequest, sample_split
+from .. import data, folders, provenance, render
+from .. import labels as L
+from ..choices import DEFAULT_STEPS
+from ..device import resolve as resolve_device
+from ..evaluation import evaluator as ev
+from ..evaluation.training import held_out, train_evaluator
+from ..sample import SampleRequest, sample_split
+from . import batch, profiles
 
 
 def ensure_data(p: profiles.Profile, command: str = "cddpm demo") -> Path:
@@ -79,7 +80,7 @@ def fidelity_of_samples(p: profiles.Profile, judge: ev.Evaluator) -> dict[tuple[
     """FD and KID (:func:`cddpm.fidelity.measure`) of the profile's samples at its sampler setting, seeds pooled, against
     :func:`ground_truth`, with the floor of :func:`floor_renders`, and the number of images, per (split, guidance)
     whose every seed was sampled. Empty on a root we did not render: no ground truth of its conditions exists."""
-    from .fidelity import measure
+    from ..evaluation.fidelity import measure
 
     results = {}
     if not provenance.rendered(p.data_root):
