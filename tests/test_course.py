@@ -13,8 +13,9 @@ import pytest
 import torch
 
 from cddpm import cli, data, folders, provenance, render
+from cddpm.data import held_out
 from cddpm.evaluation import evaluator as E
-from cddpm.evaluation.training import held_out, train_evaluator
+from cddpm.evaluation.training import train_evaluator
 from cddpm.workflow import batch, profiles, report, steps
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -234,11 +234,11 @@ def test_augment_moves_and_mirrors_but_keeps_colours():
 
 def test_split_keeps_scenes_whole():
     names = [f"CLEVR_train_{s:06d}_{i}.png" for s in range(40) for i in range(3)]
-    train, val = ET.split_scenes(names, 0.1, seed=0)
+    train, val = data.split_scenes(names, 0.1, seed=0)
     assert len(val) == 12 and len(train) == 108 and set(train.tolist()).isdisjoint(val.tolist())
     scene = lambda i: names[i].rsplit("_", 1)[0]  # noqa: E731
     assert {scene(i) for i in train.tolist()}.isdisjoint(scene(i) for i in val.tolist())
-    assert torch.equal(ET.split_scenes(names, 0.1, seed=0)[1], val)
+    assert torch.equal(data.split_scenes(names, 0.1, seed=0)[1], val)
 
 
 def test_training_learns_and_writes_the_official_format(trained):

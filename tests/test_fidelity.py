@@ -13,7 +13,7 @@ from cddpm import cli, data, folders, render
 from cddpm.evaluation import evaluator as E
 from cddpm.evaluation import fidelity
 from cddpm.evaluation.training import train_evaluator
-from cddpm.workflow import batch, profiles, report, steps
+from cddpm.workflow import profiles, report, steps
 
 CONDITIONS = [["red cube"], ["blue sphere"], ["gray cylinder", "cyan cube"], ["yellow sphere", "green cube"],
               ["purple cylinder", "red sphere", "blue cube"], ["brown cube", "cyan sphere", "gray cube"]]
@@ -176,7 +176,7 @@ def test_the_demo_measures_its_pooled_samples_against_ground_truth(world, tmp_pa
     assert not (tmp_path / "outputs").exists()
     names = list(data.load_mapping(world["gt"][3]))
     for seed in p.seeds:  # seed s's image i: the s-th render of condition i
-        folder = folders.samples(p.outputs, p.batch) / batch.tag("test", seed, "last", p.sampler, p.steps, 2.0) / "images" / "test"
+        folder = folders.samples(p.outputs, p.batch) / folders.tag("test", seed, "last", p.sampler, p.steps, 2.0) / "images" / "test"
         folder.mkdir(parents=True)
         for i in range(len(CONDITIONS)):
             shutil.copyfile(world["gt"][3] / "iclevr" / names[2 * i + seed], folder / f"{i}.png")

@@ -428,12 +428,12 @@ def test_an_interrupted_sampling_leaves_no_stale_metrics_and_can_be_redone(run, 
 def test_the_notebook_sampling_step_fills_from_the_profile_and_names_the_batch_folder(run, tmp_path, monkeypatch,
                                                                                          capsys, evaluators):
     from cddpm import folders
-    from cddpm.workflow import batch, profiles, steps
+    from cddpm.workflow import profiles, steps
 
     monkeypatch.chdir(tmp_path)
     p = profiles.get("smoke", run=str(run), evaluator=str(tmp_path / "missing.pth"), steps=2)
     metrics, out = steps.sample(p, "test", steps.profile_request(p, seed=3))
-    assert out == folders.samples(p.outputs, p.batch) / batch.tag("test", 3, "last", p.sampler, 2, max(p.guidance))
+    assert out == folders.samples(p.outputs, p.batch) / folders.tag("test", 3, "last", p.sampler, 2, max(p.guidance))
     assert (metrics["sampler"], metrics["steps"], metrics["guidance"]) == (p.sampler, 2, max(p.guidance))
     assert "topk" not in metrics and "no evaluator at" in capsys.readouterr().err  # said, not silent
     with pytest.raises(FileNotFoundError, match="nowhere.pth"):

@@ -39,7 +39,7 @@ def _print_json(obj) -> None:
 
 
 def _add_fidelity(p: argparse.ArgumentParser) -> None:
-    f = p.add_argument_group("fidelity", "Frechet distance and KID in the judge's pooled features (cddpm.fidelity)")
+    f = p.add_argument_group("fidelity", "Frechet distance and KID in the judge's pooled features (cddpm.evaluation.fidelity)")
     f.add_argument("--reference", type=Path, metavar="DIR", help="ground-truth renders of the images' conditions "
                    "(`cddpm render --out DIR --conditions/--split`): adds fd, kid_mean, kid_std")
     f.add_argument("--floor-reference", type=Path, metavar="DIR", help="renders of exactly the images' conditions at "
@@ -235,15 +235,18 @@ def _add_sample(sub) -> None:
 
 def _sample(args) -> int:
     from . import labels, sample
+    from .device import resolve
+    from .evaluation.judge import for_sampling
 
     request = sample.SampleRequest(sampler=args.sampler, steps=args.steps, guidance=args.guidance, seed=args.seed,
                                    batch_size=args.batch_size, edit_threshold=args.edit_threshold,
                                    classifier_guidance=args.classifier_guidance)
+    device = resolve(args.device)
+    judge, guide = for_sampling(args.evaluator, args.guide_evaluator, device, **_fidelity_options(args))
     metrics = sample.sample_split(
         args.run, args.out, request, split=args.split, labels=args.labels and [labels.parse(t) for t in args.labels],
-        conditions=args.conditions, data=args.data, checkpoint=args.checkpoint, ema=args.ema, evaluator=args.evaluator,
-        guide_evaluator=args.guide_evaluator, denoise_labels=labels.parse(args.denoise_labels), frames=args.frames,
-        device=args.device, **_fidelity_options(args))
+        conditions=args.conditions, data=args.data, checkpoint=args.checkpoint, ema=args.ema, judge=judge,
+        guide=guide, denoise_labels=labels.parse(args.denoise_labels), frames=args.frames, device=device)
     _print_json(metrics)
     return 0
 

@@ -34,18 +34,16 @@ from diffusers.optimization import get_cosine_schedule_with_warmup
 from diffusers.training_utils import EMAModel
 from safetensors.torch import save_file
 
-from . import budget, canvas, folders, runs
+from . import budget, canvas, figures, folders, runs
 from .choices import DEFAULT_DATA, DEFAULT_OUTPUTS, DEFAULT_PRECISION, DEFAULT_PRESET, MIXED_PRECISIONS
-from .data import ICLEVRDataset, to_float
+from .data import ICLEVRDataset, held_out, to_float
 from .device import choose_precision, describe_precision
 from .device import resolve as resolve_device
 from .diffusion import PREDICTION_TYPES, train_scheduler, training_loss
-from .evaluation.training import held_out
 from .model import ConditionalUNet, ModelConfig, preset
 from .paths import claim_folder, publish, temporary_sibling, write_json, write_text
 from .progress import tqdm
 from .provenance import mapping_sha
-from .workflow import report
 
 # settings that may differ when a run is resumed; every other one must match the run's config.json
 # (``minutes`` is checked against the step count the run was sized to, see _recorded_budget)
@@ -89,7 +87,7 @@ class TrainConfig:
     resume: bool = False
     inexact_resume: bool = False       # resume although the checkpoint's random states cannot be restored
     device: str | None = None          # cpu or cuda; None: accelerate's choice (the GPU when present)
-    hold_out: bool = False             # leave the root's held-out scenes (evaluator_training.held_out) out of training
+    hold_out: bool = False             # leave the root's held-out scenes (data.held_out) out of training
 
     def __post_init__(self):
         if self.model is None:
@@ -577,7 +575,7 @@ def _train(config: TrainConfig, on_log: Callable[[dict], None] | None, acc: Acce
                 break
     bar.close()
     if acc.is_main_process:
-        report.loss_curve(run, run / "loss.png")
+        figures.loss_curve(run, run / "loss.png")
     if config.tensorboard:
         acc.end_training()
     checkpoint = runs.checkpoint_dir(run, trainer.step)

@@ -17,11 +17,6 @@ from ..choices import DEFAULT_OUTPUTS, DEFAULT_PRESET, DEFAULT_SAMPLER, DEFAULT_
 from ..progress import tqdm
 
 
-def tag(split: str, seed: int, checkpoint: str, sampler: str, steps: int, guidance: float) -> str:
-    """The name of one combination: its sample folder and (after ``03_sample__``) its executed notebook."""
-    return f"{split}__seed{seed}__{checkpoint}__{sampler}{steps}__g{guidance:g}"
-
-
 @dataclass
 class Batch:
     """One papermill batch over seeds x checkpoints x splits x steps x guidance scales."""
@@ -59,7 +54,7 @@ class Batch:
         combos = []
         for split, seed, ckpt, sampler, steps, w in itertools.product(
                 self.splits, self.seeds, self.checkpoints, self.samplers, self.steps, self.guidance):
-            combos.append(dict(tag=tag(split, seed, ckpt, sampler, steps, w), split=split, seed=seed, checkpoint=ckpt, sampler=sampler, steps=steps,
+            combos.append(dict(tag=folders.tag(split, seed, ckpt, sampler, steps, w), split=split, seed=seed, checkpoint=ckpt, sampler=sampler, steps=steps,
                                guidance=float(w)))
         return combos
 
@@ -186,7 +181,7 @@ def run_batch(batch: Batch) -> dict:
 
 def demo_plan(p) -> list[str]:
     """What ``cddpm demo`` will do on profile ``p``: a line per stage with its minutes (a budget the stage sizes its
-    work to on this machine, or an estimate of fixed work; both set in ``cddpm.profiles``), then their sum."""
+    work to on this machine, or an estimate of fixed work; both set in ``cddpm.workflow.profiles``), then their sum."""
     from .. import provenance, runs
     from . import profiles
 
@@ -237,8 +232,7 @@ def run_demo(profile: str | None = None, notebooks: str = "notebooks", outputs: 
     from ..device import resolve as resolve_device
     from ..evaluation import evaluator as ev
     from ..evaluation import fidelity
-    from . import profiles
-    from . import steps as workflow
+    from . import profiles, steps
 
     start = time.perf_counter()
     if evaluator is not None and not Path(evaluator).is_file():
@@ -269,19 +263,19 @@ def run_demo(profile: str | None = None, notebooks: str = "notebooks", outputs: 
     arms = [([p.sampler], [p.steps], p.seeds)] + ([(["ddpm"], [p.ddpm_steps], p.ddpm_seeds or p.seeds)]
                                                   if p.ddpm_steps else [])
     failed = []
-    for i, (samplers, steps, seeds) in enumerate(arms):
+    for i, (samplers, arm_steps, seeds) in enumerate(arms):
         result = run_batch(Batch(run=p.run, name=p.batch, evaluator=judge_path, seeds=list(seeds),
-                                 splits=list(p.splits), samplers=samplers, steps=steps, guidance=list(p.guidance),
+                                 splits=list(p.splits), samplers=samplers, steps=arm_steps, guidance=list(p.guidance),
                                  data=p.data_root, device=device, profile=p.name, outputs=outputs,
                                  notebooks=notebooks, report=i == len(arms) - 1))
         failed += result["failed"]
     table = Path(result["report"]) / "table.md" if result["report"] else None
     print(table.read_text() if table and table.is_file() else "no table was written")
     judge = ev.Evaluator.load(judge_path, resolve_device(device or p.device))
-    for what, scores in workflow.judge_on_ground_truth(p, judge).items():
+    for what, scores in steps.judge_on_ground_truth(p, judge).items():
         print(f"the judge on {what}: top-k {scores['topk']:.3f}, exact-set {scores['exact_set']:.3f} "
               f"({scores['n']} images)")
-    for (split, w), (measured, n) in workflow.fidelity_of_samples(p, judge).items():
+    for (split, w), (measured, n) in steps.fidelity_of_samples(p, judge).items():
         print(f"fidelity of {split} at guidance {w:g} ({len(p.seeds)} seeds pooled), in the judge's features: "
               + fidelity.summary(measured, n))
     print(f"demo [{p.name}]: report in {result['report']}, executed notebooks in {record_dir}, "

@@ -14,8 +14,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from .. import runs
-from ..figures import loss_figure
+from .. import figures
 from ..paths import write_json, write_text
 
 KEYS = ("split", "checkpoint", "sampler", "steps", "guidance")
@@ -112,16 +111,6 @@ def _plot_against(rows: list[dict], x: str, path: Path, title: str) -> Path | No
     return path
 
 
-def loss_curve(run: str | os.PathLike, path: str | os.PathLike) -> Path | None:
-    """Draw the training loss of ``RUN/metrics.jsonl`` (:func:`cddpm.figures.loss_figure`) to ``path``; None
-    when the run has logged no loss yet."""
-    records = [r for r in runs.read_metrics(run) if "loss" in r]
-    if not records:
-        return None
-    loss_figure(records, title=f"{Path(run).name}: training loss").savefig(path, dpi=120)
-    return Path(path)
-
-
 def check_judge(records: list[dict], evaluator: str | os.PathLike) -> None:
     """Refuse records judged by another evaluator than ``evaluator`` (by weights); older records that name none pass."""
     from ..evaluation.evaluator import Evaluator
@@ -149,7 +138,7 @@ def build(batch_dir: str | os.PathLike, out_dir: str | os.PathLike, run: str | o
     figures = {
         "guidance": _plot_against(rows, "guidance", out_dir / "accuracy_vs_guidance.png", "accuracy vs guidance"),
         "steps": _plot_against(rows, "steps", out_dir / "accuracy_vs_steps.png", "accuracy vs sampler steps"),
-        "loss": loss_curve(run, out_dir / "loss.png") if run else None,
+        "loss": figures.loss_curve(run, out_dir / "loss.png") if run else None,
     }
     ranked = sorted(records, key=lambda r: (r["topk"], r["exact_set"]))
     best, worst = ranked[-1], ranked[0]
