@@ -29,7 +29,7 @@ from PIL import Image
 from . import canvas as C
 from . import figures, provenance, runs
 from . import labels as L
-from .choices import DEFAULT_SAMPLER, DEFAULT_STEPS, EDIT_THRESHOLD, SAMPLE_BATCH
+from .choices import DEFAULT_SAMPLER, DEFAULT_STEPS, DENOISE_FRAMES, DENOISE_LABELS, EDIT_THRESHOLD, SAMPLE_BATCH
 from .data import NUMBERED_PNG, load_condition_file, load_condition_lists, to_float, to_uint8
 from .device import resolve as resolve_device
 from .paths import claim_folder, write_json
@@ -46,7 +46,6 @@ SAMPLERS: dict[str, tuple[type[SchedulerMixin], dict]] = {
     "dpmsolver": (DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++", "solver_order": 2,
                                                 "thresholding": True, "sample_max_value": 1.0}),
 }
-DENOISE_LABELS = ("red sphere", "cyan cylinder", "cyan cube")
 COURSE_SIZE = 64
 
 # differentiable log p(requested set | image) (N,) of images (N, 3, 64, 64) in [-1, 1] and multi-hot (N, 24)
@@ -285,7 +284,7 @@ def generate(model: torch.nn.Module, sampler: SchedulerMixin | dict, labels: tor
 
 
 def denoise_frames(model: torch.nn.Module, sampler: SchedulerMixin | dict, labels: Sequence[str] = DENOISE_LABELS,
-                   frames: int = 8, request: SampleRequest = SampleRequest(), guide: Guide | None = None,
+                   frames: int = DENOISE_FRAMES, request: SampleRequest = SampleRequest(), guide: Guide | None = None,
                    size: int | None = COURSE_SIZE) -> torch.Tensor:
     """``frames`` evenly spaced states (F, 3, size, size) from pure noise to the final image for one label list;
     ``sampler`` and ``request`` as in :func:`generate`."""
@@ -346,7 +345,7 @@ def sample_split(run: str | os.PathLike, out: str | os.PathLike, request: Sample
                  split: str | None = None, labels: Sequence[Sequence[str]] | None = None,
                  conditions: str | os.PathLike | None = None, data: str | os.PathLike | None = None,
                  checkpoint: str = "last", ema: bool = True, judge: Judge | None = None, guide: NamedGuide | None = None,
-                 denoise_labels: Sequence[str] = DENOISE_LABELS, frames: int = 8,
+                 denoise_labels: Sequence[str] = DENOISE_LABELS, frames: int = DENOISE_FRAMES,
                  device: str | torch.device | None = None, progress: bool = True) -> dict:
     """Sample a split's conditions (or given label lists, or a ``conditions`` file like test.json) as ``request`` says
     with a checkpoint of ``run`` (``guide`` guides when the request's classifier guidance is on) and write

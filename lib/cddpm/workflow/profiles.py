@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import folders
-from ..choices import DEFAULT_OUTPUTS, DEFAULT_SAMPLER, DEFAULT_STEPS
+from ..choices import DEFAULT_OUTPUTS, DEFAULT_SAMPLER, DEFAULT_STEPS, SCENES
 
 LENGTH = ("max_steps", "epochs", "minutes")  # the training fields that set a run's length: one given replaces all
 
@@ -27,7 +27,7 @@ class Profile:
     name: str
     outputs: str = DEFAULT_OUTPUTS          # where everything below that is not given goes (cddpm.folders)
     data_root: str | None = None            # None: the synthetic set (folders.synthetic_data), rendered when missing
-    scenes: int = 6003                      # synthetic scenes rendered when data_root is missing (3 images each)
+    scenes: int = SCENES                    # synthetic scenes rendered when data_root is missing (3 images each)
     seed: int = 0
     evaluator: str | None = None            # None: a judge trained on the data (evaluator_path)
     evaluator_epochs: int | None = 3        # None: the train-evaluator default; with evaluator_minutes, the cap
