@@ -14,7 +14,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from .. import figures
+from ..figures import loss_curve
 from ..paths import write_json, write_text
 
 KEYS = ("split", "checkpoint", "sampler", "steps", "guidance")
@@ -138,7 +138,7 @@ def build(batch_dir: str | os.PathLike, out_dir: str | os.PathLike, run: str | o
     figures = {
         "guidance": _plot_against(rows, "guidance", out_dir / "accuracy_vs_guidance.png", "accuracy vs guidance"),
         "steps": _plot_against(rows, "steps", out_dir / "accuracy_vs_steps.png", "accuracy vs sampler steps"),
-        "loss": figures.loss_curve(run, out_dir / "loss.png") if run else None,
+        "loss": loss_curve(run, out_dir / "loss.png") if run else None,
     }
     ranked = sorted(records, key=lambda r: (r["topk"], r["exact_set"]))
     best, worst = ranked[-1], ranked[0]
