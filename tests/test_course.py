@@ -36,7 +36,7 @@ def course(tmp_path) -> Path:
 
 def test_the_outputs_layout_has_one_home():
     # profiles, the workflow, the batches and the notebooks name no outputs/ path of their own
-    sources = [ROOT / "lib/cddpm" / f for f in ("profiles.py", "steps.py", "batch.py")]
+    sources = [ROOT / "lib/cddpm/workflow" / f for f in ("profiles.py", "steps.py", "batch.py")]
     sources += sorted((ROOT / "notebooks").glob("*.ipynb"))
     code = {p.name: "\n".join("".join(c["source"]) for c in json.loads(p.read_text())["cells"] if c["cell_type"] == "code")
             if p.suffix == ".ipynb" else p.read_text() for p in sources}
