@@ -28,11 +28,11 @@ import torch
 from cddpm import runs
 from cddpm.choices import DEFAULT_SAMPLER
 from cddpm.data import load_condition_lists
-from cddpm.evaluator import Evaluator, evaluate_images
+from cddpm.evaluation.evaluator import Evaluator, evaluate_images
 from cddpm.labels import encode_batch
 from cddpm.paths import write_json
-from cddpm.report import METRICS, as_text, mean_std
 from cddpm.sample import SampleRequest, generate
+from cddpm.workflow.report import METRICS, as_text, mean_std
 
 COMMON = ["--prediction-type", "v_prediction", "--mixed-precision", "bf16", "--batch-size", "32", "--lr", "1e-3"]
 # later flags override earlier ones (argparse), so an arm is COMMON plus what it changes; each arm has its row in

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import argparse
 
-from cddpm import canvas, report, runs, sample
+from cddpm import canvas, runs, sample
 from cddpm import labels as L
 from cddpm.data import load_condition_lists
-from cddpm.evaluator import Evaluator, evaluate_images
+from cddpm.evaluation.evaluator import Evaluator, evaluate_images
+from cddpm.workflow import report
 
 
 def main() -> None:

@@ -5,9 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from cddpm import batch, cli, render
-from cddpm.evaluator_training import train_evaluator
+from cddpm import cli, render
+from cddpm.evaluation.training import train_evaluator
 from cddpm.train import TrainConfig, train
+from cddpm.workflow import batch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,13 +84,14 @@ def test_a_batch_whose_every_combination_fails_ends_in_its_summary(smoke_run, ca
 def test_demo_runs_the_ddpm_arm_on_its_own_seeds(tmp_path, monkeypatch):
     import dataclasses
 
-    from cddpm import evaluator, profiles, workflow
+    from cddpm.evaluation import evaluator
+    from cddpm.workflow import profiles, steps
 
     batches = []
     monkeypatch.setattr(batch, "_execute", lambda *args, **kwargs: None)
     monkeypatch.setattr(batch, "run_batch", lambda b: batches.append(b) or {"failed": [], "report": None})
     monkeypatch.setattr(evaluator.Evaluator, "load", staticmethod(lambda *args: None))
-    monkeypatch.setattr(workflow, "judge_on_ground_truth", lambda p, judge: {})
+    monkeypatch.setattr(steps, "judge_on_ground_truth", lambda p, judge: {})
     monkeypatch.setattr(profiles, "evaluator_path", lambda p: tmp_path / "e.pth")
     smoke = profiles.PROFILES["smoke"]
     monkeypatch.setitem(profiles.PROFILES, "smoke", dataclasses.replace(smoke, seeds=(0, 1, 2), ddpm_seeds=(4,)))
@@ -105,7 +107,8 @@ def test_demo_runs_the_ddpm_arm_on_its_own_seeds(tmp_path, monkeypatch):
 def test_the_demo_prints_its_plan_first_and_shows_its_notebooks_as_they_run(tmp_path, monkeypatch, capsys):
     import dataclasses
 
-    from cddpm import evaluator, profiles, workflow
+    from cddpm.evaluation import evaluator
+    from cddpm.workflow import profiles, steps
 
     monkeypatch.chdir(tmp_path)
     calls = []
@@ -118,7 +121,7 @@ def test_the_demo_prints_its_plan_first_and_shows_its_notebooks_as_they_run(tmp_
     monkeypatch.setattr(batch, "_execute", execute)
     monkeypatch.setattr(batch, "run_batch", lambda b: {"failed": [], "report": None})
     monkeypatch.setattr(evaluator.Evaluator, "load", staticmethod(lambda *args: None))
-    monkeypatch.setattr(workflow, "judge_on_ground_truth", lambda p, judge: {})
+    monkeypatch.setattr(steps, "judge_on_ground_truth", lambda p, judge: {})
     budgeted = dataclasses.replace(profiles.PROFILES["smoke"], evaluator_minutes=1.5, train=dict(minutes=4),
                                    render_minutes=0.5, sample_minutes=2, seeds=(0, 1, 2), guidance=(3.0,),
                                    ddpm_steps=None)
@@ -139,7 +142,7 @@ def test_the_demo_prints_its_plan_first_and_shows_its_notebooks_as_they_run(tmp_
 def test_the_plan_says_what_is_already_there(tmp_path, monkeypatch):
     import dataclasses
 
-    from cddpm import profiles
+    from cddpm.workflow import profiles
 
     monkeypatch.chdir(tmp_path)
     p = dataclasses.replace(profiles.PROFILES["demo"], data_root="mine", evaluator="judge.pth", run="run",

@@ -96,7 +96,7 @@ def test_training_pairs_each_image_with_its_parent_and_learns(tmp_path):
     ds = ICLEVRDataset(root, size=16, preload=True)
     parents, added = C.pairs(list(ds.mapping), list(ds.mapping.values()))
     trainer = Trainer(cfg, ds.images, added, parents=parents)
-    x, label, base = trainer.batch(0)
+    x, label, base = trainer.batches(0)
     assert x.shape == base.shape == (6, 3, 16, 16) and (label.sum(1) == 1).all()
     floor = ds.images[parents == C.EMPTY].median(0).values
     for image, target, canvas_image in zip(x, label, base):  # the canvas is the parent, or the floor
@@ -266,7 +266,7 @@ def test_layout_training_gives_each_pair_its_box_learns_and_saves_the_table(tmp_
     ds = ICLEVRDataset(root, size=16, preload=True)
     parents, added = C.pairs(list(ds.mapping), list(ds.mapping.values()))
     trainer = Trainer(cfg, ds.images, added, parents=parents)
-    x, label, base = trainer.batch(0)
+    x, label, base = trainer.batches(0)
     assert base.shape == (6, 4, 16, 16)
     inside = base[:, 3:] > 0
     changed = (x - base[:, :3]).abs().amax(1, keepdim=True) > 0
@@ -376,7 +376,7 @@ def test_implausible_boxes_stay_out_of_the_layout_table(tmp_path):
     assert ", 1 larger than" in summary[1] and ", 0 larger than" in summary[2]
     cfg = TrainConfig(data=str(root), out=str(tmp_path / "run"), model=LAYOUT, max_steps=1, batch_size=6)
     trainer = Trainer(cfg, ds.images, added, parents=parents)
-    assert torch.equal(trainer.boxes[big], found.box[~found.plausible])  # still the images' own boxes in training
+    assert torch.equal(trainer.batches.boxes[big], found.box[~found.plausible])  # still the images' own boxes in training
     table = trainer.net.layout_boxes
     assert (table[..., 2:] - table[..., :2]).prod(-1).max() <= C.MAX_BOX_AREA * 16 * 16
     assert {tuple(b) for b in table.flatten(0, 1).tolist()} == {tuple(b) for b in found.box[found.plausible].tolist()}
@@ -401,7 +401,7 @@ def test_the_boxes_command_writes_the_trainers_boxes(tmp_path, capsys):
     said = capsys.readouterr().err.splitlines()  # training starts by saying what the command said
     assert [line for line in said if line.startswith("layout boxes, ")] == [f"layout boxes, {x}" for x in printed[:3]]
     assert list(written) == list(ds.mapping)  # every image of this root is a training image
-    assert written == {name: trainer.boxes[i].tolist() for i, name in enumerate(ds.mapping)}
+    assert written == {name: trainer.batches.boxes[i].tolist() for i, name in enumerate(ds.mapping)}
 
     def refused(json_path, *extra) -> str:
         assert cli.main(["boxes", "--data", str(root), "--json", str(json_path), "--size", "32", *extra]) == 2

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from cddpm import colab, device, profiles
+from cddpm import device
+from cddpm.workflow import colab, profiles
 
 
 def test_no_profile_forces_a_precision_and_the_colab_one_saves_every_10_minutes(monkeypatch):
@@ -70,4 +71,4 @@ def test_every_notebook_keeps_outputs_on_drive_by_default_on_colab():
     assert len(notebooks) == 4 and len(setups) == 1
     setup = setups.pop()
     assert "\nMOUNT_DRIVE = True\n" in setup and "colab.keep_on_drive()" in setup
-    assert setup.index('sys.path.insert(0, "/content/cddpm/lib")') < setup.index("from cddpm import colab")
+    assert setup.index('sys.path.insert(0, "/content/cddpm/lib")') < setup.index("from cddpm.workflow import colab")

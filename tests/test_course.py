@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from cddpm import batch, cli, data, folders, profiles, provenance, render, report, workflow
-from cddpm import evaluator as E
-from cddpm.evaluator_training import held_out, train_evaluator
+from cddpm import cli, data, folders, provenance, render
+from cddpm.data import held_out
+from cddpm.evaluation import evaluator as E
+from cddpm.evaluation.training import train_evaluator
+from cddpm.workflow import batch, profiles, report, steps
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,7 +36,7 @@ def course(tmp_path) -> Path:
 
 def test_the_outputs_layout_has_one_home():
     # profiles, the workflow, the batches and the notebooks name no outputs/ path of their own
-    sources = [ROOT / "lib/cddpm" / f for f in ("profiles.py", "workflow.py", "batch.py")]
+    sources = [ROOT / "lib/cddpm/workflow" / f for f in ("profiles.py", "steps.py", "batch.py")]
     sources += sorted((ROOT / "notebooks").glob("*.ipynb"))
     code = {p.name: "\n".join("".join(c["source"]) for c in json.loads(p.read_text())["cells"] if c["cell_type"] == "code")
             if p.suffix == ".ipynb" else p.read_text() for p in sources}
@@ -85,32 +87,32 @@ def test_the_workflow_never_reuses_a_judge_or_ground_truth_across_data(tmp_path,
     a = render.render_dataset(tmp_path / "a", scenes=6, seed=1, command="test")
     b = render.render_dataset(tmp_path / "b", scenes=6, seed=2, command="test")
     pa, pb = (profiles.get("smoke", data_root=str(r), evaluator_epochs=1) for r in (a, b))
-    judge = workflow.ensure_evaluator(pa)
+    judge = steps.ensure_evaluator(pa)
     assert judge.trained_on == provenance.train_sha(a) and judge.path == profiles.evaluator_path(pa)
     assert profiles.evaluator_path(pb) != profiles.evaluator_path(pa)
-    assert workflow.ground_truth(pa, "test") == folders.ground_truth(pa.outputs, provenance.data_key(a), "test")
-    assert workflow.ground_truth(pb, "test") == folders.ground_truth(pb.outputs, provenance.data_key(b), "test")
+    assert steps.ground_truth(pa, "test") == folders.ground_truth(pa.outputs, provenance.data_key(a), "test")
+    assert steps.ground_truth(pb, "test") == folders.ground_truth(pb.outputs, provenance.data_key(b), "test")
     # a judge of other data filed under b's key is refused; an older one that records nothing passes with a note
     profiles.evaluator_path(pb).parent.mkdir(parents=True)
     shutil.copy(profiles.evaluator_path(pa), profiles.evaluator_path(pb))
     with pytest.raises(ValueError, match="learned another train.json"):
-        workflow.ensure_evaluator(pb)
+        steps.ensure_evaluator(pb)
     torch.save({"model": judge.network.state_dict()}, profiles.evaluator_path(pb))
     capsys.readouterr()
-    assert workflow.ensure_evaluator(pb).trained_on is None and "records no train.json" in capsys.readouterr().err
+    assert steps.ensure_evaluator(pb).trained_on is None and "records no train.json" in capsys.readouterr().err
     # ground truth of other conditions or counts is rendered again, not reused
-    gt = workflow.ground_truth(pa, "test")
+    gt = steps.ground_truth(pa, "test")
     stamp = (gt / "train.json").stat().st_mtime_ns
-    assert workflow.ground_truth(pa, "test") == gt and (gt / "train.json").stat().st_mtime_ns == stamp
+    assert steps.ground_truth(pa, "test") == gt and (gt / "train.json").stat().st_mtime_ns == stamp
     more = dataclasses.replace(pa, gt_per_condition=2)
-    assert len(data.load_mapping(workflow.ground_truth(more, "test"))) == 2 * len(data.load_condition_lists(a, "test"))
+    assert len(data.load_mapping(steps.ground_truth(more, "test"))) == 2 * len(data.load_condition_lists(a, "test"))
 
 
 def test_ground_truth_of_a_realistic_root_is_rendered_realistic(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     clean = render.render_dataset(tmp_path / "clean", scenes=4, seed=1, size=32, command="test")
     real = render.render_dataset(tmp_path / "real", scenes=4, seed=1, size=32, command="test", realistic=True)
-    kinds = [data.read_json(workflow.ground_truth(profiles.get("smoke", data_root=str(r)), "test") / "meta.json")
+    kinds = [data.read_json(steps.ground_truth(profiles.get("smoke", data_root=str(r)), "test") / "meta.json")
              ["realistic"] for r in (clean, real)]
     assert kinds == [False, True]  # the judge check and the fidelity reference look like the root's own images
 
@@ -119,11 +121,11 @@ def test_on_a_root_we_did_not_render_the_judge_is_checked_on_its_held_out_scenes
     monkeypatch.chdir(tmp_path)
     p = profiles.get("smoke", data_root=str(course))
     judge = E.Evaluator(E.build_network().eval())
-    (what, scores), = workflow.judge_on_ground_truth(p, judge).items()
+    (what, scores), = steps.judge_on_ground_truth(p, judge).items()
     assert "3 held-out images" in what and "not our render" in what and scores["n"] == 3
     assert not (tmp_path / p.outputs / "gt").exists()  # nothing rendered for data that is not ours
     rendered = profiles.get("smoke", data_root=str(render.render_dataset(tmp_path / "ours", scenes=4, command="t")))
-    assert set(workflow.judge_on_ground_truth(rendered, judge)) == {"ground-truth renders of test",
+    assert set(steps.judge_on_ground_truth(rendered, judge)) == {"ground-truth renders of test",
                                                                     "ground-truth renders of new_test"}
 
 
@@ -231,7 +233,7 @@ def test_the_demo_hands_the_users_root_judge_and_outputs_to_every_notebook(tmp_p
 
     monkeypatch.setattr(batch, "_execute", execute)
     monkeypatch.setattr(batch, "run_batch", lambda b: batches.append(b) or {"failed": [], "report": None})
-    monkeypatch.setattr(workflow, "judge_on_ground_truth", lambda p, judge: {"the held-out scenes": dict(
+    monkeypatch.setattr(steps, "judge_on_ground_truth", lambda p, judge: {"the held-out scenes": dict(
         topk=1.0, exact_set=1.0, n=3)})
     judge = E.Evaluator(E.build_network()).save(tmp_path / "checkpoint.pth")
     out = str(tmp_path / "out")

@@ -11,9 +11,9 @@ from torch import nn
 from torchvision.models import resnet18, resnet34
 
 from cddpm import cli, data
-from cddpm import evaluator as E
-from cddpm import evaluator_training as ET
 from cddpm import labels as L
+from cddpm.evaluation import evaluator as E
+from cddpm.evaluation import training as ET
 
 # a toy i-CLEVR: flat coloured squares (cube), discs (sphere) and triangles (cylinder) of 6 classes,
 # so that a ResNet18 learns it in seconds and the evaluate tests can tell right labels from wrong ones
@@ -234,11 +234,11 @@ def test_augment_moves_and_mirrors_but_keeps_colours():
 
 def test_split_keeps_scenes_whole():
     names = [f"CLEVR_train_{s:06d}_{i}.png" for s in range(40) for i in range(3)]
-    train, val = ET.split_scenes(names, 0.1, seed=0)
+    train, val = data.split_scenes(names, 0.1, seed=0)
     assert len(val) == 12 and len(train) == 108 and set(train.tolist()).isdisjoint(val.tolist())
     scene = lambda i: names[i].rsplit("_", 1)[0]  # noqa: E731
     assert {scene(i) for i in train.tolist()}.isdisjoint(scene(i) for i in val.tolist())
-    assert torch.equal(ET.split_scenes(names, 0.1, seed=0)[1], val)
+    assert torch.equal(data.split_scenes(names, 0.1, seed=0)[1], val)
 
 
 def test_training_learns_and_writes_the_official_format(trained):

@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from cddpm import batch, cli, data, fidelity, folders, profiles, render, report, workflow
-from cddpm import evaluator as E
-from cddpm.evaluator_training import train_evaluator
+from cddpm import cli, data, folders, render
+from cddpm.evaluation import evaluator as E
+from cddpm.evaluation import fidelity
+from cddpm.evaluation.training import train_evaluator
+from cddpm.workflow import profiles, report, steps
 
 CONDITIONS = [["red cube"], ["blue sphere"], ["gray cylinder", "cyan cube"], ["yellow sphere", "green cube"],
               ["purple cylinder", "red sphere", "blue cube"], ["brown cube", "cyan sphere", "gray cube"]]
@@ -170,15 +172,15 @@ def test_the_demo_measures_its_pooled_samples_against_ground_truth(world, tmp_pa
     (root / "test.json").write_text(json.dumps(CONDITIONS))
     p = profiles.get("smoke", data_root=str(root), splits=("test",), seeds=(0, 1), guidance=(2.0,))
     judge = E.Evaluator.load(world["judge"])
-    assert workflow.fidelity_of_samples(p, judge) == {}  # nothing sampled: nothing measured, nothing rendered
+    assert steps.fidelity_of_samples(p, judge) == {}  # nothing sampled: nothing measured, nothing rendered
     assert not (tmp_path / "outputs").exists()
     names = list(data.load_mapping(world["gt"][3]))
     for seed in p.seeds:  # seed s's image i: the s-th render of condition i
-        folder = folders.samples(p.outputs, p.batch) / batch.tag("test", seed, "last", p.sampler, p.steps, 2.0) / "images" / "test"
+        folder = folders.samples(p.outputs, p.batch) / folders.tag("test", seed, "last", p.sampler, p.steps, 2.0) / "images" / "test"
         folder.mkdir(parents=True)
         for i in range(len(CONDITIONS)):
             shutil.copyfile(world["gt"][3] / "iclevr" / names[2 * i + seed], folder / f"{i}.png")
-    (measured, n), = workflow.fidelity_of_samples(p, judge).values()
+    (measured, n), = steps.fidelity_of_samples(p, judge).values()
     assert n == 12 and measured["reference_n"] == len(CONDITIONS) * p.gt_per_condition
     assert measured["fd"] > 0 and measured["fd_floor"] > 0
     line = fidelity.summary(measured, n)

@@ -51,7 +51,7 @@ def test_loss_figure_plots_records_with_a_running_mean_for_long_runs():
 
 
 def test_importing_the_figure_modules_keeps_the_notebooks_backend():
-    code = ("import matplotlib; import cddpm.figures, cddpm.report, cddpm.train; "
+    code = ("import matplotlib; import cddpm.figures, cddpm.workflow.report, cddpm.train; "
             "print(matplotlib.get_backend())")
     env = {**os.environ, "MPLBACKEND": "svg"}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
@@ -60,7 +60,7 @@ def test_importing_the_figure_modules_keeps_the_notebooks_backend():
 
 
 def test_live_loss_keeps_the_records_and_redraws_outside_ipython(capsys):
-    from cddpm.widgets import LiveLoss
+    from cddpm.workflow.widgets import LiveLoss
 
     live = LiveLoss()
     live({"step": 2, "loss": 0.5, "log_every": 2})

@@ -20,14 +20,15 @@ from PIL import Image
 from test_sample import make_run, small_model
 from test_train import MICRO_ARGS, root
 
-from cddpm import batch, data, runs, sample
+from cddpm import data, runs, sample
 from cddpm import labels as L
 from cddpm.cli import main
 from cddpm.diffusion import train_scheduler
-from cddpm.evaluator import Evaluator, build_network
+from cddpm.evaluation.evaluator import Evaluator, build_network
 from cddpm.model import preset
 from cddpm.pipeline import CddpmPipeline
 from cddpm.train import TrainConfig, train
+from cddpm.workflow import batch
 
 
 def one_line_error(capsys, argv: list[str], *needles: str) -> str:

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from cddpm import labels as L
-from cddpm import metrics as M
+from cddpm.evaluation import metrics as M
 
 
 def scored(*rows: dict[str, float]) -> torch.Tensor:

@@ -7,7 +7,7 @@ import stat
 import pytest
 
 from cddpm import paths
-from cddpm.evaluator import Evaluator, build_network
+from cddpm.evaluation.evaluator import Evaluator, build_network
 
 
 def mode(path) -> int:

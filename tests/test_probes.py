@@ -7,8 +7,8 @@ import torch
 from test_sample import make_run
 
 from cddpm import labels as L
-from cddpm import probes
 from cddpm.cli import main
+from cddpm.evaluation import probes
 
 
 def test_probe_sets_hold_what_their_names_say():
@@ -39,7 +39,7 @@ def test_rare_pairs_are_the_least_seen():
 
 
 def test_probes_cli_writes_refuses_to_overwrite_and_feeds_sample_and_evaluate(tiny_root, tmp_path):
-    from cddpm.evaluator import Evaluator, build_network
+    from cddpm.evaluation.evaluator import Evaluator, build_network
 
     out = tmp_path / "probes"
     assert main(["probes", "--data", str(tiny_root), "--out", str(out), "--per-set", "3"]) == 0

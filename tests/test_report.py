@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from cddpm import report
-from cddpm.batch import Batch
+from cddpm.workflow import report
+from cddpm.workflow.batch import Batch
 
 
 def write_batch(root, accuracies):

@@ -303,7 +303,7 @@ def test_sample_cli_labels_raw_weights_and_data_override(run, tmp_path, tiny_roo
 @pytest.fixture(scope="module")
 def evaluators(tmp_path_factory) -> tuple[Path, Path]:
     """Two untrained evaluator checkpoints in the course's format: one judges, the other guides."""
-    from cddpm.evaluator import Evaluator, build_network
+    from cddpm.evaluation.evaluator import Evaluator, build_network
 
     folder = tmp_path_factory.mktemp("evaluators")
     torch.manual_seed(0)
@@ -427,25 +427,26 @@ def test_an_interrupted_sampling_leaves_no_stale_metrics_and_can_be_redone(run, 
 
 def test_the_notebook_sampling_step_fills_from_the_profile_and_names_the_batch_folder(run, tmp_path, monkeypatch,
                                                                                          capsys, evaluators):
-    from cddpm import batch, folders, profiles, workflow
+    from cddpm import folders
+    from cddpm.workflow import profiles, steps
 
     monkeypatch.chdir(tmp_path)
     p = profiles.get("smoke", run=str(run), evaluator=str(tmp_path / "missing.pth"), steps=2)
-    metrics, out = workflow.sample(p, "test", workflow.profile_request(p, seed=3))
-    assert out == folders.samples(p.outputs, p.batch) / batch.tag("test", 3, "last", p.sampler, 2, max(p.guidance))
+    metrics, out = steps.sample(p, "test", steps.profile_request(p, seed=3))
+    assert out == folders.samples(p.outputs, p.batch) / folders.tag("test", 3, "last", p.sampler, 2, max(p.guidance))
     assert (metrics["sampler"], metrics["steps"], metrics["guidance"]) == (p.sampler, 2, max(p.guidance))
     assert "topk" not in metrics and "no evaluator at" in capsys.readouterr().err  # said, not silent
     with pytest.raises(FileNotFoundError, match="nowhere.pth"):
-        workflow.sample(p, "test", evaluator="nowhere.pth")  # one named by the user must exist, as in `cddpm sample`
+        steps.sample(p, "test", evaluator="nowhere.pth")  # one named by the user must exist, as in `cddpm sample`
     judge = profiles.get("smoke", run=str(run), evaluator=str(evaluators[0]), steps=2)
-    assert "topk" in workflow.sample(judge, "new_test", out_dir=str(tmp_path / "o"))[0]
+    assert "topk" in steps.sample(judge, "new_test", out_dir=str(tmp_path / "o"))[0]
 
 
 # --- provenance: what a sample folder records, and `cddpm evaluate --images` checking against it ---------------
 
 def test_metrics_json_records_the_conditions_data_judge_and_run(run, tmp_path, tiny_root, evaluators):
     from cddpm import data, provenance
-    from cddpm.evaluator import Evaluator
+    from cddpm.evaluation.evaluator import Evaluator
 
     out = tmp_path / "s"
     assert main(["sample", "--run", str(run), "--split", "test", "--steps", "2", "--evaluator", str(evaluators[0]),
@@ -511,7 +512,7 @@ def test_evaluate_without_a_record_asks_for_the_conditions(sampled, tmp_path, ca
 def test_evaluate_says_when_the_judge_is_another_or_learned_other_data(sampled, tmp_path, capsys, evaluators,
                                                                       tiny_root):
     from cddpm import provenance
-    from cddpm.evaluator import Evaluator, build_network
+    from cddpm.evaluation.evaluator import Evaluator, build_network
 
     images = sampled / "images" / "new_test"
     code, _, err = evaluate(capsys, "--images", images, "--evaluator", evaluators[0])

@@ -297,7 +297,7 @@ def test_accelerate_launch_two_cpu_processes_agree_on_a_budget(tmp_path, data):
 
 
 def test_a_profile_becomes_a_train_config_in_one_place(tmp_path, data):
-    from cddpm import profiles
+    from cddpm.workflow import profiles
 
     p = profiles.get("smoke", data_root=str(data), run=str(tmp_path / "run"), max_steps=8)
     assert p.train == {**profiles.PROFILES["smoke"].train, "max_steps": 8}
@@ -347,16 +347,17 @@ def test_a_full_disk_while_saving_leaves_no_half_checkpoint(tmp_path, data, monk
 
 
 def test_workflow_steps_do_their_work_once(tmp_path, monkeypatch):
-    from cddpm import folders, profiles, provenance, workflow
+    from cddpm import folders, provenance
+    from cddpm.workflow import profiles, steps
 
     monkeypatch.chdir(tmp_path)
     p = profiles.get("smoke", scenes=4, evaluator_epochs=1)
-    root = workflow.ensure_data(p, command="test")
+    root = steps.ensure_data(p, command="test")
     assert (root / "train.json").is_file() and len(json.loads((root / "train.json").read_text())) == 12
     stamp = (root / "train.json").stat().st_mtime_ns
-    assert workflow.ensure_data(p) == root and (root / "train.json").stat().st_mtime_ns == stamp  # not rendered again
-    judge = workflow.ensure_evaluator(p)
-    scores = workflow.judge_on_ground_truth(p, judge)
+    assert steps.ensure_data(p) == root and (root / "train.json").stat().st_mtime_ns == stamp  # not rendered again
+    judge = steps.ensure_evaluator(p)
+    scores = steps.judge_on_ground_truth(p, judge)
     assert set(scores) == {f"ground-truth renders of {split}" for split in p.splits}
     assert all(0 <= s["topk"] <= 1 for s in scores.values())
     assert (folders.ground_truth(p.outputs, provenance.data_key(root), "test") / "train.json").is_file()

@@ -1,6 +1,6 @@
 """Work sized by minutes: a trainer times a few of its own steps on this machine, then takes as many as fit.
 
-Both trainers (``cddpm.train`` and ``cddpm.evaluator_training``) use it, so that a profile can say how long a
+Both trainers (``cddpm.train`` and ``cddpm.evaluation.training``) use it, so that a profile can say how long a
 stage may take rather than how many steps, and the LR schedule still ends at the last step.
 """
 from __future__ import annotations

@@ -25,12 +25,12 @@ import torch.nn.functional as F
 from . import labels as L
 from .choices import EDIT_THRESHOLD
 from .data import ICLEVRDataset, scene_step, to_float
+from .model import LAYOUT_PER_CLASS
 from .paths import check_file_target, write_text
 from .render import RENDER_FILES
 
 EMPTY = -1  # parent of a one-object image: the empty floor
 NONE = -2   # an image that extends no other image and holds more than one object: not a training pair
-LAYOUT_PER_CLASS = 256  # boxes a layout model keeps per class (a fixed buffer shape, so saved models load)
 PLACE_TRIES = 16        # box draws per placed object
 # a new object's box may lie this much under earlier ones: in our training scenes, 95% of added objects' boxes lie
 # at most 0.54 under earlier boxes (boxes hold shadows, which overlap), so 0.5 only refuses objects on objects

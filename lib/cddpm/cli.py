@@ -6,8 +6,10 @@ Library imports happen inside handlers so that ``cddpm --help`` stays instant.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from . import __version__
@@ -16,16 +18,19 @@ from .choices import (
     DEFAULT_DATA,
     DEFAULT_EVALUATOR,
     DEFAULT_OUTPUTS,
-    DEFAULT_PRECISION,
     DEFAULT_SAMPLER,
     DEFAULT_STEPS,
+    DENOISE_FRAMES,
+    DENOISE_LABELS,
     EDIT_THRESHOLD,
     MIXED_PRECISIONS,
     PREDICTION_TYPES,
     PRESETS,
+    PROBE_SET,
     PROFILES,
     SAMPLE_BATCH,
     SAMPLERS,
+    SCENES,
     SPLITS,
 )
 
@@ -39,7 +44,7 @@ def _print_json(obj) -> None:
 
 
 def _add_fidelity(p: argparse.ArgumentParser) -> None:
-    f = p.add_argument_group("fidelity", "Frechet distance and KID in the judge's pooled features (cddpm.fidelity)")
+    f = p.add_argument_group("fidelity", "Frechet distance and KID in the judge's pooled features (cddpm.evaluation.fidelity)")
     f.add_argument("--reference", type=Path, metavar="DIR", help="ground-truth renders of the images' conditions "
                    "(`cddpm render --out DIR --conditions/--split`): adds fd, kid_mean, kid_std")
     f.add_argument("--floor-reference", type=Path, metavar="DIR", help="renders of exactly the images' conditions at "
@@ -52,15 +57,40 @@ def _fidelity_options(args) -> dict:
     return dict(reference=args.reference, floor_reference=args.floor_reference, inception=args.inception)
 
 
+class _DefaultsFrom(argparse.HelpFormatter):
+    """Ends each option's help with its default in ``source()`` (a dataclass or a function: the one place it is set),
+    read when the help is shown, so that building the parser imports no torch; an option left out takes it."""
+
+    @staticmethod
+    def source() -> Callable:
+        raise NotImplementedError
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        source = self.source()
+        if isinstance(source, type):
+            value = getattr(source, action.dest, None)
+        else:
+            parameter = inspect.signature(source).parameters.get(action.dest)
+            value = None if parameter is None else parameter.default
+        if value is None or value is inspect.Parameter.empty or action.required or isinstance(
+                action, argparse._StoreTrueAction):
+            return action.help
+        if isinstance(value, bool):
+            value = "yes" if value else "no"
+        elif isinstance(value, float):
+            value = f"{value:g}"
+        return f"{action.help} [{value}]"
+
+
 # --- render ------------------------------------------------------------------------------------
 
 def _add_render(sub) -> None:
     p = sub.add_parser("render", help="render the synthetic i-CLEVR set (or ground truth for conditions)",
                        description="Write a synthetic i-CLEVR root in the official layout.")
     p.add_argument("--out", required=True, type=Path, help="folder to write (refused if not empty unless --force)")
-    p.add_argument("--scenes", type=int, default=6003, help="scenes of 3 images each (default 6003 = 18009 images)")
+    p.add_argument("--scenes", type=int, default=SCENES, help="scenes of 3 images each [%(default)s]")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--size", type=int, default=64, help="image side in pixels (64 for training, 256 for figures)")
+    p.add_argument("--size", type=int, default=64, help="image side in pixels (64 for training, 256 for figures) [%(default)s]")
     p.add_argument("--force", action="store_true", help="replace an earlier render in --out")
     p.add_argument("--realistic", action="store_true", help="the same scenes as Blender's CLEVR renders them: each "
                    "scene's own jittered camera and lights, a slightly different light per step, sample noise, "
@@ -71,7 +101,7 @@ def _add_render(sub) -> None:
     src.add_argument("--labels-from", type=Path, metavar="ROOT",
                      help="render a twin of ROOT's train.json (with ROOT's test.json and new_test.json)")
     p.add_argument("--data", type=Path, default=Path(DEFAULT_DATA), help="root whose --split conditions to render")
-    p.add_argument("--per-condition", type=int, default=10, help="images per condition with --conditions/--split")
+    p.add_argument("--per-condition", type=int, default=10, help="images per condition with --conditions/--split [%(default)s]")
     p.set_defaults(func=_render)
 
 
@@ -115,7 +145,7 @@ def _add_boxes(sub) -> None:
     p.add_argument("--data", type=Path, required=True, help="i-CLEVR root")
     p.add_argument("--json", type=Path, metavar="OUT",
                    help="also write every training image's box, {file name: [y0, x0, y1, x1]} (ends exclusive)")
-    p.add_argument("--size", type=int, default=64, help="image side of the boxes: the layout model's sample size [64]")
+    p.add_argument("--size", type=int, default=64, help="image side of the boxes: the layout model's sample size [%(default)s]")
     p.add_argument("--force", action="store_true", help="replace a boxes file written before")
     p.set_defaults(func=_boxes)
 
@@ -149,19 +179,19 @@ def _add_batch(sub) -> None:
     p.add_argument("--samplers", "--sampler", dest="samplers", nargs="+", default=[DEFAULT_SAMPLER], choices=SAMPLERS)
     p.add_argument("--steps", type=int, nargs="+", default=[DEFAULT_STEPS[DEFAULT_SAMPLER]])
     p.add_argument("--guidance-scales", "--guidance", dest="guidance", type=float, nargs="+", default=[1.0],
-                   help="classifier-free guidance scales (default 1)")
+                   help="classifier-free guidance scales %(default)s")
     p.add_argument("--evaluator", required=True, help="the judge's checkpoint (the course's checkpoint.pth, or one "
                    f"of `cddpm train-evaluator`, e.g. {DEFAULT_EVALUATOR})")
     p.add_argument("--data", default=None, help="i-CLEVR root for the split conditions (default: the run's)")
     p.add_argument("--notebooks", default="notebooks", help="folder holding the notebooks")
-    p.add_argument("--outputs", default=DEFAULT_OUTPUTS, help=f"outputs folder [{DEFAULT_OUTPUTS}]")
+    p.add_argument("--outputs", default=DEFAULT_OUTPUTS, help="outputs folder [%(default)s]")
     p.add_argument("--force", action="store_true", help="re-run combinations already done")
     _add_device(p)
     p.set_defaults(func=_batch)
 
 
 def _batch(args) -> int:
-    from .batch import Batch, run_batch
+    from .workflow.batch import Batch, run_batch
 
     result = run_batch(Batch(run=args.run, name=args.name, seeds=args.seeds, checkpoints=args.checkpoints,
                              splits=args.splits, samplers=args.samplers, steps=args.steps, guidance=args.guidance,
@@ -188,7 +218,7 @@ def _add_demo(sub) -> None:
 
 
 def _demo(args) -> int:
-    from .batch import run_demo
+    from .workflow.batch import run_demo
 
     return run_demo(profile=args.profile, notebooks=args.notebooks, outputs=str(args.outputs), device=args.device,
                     data=args.data and str(args.data), evaluator=args.evaluator and str(args.evaluator))
@@ -200,7 +230,7 @@ def _add_sample(sub) -> None:
     p = sub.add_parser("sample", help="sample a split's conditions (or given labels) and write the course outputs",
                        description="Generate images with a trained run: images, grid, denoising strip, metrics.json.")
     p.add_argument("--run", required=True, type=Path, help="training run folder")
-    p.add_argument("--checkpoint", default="last", help="last or step-N (default last)")
+    p.add_argument("--checkpoint", default="last", help="last or step-N [%(default)s]")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--split", choices=SPLITS, help="sample the conditions of this split")
     src.add_argument("--labels", nargs="+", metavar="OBJECTS",
@@ -209,10 +239,10 @@ def _add_sample(sub) -> None:
                      help="a test.json-style file of object lists (e.g. from cddpm probes); outputs named after it")
     p.add_argument("--data", type=Path, default=None, help="i-CLEVR root of --split (default: the run's)")
     p.add_argument("--sampler", choices=SAMPLERS, default=DEFAULT_SAMPLER,
-                   help=f"DDPM, DDIM or DPM-Solver++ (default {DEFAULT_SAMPLER})")
+                   help="DDPM, DDIM or DPM-Solver++ [%(default)s]")
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default: "
                    + ", ".join(f"{k} {v}" for k, v in DEFAULT_STEPS.items()) + ")")
-    p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale w (1 = conditional)")
+    p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale w (1 = conditional) [%(default)s]")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=SAMPLE_BATCH)
     p.add_argument("--out", required=True, type=Path, help="output folder")
@@ -220,30 +250,32 @@ def _add_sample(sub) -> None:
     p.add_argument("--no-ema", dest="ema", action="store_false", help="use the raw weights instead of the EMA")
     _add_fidelity(p)
     p.add_argument("--classifier-guidance", type=float, default=0.0, metavar="S",
-                   help="add S * grad log p(set | predicted x0) of --guide-evaluator to each step (default 0: off)")
+                   help="add S * grad log p(set | predicted x0) of --guide-evaluator to each step (0: off) [%(default)s]")
     p.add_argument("--guide-evaluator", type=Path, default=None,
                    help="evaluator that guides; judge with a different --evaluator")
-    p.add_argument("--denoise-labels", default=",".join(("red sphere", "cyan cylinder", "cyan cube")),
-                   help="objects of the denoising strip (default: red sphere,cyan cylinder,cyan cube)")
-    p.add_argument("--frames", type=int, default=8, help="frames of the denoising strip")
+    p.add_argument("--denoise-labels", default=",".join(DENOISE_LABELS), help="objects of the denoising strip [%(default)s]")
+    p.add_argument("--frames", type=int, default=DENOISE_FRAMES, help="frames of the denoising strip [%(default)s]")
     p.add_argument("--edit-threshold", type=float, default=EDIT_THRESHOLD,
-                   help="canvas models: a pass keeps only changes above this local mean (0: the whole drawn image; "
-                        f"default {EDIT_THRESHOLD})")
+                   help="canvas models: a pass keeps only changes above this local mean (0: the whole drawn image) "
+                        "[%(default)s]")
     _add_device(p)
     p.set_defaults(func=_sample)
 
 
 def _sample(args) -> int:
     from . import labels, sample
+    from .device import resolve
+    from .evaluation.judge import for_sampling
 
     request = sample.SampleRequest(sampler=args.sampler, steps=args.steps, guidance=args.guidance, seed=args.seed,
                                    batch_size=args.batch_size, edit_threshold=args.edit_threshold,
                                    classifier_guidance=args.classifier_guidance)
+    device = resolve(args.device)
+    judge, guide = for_sampling(args.evaluator, args.guide_evaluator, device, **_fidelity_options(args))
     metrics = sample.sample_split(
         args.run, args.out, request, split=args.split, labels=args.labels and [labels.parse(t) for t in args.labels],
-        conditions=args.conditions, data=args.data, checkpoint=args.checkpoint, ema=args.ema, evaluator=args.evaluator,
-        guide_evaluator=args.guide_evaluator, denoise_labels=labels.parse(args.denoise_labels), frames=args.frames,
-        device=args.device, **_fidelity_options(args))
+        conditions=args.conditions, data=args.data, checkpoint=args.checkpoint, ema=args.ema, judge=judge,
+        guide=guide, denoise_labels=labels.parse(args.denoise_labels), frames=args.frames, device=device)
     _print_json(metrics)
     return 0
 
@@ -256,7 +288,7 @@ def _add_export(sub) -> None:
                                    "cddpm.pipeline.CddpmPipeline.from_pretrained(OUT) loads without the run, "
                                    "with a README.md model card.")
     p.add_argument("--run", required=True, type=Path, help="training run folder")
-    p.add_argument("--checkpoint", default="last", help="last or step-N (default last)")
+    p.add_argument("--checkpoint", default="last", help="last or step-N [%(default)s]")
     p.add_argument("--no-ema", dest="ema", action="store_false", help="export the raw weights instead of the EMA")
     p.add_argument("--out", required=True, type=Path, help="folder to write (new or empty)")
     p.add_argument("--force", action="store_true", help="replace an earlier export in --out")
@@ -278,14 +310,14 @@ def _add_probes(sub) -> None:
                                    "format) from --data's train.json; sample and evaluate them with --conditions FILE.")
     p.add_argument("--out", required=True, type=Path, help="folder for the three files")
     p.add_argument("--data", type=Path, default=Path(DEFAULT_DATA), help="root whose train.json rare pairs come from")
-    p.add_argument("--per-set", type=int, default=32, help="object lists per file (default 32, like test.json)")
+    p.add_argument("--per-set", type=int, default=PROBE_SET, help="object lists per file, like test.json [%(default)s]")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="replace probe files written before")
     p.set_defaults(func=_probes)
 
 
 def _probes(args) -> int:
-    from .probes import write_probes
+    from .evaluation.probes import write_probes
 
     for path in write_probes(args.data, args.out, args.per_set, args.seed, args.force):
         print(path)
@@ -303,25 +335,35 @@ class _DeprecatedPrecision(argparse.Action):
         setattr(namespace, self.dest, value)
 
 
+class _EvaluatorDefaults(_DefaultsFrom):
+    """``cddpm train-evaluator``'s defaults: those of ``cddpm.evaluation.training.train_evaluator``."""
+
+    @staticmethod
+    def source() -> Callable:
+        from .evaluation.training import train_evaluator
+
+        return train_evaluator
+
+
 def _add_train_evaluator(sub) -> None:
     p = sub.add_parser("train-evaluator", help="train the ResNet18 evaluator (course checkpoint format) on a root",
+                       formatter_class=_EvaluatorDefaults,
                        description="Train the course's ResNet18 from scratch with BCE; save {'model': state_dict} "
                                    "and its validation accuracies (OUT with .json).")
     p.add_argument("--data", type=Path, default=Path(DEFAULT_DATA), help="i-CLEVR root whose train.json to learn")
     p.add_argument("--out", type=Path, default=Path(DEFAULT_EVALUATOR), help="checkpoint to write")
-    p.add_argument("--epochs", type=int, default=12, help="passes over the training images; with --minutes, their cap")
-    p.add_argument("--minutes", type=float, default=None, help="time budget: the speed measured at the start sets "
-                   "the steps (the last epoch may be partial), so that the schedule ends on time [none]")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate of the one-cycle schedule")
-    p.add_argument("--pos-weight", type=float, default=2.0, help="BCE weight of present objects (fewer misses)")
-    p.add_argument("--seed", type=int, default=0, help="initialisation, validation split, batch order, augmentation")
-    p.add_argument("--train-size", type=int, default=64, help="learn from images read at this size and upsampled "
-                   "to 64x64 (32: the course's own judge, which forgives blur) [64]")
+    p.add_argument("--epochs", type=int, help="passes over the training images; with --minutes, their cap")
+    p.add_argument("--minutes", type=float, help="time budget: the speed measured at the start sets the steps (the "
+                   "last epoch may be partial), so that the schedule ends on time [none]")
+    p.add_argument("--batch-size", type=int, help="images per step")
+    p.add_argument("--lr", type=float, help="peak learning rate of the one-cycle schedule")
+    p.add_argument("--pos-weight", type=float, help="BCE weight of present objects (fewer misses)")
+    p.add_argument("--seed", type=int, help="initialisation, validation split, batch order, augmentation")
+    p.add_argument("--train-size", type=int, help="learn from images read at this size and upsampled to 64x64 (32: "
+                   "the course's own judge, which forgives blur)")
     _add_device(p)
-    p.add_argument("--mixed-precision", choices=MIXED_PRECISIONS, default=DEFAULT_PRECISION,
-                   help="autocast; auto: bf16 where the hardware computes it natively, fp16 on GPUs before Ampere, "
-                        f"else fp32 [{DEFAULT_PRECISION}]")
+    p.add_argument("--mixed-precision", choices=MIXED_PRECISIONS, help="autocast; auto: bf16 where the hardware "
+                   "computes it natively, fp16 on GPUs before Ampere, else fp32")
     p.add_argument("--precision", dest="mixed_precision", choices=("auto", "bf16", "fp32"), default=argparse.SUPPRESS,
                    action=_DeprecatedPrecision, help=argparse.SUPPRESS)
     p.add_argument("--force", action="store_true", help="replace an existing --out")
@@ -329,12 +371,11 @@ def _add_train_evaluator(sub) -> None:
 
 
 def _train_evaluator(args) -> int:
-    from .evaluator_training import train_evaluator
+    from .evaluation.training import train_evaluator
 
-    report = train_evaluator(args.data, args.out, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                             pos_weight=args.pos_weight, seed=args.seed, device=args.device,
-                             mixed_precision=args.mixed_precision, force=args.force, train_size=args.train_size,
-                             minutes=args.minutes)
+    options = ("epochs", "minutes", "batch_size", "lr", "pos_weight", "seed", "train_size", "mixed_precision", "device")
+    report = train_evaluator(args.data, args.out, force=args.force,
+                             **{k: getattr(args, k) for k in options if getattr(args, k, None) is not None})
     _print_json({k: v for k, v in report.items() if k != "history"})
     return 0
 
@@ -396,7 +437,8 @@ def _conditions_of_images(args) -> tuple[list[list[str]], str, Path | None, dict
 
 
 def _evaluate(args) -> int:
-    from . import data, device, evaluator, provenance
+    from . import data, device, provenance
+    from .evaluation import evaluator
     from .paths import check_output_file, json_holding, write_json
 
     if args.json is not None:
@@ -423,7 +465,7 @@ def _evaluate(args) -> int:
     else:
         result = evaluator.evaluate_root(judge, args.root, with_per_image=args.per_image, **_fidelity_options(args))
     if args.reference:
-        from .fidelity import summary
+        from .evaluation.fidelity import summary
 
         print(f"fidelity in the judge's features: {summary(result, result['n'])}", file=sys.stderr)
     _print_json(result)
@@ -434,21 +476,14 @@ def _evaluate(args) -> int:
 
 # --- train -------------------------------------------------------------------------------------
 
-class _TrainDefaults(argparse.HelpFormatter):
-    """Ends each ``cddpm train`` option's help with its default from ``cddpm.train.TrainConfig``, the one place it is
-    set; read when the help is shown, so that building the parser imports no torch."""
+class _TrainDefaults(_DefaultsFrom):
+    """``cddpm train``'s defaults: those of ``cddpm.train.TrainConfig``."""
 
-    def _get_help_string(self, action: argparse.Action) -> str:
+    @staticmethod
+    def source() -> type:
         from .train import TrainConfig
 
-        value = getattr(TrainConfig, action.dest, None)
-        if value is None or action.required or isinstance(action, argparse._StoreTrueAction):
-            return action.help
-        if isinstance(value, bool):
-            value = "yes" if value else "no"
-        elif isinstance(value, float):
-            value = f"{value:g}"
-        return f"{action.help} [{value}]"
+        return TrainConfig
 
 
 def _add_train(sub) -> None:

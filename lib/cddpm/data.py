@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from . import labels as L
-from .choices import SPLITS
+from .choices import HELD_OUT, SPLITS
 from .paths import atomic_write
 
 CONDITION_SPLITS = SPLITS
@@ -209,3 +210,27 @@ class ICLEVRDataset(Dataset):
         except OSError:  # a read-only root still works, only without the cache
             pass
         return images
+
+
+def split_scenes(names: Sequence[str], val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Train/validation indices with whole scenes held out: ``CLEVR_train_000123_{0,1,2}.png`` share a scene.
+
+    A scene is the file name without its last ``_<digits>`` part; other names are a scene each.
+    """
+    scenes = [scene_step(name)[0] for name in names]
+    unique = sorted(set(scenes))
+    order = torch.randperm(len(unique), generator=torch.Generator().manual_seed(seed)).tolist()
+    n_val = round(len(unique) * val_fraction)
+    if len(unique) >= 2:
+        n_val = min(max(n_val, 1), len(unique) - 1)
+    held = {unique[i] for i in order[:n_val]}
+    is_val = torch.tensor([s in held for s in scenes], dtype=torch.bool)
+    return torch.nonzero(~is_val).flatten(), torch.nonzero(is_val).flatten()
+
+
+def held_out(names: Sequence[str]) -> torch.Tensor:
+    """Which images of a root are its held-out set: ``HELD_OUT`` of its scenes, whole, the same for every caller.
+    A profile keeps them out of training on a root it did not render, and checks its judge on them."""
+    mask = torch.zeros(len(names), dtype=torch.bool)
+    mask[split_scenes(names, HELD_OUT, seed=0)[1]] = True
+    return mask

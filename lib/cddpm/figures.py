@@ -18,6 +18,7 @@ from PIL import Image
 from torchvision.utils import make_grid
 
 from .data import to_uint8
+from .runs import read_metrics
 
 
 def grid(images: torch.Tensor, nrow: int = 8, padding: int = 2) -> torch.Tensor:
@@ -103,3 +104,13 @@ def loss_figure(records: Sequence[dict], title: str = "training loss") -> Figure
     ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
     return fig
+
+
+def loss_curve(run: str | os.PathLike, path: str | os.PathLike) -> Path | None:
+    """Draw the training loss of ``RUN/metrics.jsonl`` (:func:`loss_figure`) to ``path``; None
+    when the run has logged no loss yet."""
+    records = [r for r in read_metrics(run) if "loss" in r]
+    if not records:
+        return None
+    loss_figure(records, title=f"{Path(run).name}: training loss").savefig(path, dpi=120)
+    return Path(path)

@@ -48,6 +48,11 @@ def samples(outputs: str | os.PathLike, batch: str) -> Path:
     return Path(outputs) / "samples" / batch
 
 
+def tag(split: str, seed: int, checkpoint: str, sampler: str, steps: int, guidance: float) -> str:
+    """The name of one combination: its sample folder and (after ``03_sample__``) its executed notebook."""
+    return f"{split}__seed{seed}__{checkpoint}__{sampler}{steps}__g{guidance:g}"
+
+
 def papermill(outputs: str | os.PathLike, batch: str) -> Path:
     """A batch's executed notebooks: the record of what ran."""
     return Path(outputs) / "papermill" / batch

@@ -31,9 +31,10 @@ from diffusers import ConfigMixin, ModelMixin, UNet2DModel
 from diffusers.configuration_utils import register_to_config
 from torch import nn
 
-from .canvas import LAYOUT_PER_CLASS
 from .choices import CONDITIONINGS
 from .labels import NUM_CLASSES
+
+LAYOUT_PER_CLASS = 256  # boxes a layout model keeps per class (a fixed buffer shape, so saved models load)
 
 
 @dataclass

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import InitVar, dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -28,7 +29,7 @@ from PIL import Image
 from . import canvas as C
 from . import figures, provenance, runs
 from . import labels as L
-from .choices import DEFAULT_SAMPLER, DEFAULT_STEPS, EDIT_THRESHOLD, SAMPLE_BATCH
+from .choices import DEFAULT_SAMPLER, DEFAULT_STEPS, DENOISE_FRAMES, DENOISE_LABELS, EDIT_THRESHOLD, SAMPLE_BATCH
 from .data import NUMBERED_PNG, load_condition_file, load_condition_lists, to_float, to_uint8
 from .device import resolve as resolve_device
 from .paths import claim_folder, write_json
@@ -45,11 +46,26 @@ SAMPLERS: dict[str, tuple[type[SchedulerMixin], dict]] = {
     "dpmsolver": (DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++", "solver_order": 2,
                                                 "thresholding": True, "sample_max_value": 1.0}),
 }
-DENOISE_LABELS = ("red sphere", "cyan cylinder", "cyan cube")
 COURSE_SIZE = 64
 
 # differentiable log p(requested set | image) (N,) of images (N, 3, 64, 64) in [-1, 1] and multi-hot (N, 24)
 Guide = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class NamedGuide(Protocol):
+    """A :data:`Guide` that ``metrics.json`` records by ``path`` (e.g. ``cddpm.evaluation.judge.ClassifierGuide``)."""
+
+    path: str
+
+    def __call__(self, images: torch.Tensor, cond: torch.Tensor) -> torch.Tensor: ...
+
+
+class Judge(Protocol):
+    """What scores samples (e.g. ``cddpm.evaluation.judge.SampleJudge``): checked before sampling, called after."""
+
+    def check(self, labels: torch.Tensor, root: Path) -> None: ...
+
+    def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> dict: ...
 
 
 def image_seed(seed: int, index: int) -> int:
@@ -268,7 +284,7 @@ def generate(model: torch.nn.Module, sampler: SchedulerMixin | dict, labels: tor
 
 
 def denoise_frames(model: torch.nn.Module, sampler: SchedulerMixin | dict, labels: Sequence[str] = DENOISE_LABELS,
-                   frames: int = 8, request: SampleRequest = SampleRequest(), guide: Guide | None = None,
+                   frames: int = DENOISE_FRAMES, request: SampleRequest = SampleRequest(), guide: Guide | None = None,
                    size: int | None = COURSE_SIZE) -> torch.Tensor:
     """``frames`` evenly spaced states (F, 3, size, size) from pure noise to the final image for one label list;
     ``sampler`` and ``request`` as in :func:`generate`."""
@@ -287,18 +303,6 @@ def save_images(images: torch.Tensor, folder: str | os.PathLike) -> list[Path]:
         paths.append(folder / f"{i}.png")
         Image.fromarray(image.permute(1, 2, 0).numpy()).save(paths[-1])
     return paths
-
-
-def classifier_guide(evaluator) -> Guide:
-    """The guide evaluator's log p(requested set | image): the Bernoulli log-likelihood summed over all 24 classes,
-    so missing objects and extra ones both lower it."""
-    evaluator.network.requires_grad_(False)  # gradients flow to the image only
-
-    def log_p(images: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        logits = evaluator(images).float()
-        return -F.binary_cross_entropy_with_logits(logits, cond.float(), reduction="none").sum(1)
-
-    return log_p
 
 
 MARKER = ".cddpm-sample"  # written before sampling starts: an interrupted output is still recognised as ours
@@ -340,36 +344,27 @@ def prepare_out(out: str | os.PathLike, name: str) -> Path:
 def sample_split(run: str | os.PathLike, out: str | os.PathLike, request: SampleRequest = SampleRequest(), *,
                  split: str | None = None, labels: Sequence[Sequence[str]] | None = None,
                  conditions: str | os.PathLike | None = None, data: str | os.PathLike | None = None,
-                 checkpoint: str = "last", ema: bool = True, evaluator: str | os.PathLike | None = None,
-                 guide_evaluator: str | os.PathLike | None = None, denoise_labels: Sequence[str] = DENOISE_LABELS,
-                 frames: int = 8, device: str | torch.device | None = None, progress: bool = True,
-                 reference: str | os.PathLike | None = None, floor_reference: str | os.PathLike | None = None,
-                 inception: bool = False) -> dict:
+                 checkpoint: str = "last", ema: bool = True, judge: Judge | None = None, guide: NamedGuide | None = None,
+                 denoise_labels: Sequence[str] = DENOISE_LABELS, frames: int = DENOISE_FRAMES,
+                 device: str | torch.device | None = None, progress: bool = True) -> dict:
     """Sample a split's conditions (or given label lists, or a ``conditions`` file like test.json) as ``request`` says
-    with a checkpoint of ``run`` (``guide_evaluator`` guides when the request's classifier guidance is on) and write
+    with a checkpoint of ``run`` (``guide`` guides when the request's classifier guidance is on) and write
     the course outputs and ``metrics.json`` to ``out``.
 
     Writes ``out/images/{split}/{i}.png``, ``out/grid_{split}.png`` (plus ``captions_{split}.png``, each
     image titled with its objects), ``out/denoise.png`` (``frames`` states of ``denoise_labels``) and
-    ``out/metrics.json`` (with top-k, exact-set and extra-object rate when ``evaluator`` is given);
-    label lists are written under the name ``labels``, a conditions file under its stem. With a ``reference`` root of
-    ground-truth renders the judge's FD and KID join them (with ``floor_reference``, ``inception``: see
-    :func:`cddpm.fidelity.measure`).
+    ``out/metrics.json`` (with what ``judge`` measures when it is given);
+    label lists are written under the name ``labels``, a conditions file under its stem.
     Returns the metrics.
     """
-    from .evaluator import Evaluator
-
     if sum(x is not None for x in (split, labels, conditions)) != 1:
         raise ValueError("give exactly one of a split (test or new_test), label lists or a conditions file to sample")
     check_whole("--frames", frames, 2)  # every value is checked before --out is touched (prepare_out clears it)
     denoise_labels = L.check(denoise_labels)
-    if request.classifier_guidance and guide_evaluator is None:
+    if request.classifier_guidance and guide is None:
         raise ValueError("classifier guidance needs --guide-evaluator PATH (an evaluator other than the judging one)")
-    if guide_evaluator is not None and not request.classifier_guidance:
+    if guide is not None and not request.classifier_guidance:
         raise ValueError("--guide-evaluator only acts with --classifier-guidance S > 0; give both or neither")
-    for path, flag in ((evaluator, "--evaluator"), (guide_evaluator, "--guide-evaluator")):
-        if path is not None and not Path(path).is_file():
-            raise FileNotFoundError(f"{flag} {path} does not exist; train one with `cddpm train-evaluator` or fix it")
     name = split if split is not None else Path(conditions).stem if conditions is not None else "labels"
     check_out(out, name)  # before the model loads
     device = resolve_device(device)
@@ -383,24 +378,9 @@ def sample_split(run: str | os.PathLike, out: str | os.PathLike, request: Sample
     else:
         conditions, source = [L.check(c) for c in labels], "labels"
     schedule = make_sampler(request.sampler, scheduler_config, request.steps)  # once for all; fails before any work
-    if reference is not None or floor_reference is not None or inception:
-        from . import fidelity
-
-        if evaluator is None or reference is None:
-            raise ValueError("--reference, --floor-reference and --inception measure against ground-truth renders in "
-                             "the judge's features; give --evaluator and --reference DIR")
-        fidelity.check(L.encode_batch(conditions), reference, floor_reference, inception)
-    judge = Evaluator.load(evaluator, device) if evaluator is not None else None
-    guide = None
-    if request.classifier_guidance:
-        guiding = Evaluator.load(guide_evaluator, device)
-        if judge is not None and guiding.digest() == judge.digest():
-            raise ValueError(f"--guide-evaluator {guide_evaluator} holds the same weights as the judging --evaluator "
-                             f"{evaluator}, which inflates the score; guide with one trained independently (another seed)")
-        guide = classifier_guide(guiding)
+    if judge is not None:
+        judge.check(L.encode_batch(conditions), root)
     out = prepare_out(out, name)
-    if judge is not None and (root / "train.json").is_file():
-        provenance.say(provenance.judge_note(evaluator, judge.trained_on, root))
 
     start = time.perf_counter()
     with tqdm(total=passes(model, conditions) * len(schedule.timesteps), disable=not progress, unit="img-step",
@@ -416,7 +396,7 @@ def sample_split(run: str | os.PathLike, out: str | os.PathLike, request: Sample
     metrics = dict(split=name, n=len(images), run=str(run), checkpoint=folder.name, ema=ema, sampler=request.sampler,
                    steps=schedule.num_inference_steps, guidance=request.guidance, seed=request.seed,
                    classifier_guidance=request.classifier_guidance,
-                   guide_evaluator=str(guide_evaluator) if guide_evaluator else None,
+                   guide_evaluator=guide.path if guide is not None else None,
                    edit_threshold=request.edit_threshold if model.config.canvas else None,
                    sample_size=model.config.sample_size, device=str(device), batch_size=request.batch_size,
                    wall_s=round(wall, 3), images_per_s=round(len(images) / wall, 3) if wall > 0 else None,
@@ -425,13 +405,6 @@ def sample_split(run: str | os.PathLike, out: str | os.PathLike, request: Sample
                    conditions_source=source, data=str(root.resolve()), run_path=str(Path(run).resolve()),
                    run_train_json_sha1=config.get("dataset", {}).get("train_json_sha1"))
     if judge is not None:
-        from .evaluator import evaluate_images
-
-        scores = evaluate_images(judge, images, L.encode_batch(conditions))
-        metrics.update(scores, evaluator=str(evaluator), evaluator_sha256=judge.digest(),
-                       evaluator_train_json_sha1=judge.trained_on)
-        if reference is not None:
-            metrics.update(fidelity.measure(judge, to_uint8(images), L.encode_batch(conditions), reference,
-                                            floor_reference, inception))
+        metrics.update(judge(images, L.encode_batch(conditions)))
     write_json(out / "metrics.json", metrics)
     return metrics

@@ -34,13 +34,12 @@ from diffusers.optimization import get_cosine_schedule_with_warmup
 from diffusers.training_utils import EMAModel
 from safetensors.torch import save_file
 
-from . import budget, canvas, folders, report, runs
+from . import budget, canvas, figures, folders, runs
 from .choices import DEFAULT_DATA, DEFAULT_OUTPUTS, DEFAULT_PRECISION, DEFAULT_PRESET, MIXED_PRECISIONS
-from .data import ICLEVRDataset, to_float
+from .data import ICLEVRDataset, held_out, to_float
 from .device import choose_precision, describe_precision
 from .device import resolve as resolve_device
 from .diffusion import PREDICTION_TYPES, train_scheduler, training_loss
-from .evaluator_training import held_out
 from .model import ConditionalUNet, ModelConfig, preset
 from .paths import claim_folder, publish, temporary_sibling, write_json, write_text
 from .progress import tqdm
@@ -88,7 +87,7 @@ class TrainConfig:
     resume: bool = False
     inexact_resume: bool = False       # resume although the checkpoint's random states cannot be restored
     device: str | None = None          # cpu or cuda; None: accelerate's choice (the GPU when present)
-    hold_out: bool = False             # leave the root's held-out scenes (evaluator_training.held_out) out of training
+    hold_out: bool = False             # leave the root's held-out scenes (data.held_out) out of training
 
     def __post_init__(self):
         if self.model is None:
@@ -156,26 +155,15 @@ def make_accelerator(config: TrainConfig) -> Accelerator:
                        log_with="tensorboard" if config.tensorboard else None, project_dir=config.out, cpu=on_cpu)
 
 
-class Trainer:
-    """The model, optimiser, LR schedule, EMA and on-device data of one run, one optimiser step at a time.
+class Batches:
+    """One process's training data on its device and the micro-batches drawn from it: a (seed, epoch) permutation of
+    the examples, each image in [-1, 1] with its labels and, for a canvas model, its model input (the image it extends
+    from ``parents`` of :func:`cddpm.canvas.pairs`, or the empty floor; for a layout model also the mask of the box
+    around what it added: ``boxes`` from :func:`layout_boxes`)."""
 
-    A canvas model trains on the images that extend another (``parents`` from :func:`cddpm.canvas.pairs`, with
-    ``labels`` the added objects): its input is the parent image, or the empty floor for a one-object image; a
-    layout model's input also holds the box around what the image added (:func:`layout_boxes`, or ``boxes``
-    found by it once for several Trainers).
-    """
-
-    def __init__(self, config: TrainConfig, images: torch.Tensor, labels: torch.Tensor,
-                 accelerator: Accelerator | None = None, parents: torch.Tensor | None = None,
-                 boxes: canvas.TrainingBoxes | None = None):
-        if config.max_steps is None and config.epochs is None:
-            raise ValueError("the run has no length; give max_steps, epochs or minutes (--max-steps N, --epochs E "
-                             "or --minutes M)")
-        if config.model.canvas != (parents is not None):
-            raise ValueError("a canvas model trains on (image, parent) pairs and only a canvas model does; "
-                             "pass parents from cddpm.canvas.pairs exactly when config.model.canvas is set")
-        self.config = config
-        self.accelerator = acc = accelerator or make_accelerator(config)
+    def __init__(self, config: TrainConfig, images: torch.Tensor, labels: torch.Tensor, acc: Accelerator,
+                 parents: torch.Tensor | None = None, boxes: canvas.TrainingBoxes | None = None):
+        self.config, self.accelerator = config, acc
         examples = torch.arange(len(images)) if parents is None else torch.nonzero(parents != canvas.NONE).flatten()
         n, self.per_epoch = len(examples), len(examples) // (config.batch_size * acc.num_processes)
         if n == 0:
@@ -185,47 +173,22 @@ class Trainer:
         if self.per_epoch == 0:
             raise ValueError(f"batch size {config.batch_size} x {acc.num_processes} process(es) exceeds the {n} "
                              "training images; lower --batch-size")
-        self.total_steps = config.max_steps or max(1, math.ceil(config.epochs * self.per_epoch / config.grad_accum))
-        torch.manual_seed(config.seed)  # the same initial weights on every process
-        self.net = ConditionalUNet(config.model)
-        self.parents, self.floor, self.boxes = None, None, None
+        self.parents, self.floor, self.boxes, self.background, self.layout_table = None, None, None, None, None
         if parents is not None:
             floor = canvas.background(images[parents == canvas.EMPTY])
-            self.net.background.copy_(to_float(floor))
+            self.background = to_float(floor)  # the model's empty-floor buffer
             self.floor, self.parents = floor.to(acc.device), parents.to(acc.device)
-        if config.model.layout:
-            found = boxes or layout_boxes(images, parents, acc)
-            box, ok = found.box, found.index[found.plausible]  # only plausible boxes enter the layout table
-            self.net.layout_boxes.copy_(canvas.layout_table(box[found.plausible], labels[ok].argmax(1),
-                                                            torch.Generator().manual_seed(config.seed)))
+        if boxes is not None:
+            box, ok = boxes.box, boxes.index[boxes.plausible]  # only plausible boxes enter the layout table
+            self.layout_table = canvas.layout_table(box[boxes.plausible], labels[ok].argmax(1),
+                                                    torch.Generator().manual_seed(config.seed))
             self.boxes = torch.zeros(len(images), 4, dtype=torch.long).index_copy(0, examples, box).to(acc.device)
-        if config.channels_last:
-            self.net.to(memory_format=torch.channels_last)
-        optimizer = torch.optim.AdamW(self.net.parameters(), lr=config.lr, weight_decay=config.weight_decay,
-                                      fused=True if acc.device.type == "cuda" else None)
-        # accelerate steps a prepared LR scheduler once per process per optimiser step; the warm-up takes at most
-        # half the run, so that a short (or budget-sized) run still decays to 0 at its last step
-        warmup = min(config.warmup, self.total_steps // 2)
-        lr_scheduler = get_cosine_schedule_with_warmup(optimizer, warmup * acc.num_processes,
-                                                       self.total_steps * acc.num_processes)
-        self.model, self.optimizer, self.lr_scheduler = acc.prepare(self.net, optimizer, lr_scheduler)
-        if config.compile and not is_compiled_module(self.model):
-            self.model = torch.compile(self.model)
-        # EMA warm-up (diffusers' recipe): decay 1 - (1 + step)^-3/4, capped at ema_decay; about 0.997 after
-        # 2k steps and 0.9994 after 20k, so short CPU runs and long GPU runs both get a sensible average
-        self.ema = EMAModel(self.net.parameters(), decay=config.ema_decay, use_ema_warmup=True, power=0.75,
-                            foreach=True)
-        self.noise_scheduler = train_scheduler(prediction_type=config.prediction_type)
         self.images, self.labels, self.examples = images.to(acc.device), labels.to(acc.device), examples.to(acc.device)
-        self.step, self.train_seconds = 0, 0.0
         self._epoch, self._order = -1, None
-        acc.register_save_state_pre_hook(self._save_weights)
-        acc.register_load_state_pre_hook(self._load_weights)
-        set_seed(config.seed, device_specific=True)  # noise, timesteps, label dropout, flips
 
-    def batch(self, micro: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    def __call__(self, micro: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Micro-batch number ``micro``: this process's slice of a (seed, epoch) permutation, as floats on the device:
-        images, labels and (canvas models) the images they extend."""
+        images, labels and (canvas models) the model input they extend."""
         cfg, acc = self.config, self.accelerator
         epoch, i = divmod(micro, self.per_epoch)
         if epoch != self._epoch:
@@ -247,12 +210,66 @@ class Trainer:
             base = None if base is None else base.contiguous(memory_format=torch.channels_last)
         return x, self.labels[index], base
 
+
+class Trainer:
+    """The model, optimiser, LR schedule and EMA of one run, one optimiser step at a time over :class:`Batches`,
+    with the checkpoint hooks that save and restore them exactly.
+
+    A canvas model trains on the images that extend another (``parents`` from :func:`cddpm.canvas.pairs`, with
+    ``labels`` the added objects); a layout model also on the boxes around what they added (:func:`layout_boxes`,
+    or ``boxes`` found by it once for several Trainers).
+    """
+
+    def __init__(self, config: TrainConfig, images: torch.Tensor, labels: torch.Tensor,
+                 accelerator: Accelerator | None = None, parents: torch.Tensor | None = None,
+                 boxes: canvas.TrainingBoxes | None = None):
+        if config.max_steps is None and config.epochs is None:
+            raise ValueError("the run has no length; give max_steps, epochs or minutes (--max-steps N, --epochs E "
+                             "or --minutes M)")
+        if config.model.canvas != (parents is not None):
+            raise ValueError("a canvas model trains on (image, parent) pairs and only a canvas model does; "
+                             "pass parents from cddpm.canvas.pairs exactly when config.model.canvas is set")
+        self.config = config
+        self.accelerator = acc = accelerator or make_accelerator(config)
+        if config.model.layout and boxes is None:
+            boxes = layout_boxes(images, parents, acc)
+        self.batches = Batches(config, images, labels, acc, parents, boxes if config.model.layout else None)
+        self.per_epoch = self.batches.per_epoch
+        self.total_steps = config.max_steps or max(1, math.ceil(config.epochs * self.per_epoch / config.grad_accum))
+        torch.manual_seed(config.seed)  # the same initial weights on every process
+        self.net = ConditionalUNet(config.model)
+        if self.batches.background is not None:
+            self.net.background.copy_(self.batches.background)
+        if self.batches.layout_table is not None:
+            self.net.layout_boxes.copy_(self.batches.layout_table)
+        if config.channels_last:
+            self.net.to(memory_format=torch.channels_last)
+        optimizer = torch.optim.AdamW(self.net.parameters(), lr=config.lr, weight_decay=config.weight_decay,
+                                      fused=True if acc.device.type == "cuda" else None)
+        # accelerate steps a prepared LR scheduler once per process per optimiser step; the warm-up takes at most
+        # half the run, so that a short (or budget-sized) run still decays to 0 at its last step
+        warmup = min(config.warmup, self.total_steps // 2)
+        lr_scheduler = get_cosine_schedule_with_warmup(optimizer, warmup * acc.num_processes,
+                                                       self.total_steps * acc.num_processes)
+        self.model, self.optimizer, self.lr_scheduler = acc.prepare(self.net, optimizer, lr_scheduler)
+        if config.compile and not is_compiled_module(self.model):
+            self.model = torch.compile(self.model)
+        # EMA warm-up (diffusers' recipe): decay 1 - (1 + step)^-3/4, capped at ema_decay; about 0.997 after
+        # 2k steps and 0.9994 after 20k, so short CPU runs and long GPU runs both get a sensible average
+        self.ema = EMAModel(self.net.parameters(), decay=config.ema_decay, use_ema_warmup=True, power=0.75,
+                            foreach=True)
+        self.noise_scheduler = train_scheduler(prediction_type=config.prediction_type)
+        self.step, self.train_seconds = 0, 0.0
+        acc.register_save_state_pre_hook(self._save_weights)
+        acc.register_load_state_pre_hook(self._load_weights)
+        set_seed(config.seed, device_specific=True)  # noise, timesteps, label dropout, flips
+
     def train_step(self) -> torch.Tensor:
         """One optimiser step over ``grad_accum`` micro-batches; returns the mean loss (a device tensor)."""
         cfg, acc = self.config, self.accelerator
         total = torch.zeros((), device=acc.device)
         for a in range(cfg.grad_accum):
-            x0, labels, base = self.batch(self.step * cfg.grad_accum + a)
+            x0, labels, base = self.batches(self.step * cfg.grad_accum + a)
             with acc.accumulate(self.model):
                 loss = training_loss(self.model, self.noise_scheduler, x0, labels, cfg.p_uncond, canvas=base)
                 acc.backward(loss)
@@ -576,7 +593,7 @@ def _train(config: TrainConfig, on_log: Callable[[dict], None] | None, acc: Acce
                 break
     bar.close()
     if acc.is_main_process:
-        report.loss_curve(run, run / "loss.png")
+        figures.loss_curve(run, run / "loss.png")
     if config.tensorboard:
         acc.end_training()
     checkpoint = runs.checkpoint_dir(run, trainer.step)

@@ -27,6 +27,7 @@ import numpy as np
 from PIL import Image
 
 from .. import labels as L
+from ..choices import SCENES
 from ..paths import atomic_write, claim_folder
 from ..progress import TERMINAL_ONLY, tqdm
 from . import raycast
@@ -50,7 +51,7 @@ class Job:
     images: tuple[tuple[str, int], ...]
 
 
-def render_dataset(out: str | os.PathLike, scenes: int = 6003, seed: int = 0, size: int = 64, force: bool = False,
+def render_dataset(out: str | os.PathLike, scenes: int = SCENES, seed: int = 0, size: int = 64, force: bool = False,
                    command: str | None = None, workers: int | None = None, realistic: bool = False) -> Path:
     """Write a synthetic i-CLEVR root of ``scenes`` x 3 images; returns ``out``."""
     _check_int("--scenes", scenes, 1, MAX_IMAGES // 3)

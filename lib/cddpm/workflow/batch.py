@@ -12,14 +12,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import folders, progress
-from .choices import DEFAULT_OUTPUTS, DEFAULT_PRESET, DEFAULT_SAMPLER, DEFAULT_STEPS
-from .progress import tqdm
-
-
-def tag(split: str, seed: int, checkpoint: str, sampler: str, steps: int, guidance: float) -> str:
-    """The name of one combination: its sample folder and (after ``03_sample__``) its executed notebook."""
-    return f"{split}__seed{seed}__{checkpoint}__{sampler}{steps}__g{guidance:g}"
+from .. import folders, progress
+from ..choices import DEFAULT_OUTPUTS, DEFAULT_PRESET, DEFAULT_SAMPLER, DEFAULT_STEPS
+from ..progress import tqdm
 
 
 @dataclass
@@ -44,7 +39,7 @@ class Batch:
     report: bool = True
 
     def __post_init__(self):
-        from .sample import SampleRequest
+        from ..sample import SampleRequest
 
         lists = dict(seeds=self.seeds, checkpoints=self.checkpoints, splits=self.splits, samplers=self.samplers,
                      steps=self.steps, guidance=self.guidance)
@@ -59,7 +54,7 @@ class Batch:
         combos = []
         for split, seed, ckpt, sampler, steps, w in itertools.product(
                 self.splits, self.seeds, self.checkpoints, self.samplers, self.steps, self.guidance):
-            combos.append(dict(tag=tag(split, seed, ckpt, sampler, steps, w), split=split, seed=seed, checkpoint=ckpt, sampler=sampler, steps=steps,
+            combos.append(dict(tag=folders.tag(split, seed, ckpt, sampler, steps, w), split=split, seed=seed, checkpoint=ckpt, sampler=sampler, steps=steps,
                                guidance=float(w)))
         return combos
 
@@ -113,8 +108,8 @@ def _already_done(batch: Batch, combos: list[dict]) -> set[str]:
     holding another's is a one-line refusal before anything runs, one without that record a note."""
     import json
 
-    from . import data, provenance, runs
-    from .evaluator import Evaluator
+    from .. import data, provenance, runs
+    from ..evaluation.evaluator import Evaluator
 
     root = batch.data or runs.read_config(batch.run)["data"]
     wanted = {"run_path": str(Path(batch.run).resolve()),
@@ -144,7 +139,7 @@ def _already_done(batch: Batch, combos: list[dict]) -> set[str]:
 
 def run_batch(batch: Batch) -> dict:
     """Execute every combination not yet done (all with ``force``), then the report; failures are listed, not fatal."""
-    from . import runs
+    from .. import runs
 
     runs.read_config(batch.run)  # a missing run fails here, before any notebook starts
     sample_nb = _notebook(batch.notebooks, "03_sample.ipynb")
@@ -186,8 +181,9 @@ def run_batch(batch: Batch) -> dict:
 
 def demo_plan(p) -> list[str]:
     """What ``cddpm demo`` will do on profile ``p``: a line per stage with its minutes (a budget the stage sizes its
-    work to on this machine, or an estimate of fixed work; both set in ``cddpm.profiles``), then their sum."""
-    from . import profiles, provenance, runs
+    work to on this machine, or an estimate of fixed work; both set in ``cddpm.workflow.profiles``), then their sum."""
+    from .. import provenance, runs
+    from . import profiles
 
     sized = "a budget: steps sized on this machine at the start"
     preset = p.train.get("preset", DEFAULT_PRESET)
@@ -231,10 +227,12 @@ def run_demo(profile: str | None = None, notebooks: str = "notebooks", outputs: 
     where the profile names one), its report, and the judge's own accuracy on ground truth; on the profile's
     synthetic set or the root ``data`` (the course's files), judged by ``evaluator`` or a judge 01_data trains on
     that data; everything written under ``outputs``."""
-    from . import data as D
-    from . import evaluator as ev
-    from . import fidelity, profiles, provenance, workflow
-    from .device import resolve as resolve_device
+    from .. import data as D
+    from .. import provenance
+    from ..device import resolve as resolve_device
+    from ..evaluation import evaluator as ev
+    from ..evaluation import fidelity
+    from . import profiles, steps
 
     start = time.perf_counter()
     if evaluator is not None and not Path(evaluator).is_file():
@@ -265,19 +263,19 @@ def run_demo(profile: str | None = None, notebooks: str = "notebooks", outputs: 
     arms = [([p.sampler], [p.steps], p.seeds)] + ([(["ddpm"], [p.ddpm_steps], p.ddpm_seeds or p.seeds)]
                                                   if p.ddpm_steps else [])
     failed = []
-    for i, (samplers, steps, seeds) in enumerate(arms):
+    for i, (samplers, arm_steps, seeds) in enumerate(arms):
         result = run_batch(Batch(run=p.run, name=p.batch, evaluator=judge_path, seeds=list(seeds),
-                                 splits=list(p.splits), samplers=samplers, steps=steps, guidance=list(p.guidance),
+                                 splits=list(p.splits), samplers=samplers, steps=arm_steps, guidance=list(p.guidance),
                                  data=p.data_root, device=device, profile=p.name, outputs=outputs,
                                  notebooks=notebooks, report=i == len(arms) - 1))
         failed += result["failed"]
     table = Path(result["report"]) / "table.md" if result["report"] else None
     print(table.read_text() if table and table.is_file() else "no table was written")
     judge = ev.Evaluator.load(judge_path, resolve_device(device or p.device))
-    for what, scores in workflow.judge_on_ground_truth(p, judge).items():
+    for what, scores in steps.judge_on_ground_truth(p, judge).items():
         print(f"the judge on {what}: top-k {scores['topk']:.3f}, exact-set {scores['exact_set']:.3f} "
               f"({scores['n']} images)")
-    for (split, w), (measured, n) in workflow.fidelity_of_samples(p, judge).items():
+    for (split, w), (measured, n) in steps.fidelity_of_samples(p, judge).items():
         print(f"fidelity of {split} at guidance {w:g} ({len(p.seeds)} seeds pooled), in the judge's features: "
               + fidelity.summary(measured, n))
     print(f"demo [{p.name}]: report in {result['report']}, executed notebooks in {record_dir}, "

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from .labels import NUM_CLASSES
+from ..labels import NUM_CLASSES
 
 
 def _check(scores: torch.Tensor, labels: torch.Tensor, allow_empty: bool = False) -> tuple[torch.Tensor, torch.Tensor]:

@@ -10,11 +10,11 @@ from IPython.display import Image as ShowImage
 from IPython.display import display
 from PIL import Image
 
-from . import labels as L
-from . import runs
-from .device import resolve as resolve_device
-from .figures import grid, loss_figure
-from .sample import SampleRequest, generate
+from .. import labels as L
+from .. import runs
+from ..device import resolve as resolve_device
+from ..figures import grid, loss_figure
+from ..sample import SampleRequest, generate
 
 
 class LiveLoss:

@@ -14,8 +14,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import folders
-from .choices import DEFAULT_OUTPUTS, DEFAULT_SAMPLER, DEFAULT_STEPS
+from .. import folders
+from ..choices import DEFAULT_OUTPUTS, DEFAULT_SAMPLER, DEFAULT_STEPS, SCENES
 
 LENGTH = ("max_steps", "epochs", "minutes")  # the training fields that set a run's length: one given replaces all
 
@@ -27,7 +27,7 @@ class Profile:
     name: str
     outputs: str = DEFAULT_OUTPUTS          # where everything below that is not given goes (cddpm.folders)
     data_root: str | None = None            # None: the synthetic set (folders.synthetic_data), rendered when missing
-    scenes: int = 6003                      # synthetic scenes rendered when data_root is missing (3 images each)
+    scenes: int = SCENES                    # synthetic scenes rendered when data_root is missing (3 images each)
     seed: int = 0
     evaluator: str | None = None            # None: a judge trained on the data (evaluator_path)
     evaluator_epochs: int | None = 3        # None: the train-evaluator default; with evaluator_minutes, the cap
@@ -87,8 +87,8 @@ def train_config(p: Profile, resume: bool | None = None, **model_overrides):
     ``max_steps`` saves four times; ``model_overrides`` replace fields of the profile's preset (e.g.
     ``conditioning="concat"``).
     """
-    from . import model, provenance, runs
-    from .train import TrainConfig
+    from .. import model, provenance, runs
+    from ..train import TrainConfig
 
     if resume is None:
         resume = bool(runs.checkpoints(p.run)) if (Path(p.run) / "config.json").is_file() else False
@@ -102,7 +102,7 @@ def train_config(p: Profile, resume: bool | None = None, **model_overrides):
 def evaluator_path(p: Profile) -> Path:
     """The profile's judge: the one it names, else the one 01_data trains on its data, filed under the data's key
     (``checkpoint`` with train-evaluator's defaults, else ``minutesM`` or ``epochsN``)."""
-    from .provenance import data_key
+    from ..provenance import data_key
 
     if p.evaluator is not None:
         return Path(p.evaluator)
@@ -125,7 +125,7 @@ def get(name: str | None = None, **overrides) -> Profile:
     own = {f.name for f in dataclasses.fields(Profile)} - {"train"}
     p, training = PROFILES[name], {k: v for k, v in overrides.items() if k not in own}
     if training:
-        from .train import TrainConfig
+        from ..train import TrainConfig
 
         fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"data", "out", "resume", "device", "hold_out"}
         unknown = sorted(set(training) - fields)
@@ -139,7 +139,7 @@ def get(name: str | None = None, **overrides) -> Profile:
     if p.data_root is None or Path(p.data_root) == synthetic:
         p, suffix = dataclasses.replace(p, data_root=str(synthetic)), ""
     else:  # another data set: a run and a batch of their own, never those of the synthetic set
-        from .provenance import data_key
+        from ..provenance import data_key
 
         suffix = "-" + data_key(p.data_root)
     batch = p.batch or p.name + suffix

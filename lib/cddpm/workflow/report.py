@@ -14,9 +14,8 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from . import runs
-from .figures import loss_figure
-from .paths import write_json, write_text
+from ..figures import loss_curve
+from ..paths import write_json, write_text
 
 KEYS = ("split", "checkpoint", "sampler", "steps", "guidance")
 METRICS = ("topk", "exact_set", "extra_object_rate")
@@ -112,19 +111,9 @@ def _plot_against(rows: list[dict], x: str, path: Path, title: str) -> Path | No
     return path
 
 
-def loss_curve(run: str | os.PathLike, path: str | os.PathLike) -> Path | None:
-    """Draw the training loss of ``RUN/metrics.jsonl`` (:func:`cddpm.figures.loss_figure`) to ``path``; None
-    when the run has logged no loss yet."""
-    records = [r for r in runs.read_metrics(run) if "loss" in r]
-    if not records:
-        return None
-    loss_figure(records, title=f"{Path(run).name}: training loss").savefig(path, dpi=120)
-    return Path(path)
-
-
 def check_judge(records: list[dict], evaluator: str | os.PathLike) -> None:
     """Refuse records judged by another evaluator than ``evaluator`` (by weights); older records that name none pass."""
-    from .evaluator import Evaluator
+    from ..evaluation.evaluator import Evaluator
 
     digest = Evaluator.load(evaluator).digest()
     other = [r for r in records if r.get("evaluator_sha256") not in (None, digest)]

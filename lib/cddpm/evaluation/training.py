@@ -1,6 +1,6 @@
 """Training the course's ResNet18 evaluator from scratch: label-safe augmentation, a scene-wise split, the loop.
 
-The network, its checkpoint format and the scoring live in :mod:`cddpm.evaluator`; this module only makes one.
+The network, its checkpoint format and the scoring live in :mod:`cddpm.evaluation.evaluator`; this module only makes one.
 """
 from __future__ import annotations
 
@@ -8,20 +8,21 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from . import budget, data
-from .choices import DEFAULT_PRECISION, HELD_OUT
-from .device import choose_precision, describe_precision
-from .device import resolve as resolve_device
+from .. import budget, data
+from ..choices import DEFAULT_PRECISION
+from ..data import held_out, split_scenes
+from ..device import choose_precision, describe_precision
+from ..device import resolve as resolve_device
+from ..paths import check_output_file, json_holding, write_json
+from ..progress import tqdm
+from ..provenance import mapping_sha
 from .evaluator import SIZE, Evaluator, build_network, summarize
-from .paths import check_output_file, json_holding, write_json
-from .progress import tqdm
-from .provenance import mapping_sha
 
 REPORT_KEYS = ("checkpoint", "train_images", "validation", "history")  # how the .json beside a checkpoint is known
 
@@ -36,30 +37,6 @@ def augment(images: torch.Tensor, generator: torch.Generator | None = None, max_
     dy, dx = torch.randint(0, 2 * max_shift + 1, (2, n, 1), generator=generator)
     rows, cols = torch.arange(h) + dy, torch.arange(w) + dx
     return padded[torch.arange(n)[:, None, None], :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
-
-
-def split_scenes(names: Sequence[str], val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Train/validation indices with whole scenes held out: ``CLEVR_train_000123_{0,1,2}.png`` share a scene.
-
-    A scene is the file name without its last ``_<digits>`` part; other names are a scene each.
-    """
-    scenes = [data.scene_step(name)[0] for name in names]
-    unique = sorted(set(scenes))
-    order = torch.randperm(len(unique), generator=torch.Generator().manual_seed(seed)).tolist()
-    n_val = round(len(unique) * val_fraction)
-    if len(unique) >= 2:
-        n_val = min(max(n_val, 1), len(unique) - 1)
-    held = {unique[i] for i in order[:n_val]}
-    is_val = torch.tensor([s in held for s in scenes], dtype=torch.bool)
-    return torch.nonzero(~is_val).flatten(), torch.nonzero(is_val).flatten()
-
-
-def held_out(names: Sequence[str]) -> torch.Tensor:
-    """Which images of a root are its held-out set: ``HELD_OUT`` of its scenes, whole, the same for every caller.
-    A profile keeps them out of training on a root it did not render, and checks its judge on them."""
-    mask = torch.zeros(len(names), dtype=torch.bool)
-    mask[split_scenes(names, HELD_OUT, seed=0)[1]] = True
-    return mask
 
 
 def train_evaluator(root: str | os.PathLike, out: str | os.PathLike, epochs: int = 12, batch_size: int = 64,
@@ -77,7 +54,7 @@ def train_evaluator(root: str | os.PathLike, out: str | os.PathLike, epochs: int
     ``train_size`` < 64 trains (and validates) on images read at that size and upsampled back to 64x64, as the
     course's own judge was (32): a judge that has seen blur forgives it. ``minutes``: a time budget, counted from this call; the speed
     measured on a throwaway copy of the network at the start sets the steps (``epochs`` caps them, and the last
-    epoch may be partial) so that the schedule ends on time. ``hold_out`` validates on the root's :func:`held_out`
+    epoch may be partial) so that the schedule ends on time. ``hold_out`` validates on the root's :func:`cddpm.data.held_out`
     scenes instead of ``val_fraction``'s. The checkpoint records the hash of the train.json it learned
     (``provenance.mapping_sha``, under ``evaluator.TRAINED_ON``). Returns that report.
     """

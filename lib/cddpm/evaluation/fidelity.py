@@ -13,7 +13,7 @@ import os
 import warnings
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -21,11 +21,8 @@ from torchmetrics import Metric
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
 
-from . import data
-from . import labels as L
-
-if TYPE_CHECKING:
-    from .evaluator import Evaluator
+from .. import data
+from .. import labels as L
 
 KID_SUBSETS = 100
 KID_MAX_SUBSET = 1000  # torchmetrics' default; smaller sets draw subsets of half their size, so the subsets differ
@@ -35,10 +32,19 @@ INCEPTION_HELP = ("--inception needs torch-fidelity (pip install 'cddpm[inceptio
                   "downloaded once from github (e.g. on Colab); leave --inception out where they cannot be had")
 
 
+class Judge(Protocol):
+    """What FD and KID need of a judge (an :class:`cddpm.evaluation.evaluator.Evaluator`): its pooled features."""
+
+    network: nn.Module
+    device: torch.device
+
+    def features(self, images: torch.Tensor) -> torch.Tensor: ...
+
+
 class JudgeFeatures(nn.Module):
     """The judge as torchmetrics' ``feature`` extractor: uint8 (N, 3, 64, 64) images -> its (N, 512) pooled features."""
 
-    def __init__(self, judge: Evaluator):
+    def __init__(self, judge: Judge):
         super().__init__()
         self.judge = judge  # a plain attribute, not a submodule: moving or casting a metric leaves the judge alone
         self.num_features = judge.network.fc[0].in_features  # read by torchmetrics instead of a probe image
@@ -142,7 +148,7 @@ def inception_metric() -> FrechetInceptionDistance:
         raise ValueError(f"{INCEPTION_HELP} (the weights could not be had: {reason})") from None
 
 
-def measure(judge: Evaluator, images: torch.Tensor, labels: torch.Tensor, reference: str | os.PathLike,
+def measure(judge: Judge, images: torch.Tensor, labels: torch.Tensor, reference: str | os.PathLike,
             floor_reference: str | os.PathLike | None = None, inception: bool = False) -> dict:
     """FD and KID of uint8 ``images`` (multi-hot ``labels``) against the render root ``reference`` in the judge's
     features; with ``floor_reference`` (other renders of exactly the images' conditions) the floor's fields too

@@ -3,7 +3,7 @@
 Format (the course's ``evaluator.py``): ``torch.load(path)["model"]`` is the state dict of a torchvision
 ``resnet18`` whose ``fc`` is ``Sequential(Linear(512, 24), Sigmoid())``; it takes 64x64 RGB batches in
 [-1, 1] and returns 24 per-class scores in [0, 1]. The course's checkpoint and ours are interchangeable.
-Training one from scratch is :mod:`cddpm.evaluator_training`.
+Training one from scratch is :mod:`cddpm.evaluation.training`.
 """
 from __future__ import annotations
 
@@ -19,10 +19,11 @@ from PIL import Image, UnidentifiedImageError
 from torch import nn
 from torchvision.models import resnet18
 
-from . import data, metrics
-from . import labels as L
-from .paths import atomic_write, read_error
-from .provenance import conditions_sha
+from .. import data
+from .. import labels as L
+from ..paths import atomic_write, read_error
+from ..provenance import conditions_sha
+from . import metrics
 
 SIZE = 64
 TRAINED_ON = "train_json_sha1"  # the checkpoint key of the train.json hash a judge learned (an extra key the course's
@@ -193,7 +194,7 @@ class Evaluator:
 
     def features(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
         """(N, 512) pooled penultimate features (what the fc layer reads) on the CPU, in eval mode without gradients:
-        the judge's own feature space, where :mod:`cddpm.fidelity` measures distances. ``images`` as ``scores`` takes
+        the judge's own feature space, where :mod:`cddpm.evaluation.fidelity` measures distances. ``images`` as ``scores`` takes
         them with ``check_range=False``."""
         _check_shape(images)
         return self._run(self._pooled, images, batch_size, FEATURES)
@@ -263,7 +264,7 @@ def read_folder(folder: str | os.PathLike, count: int) -> tuple[torch.Tensor, in
 
 def _fidelity(evaluator: Evaluator, images: torch.Tensor, labels: torch.Tensor, reference: str | os.PathLike | None,
               floor_reference: str | os.PathLike | None, inception: bool) -> dict:
-    """:func:`cddpm.fidelity.measure` of uint8 ``images`` when a ``reference`` is given (torchmetrics loads only then)."""
+    """:func:`cddpm.evaluation.fidelity.measure` of uint8 ``images`` when a ``reference`` is given (torchmetrics loads only then)."""
     if reference is None:
         if floor_reference is not None or inception:
             raise ValueError("--floor-reference and --inception measure against a reference; give --reference DIR too")
@@ -284,7 +285,7 @@ def evaluate_folder(evaluator: Evaluator, folder: str | os.PathLike, root: str |
     """Metrics of ``folder/{i}.png`` (the course's output naming) against the ``split`` conditions of ``root``, those
     of a test.json-style ``conditions`` file, or ``conditions`` given as object lists (named ``split``); with a
     ``reference`` root also FD and KID against its ground-truth renders (and their floor, Inception FID:
-    :func:`cddpm.fidelity.measure`)."""
+    :func:`cddpm.evaluation.fidelity.measure`)."""
     if conditions is None:
         lists = data.load_condition_lists(root, split)
     elif isinstance(conditions, (str, os.PathLike)):

@@ -11,13 +11,16 @@ from pathlib import Path
 
 import torch
 
-from . import batch, data, folders, profiles, provenance, render
-from . import evaluator as ev
-from . import labels as L
-from .choices import DEFAULT_STEPS
-from .device import resolve as resolve_device
-from .evaluator_training import held_out, train_evaluator
-from .sample import SampleRequest, sample_split
+from .. import data, folders, provenance, render
+from .. import labels as L
+from ..choices import DEFAULT_STEPS
+from ..data import held_out
+from ..device import resolve as resolve_device
+from ..evaluation import evaluator as ev
+from ..evaluation.judge import for_sampling
+from ..evaluation.training import train_evaluator
+from ..sample import SampleRequest, sample_split
+from . import profiles
 
 
 def ensure_data(p: profiles.Profile, command: str = "cddpm demo") -> Path:
@@ -29,7 +32,7 @@ def ensure_data(p: profiles.Profile, command: str = "cddpm demo") -> Path:
 
 
 def ensure_evaluator(p: profiles.Profile) -> ev.Evaluator:
-    """The profile's judge (:func:`cddpm.profiles.evaluator_path`), trained on its data first (with the profile's
+    """The profile's judge (:func:`cddpm.workflow.profiles.evaluator_path`), trained on its data first (with the profile's
     epochs or minutes; on a root we did not render, validated on its held-out scenes) when the file is missing. A judge that
     learned other data is said in one line, or refused where the profile filed it under this data's key."""
     path = profiles.evaluator_path(p)
@@ -76,16 +79,16 @@ def floor_renders(p: profiles.Profile, split: str, per_condition: int, command: 
 
 
 def fidelity_of_samples(p: profiles.Profile, judge: ev.Evaluator) -> dict[tuple[str, float], tuple[dict, int]]:
-    """FD and KID (:func:`cddpm.fidelity.measure`) of the profile's samples at its sampler setting, seeds pooled, against
+    """FD and KID (:func:`cddpm.evaluation.fidelity.measure`) of the profile's samples at its sampler setting, seeds pooled, against
     :func:`ground_truth`, with the floor of :func:`floor_renders`, and the number of images, per (split, guidance)
     whose every seed was sampled. Empty on a root we did not render: no ground truth of its conditions exists."""
-    from .fidelity import measure
+    from ..evaluation.fidelity import measure
 
     results = {}
     if not provenance.rendered(p.data_root):
         return results
     for split, w in itertools.product(p.splits, p.guidance):
-        found = [folders.samples(p.outputs, p.batch) / batch.tag(split, seed, "last", p.sampler, p.steps, w)
+        found = [folders.samples(p.outputs, p.batch) / folders.tag(split, seed, "last", p.sampler, p.steps, w)
                  / "images" / split for seed in p.seeds]
         if all(folder.is_dir() for folder in found):
             conditions = data.load_condition_lists(p.data_root, split)
@@ -99,7 +102,7 @@ def judge_on_ground_truth(p: profiles.Profile, judge: ev.Evaluator) -> dict[str,
     """How far to trust the judge's numbers: its metrics on ground truth, keyed by what that ground truth is.
 
     On a root we rendered: renders of each of the profile's splits. On any other root (the course's) nothing can
-    be rendered alike, so: the root's own held-out scenes (:func:`cddpm.evaluator_training.held_out`), which the
+    be rendered alike, so: the root's own held-out scenes (:func:`cddpm.data.held_out`), which the
     profile keeps out of its model's training there.
     """
     root = Path(p.data_root)
@@ -140,8 +143,10 @@ def sample(p: profiles.Profile, split: str, request: SampleRequest | None = None
         else:
             print(f"note: no evaluator at {own}, so nothing is scored; run 01_data to train one", file=sys.stderr)
     steps = request.steps or DEFAULT_STEPS[request.sampler]
-    out = Path(out_dir) if out_dir else folders.samples(p.outputs, p.batch) / batch.tag(
+    out = Path(out_dir) if out_dir else folders.samples(p.outputs, p.batch) / folders.tag(
         split, request.seed, checkpoint, request.sampler, steps, request.guidance)
-    metrics = sample_split(p.run, out, request, split=split, data=data_root, checkpoint=checkpoint, evaluator=evaluator,
-                           device=device or p.device, progress=False)
+    device = resolve_device(device or p.device)
+    judge = for_sampling(evaluator, None, device)[0]
+    metrics = sample_split(p.run, out, request, split=split, data=data_root, checkpoint=checkpoint, judge=judge,
+                           device=device, progress=False)
     return metrics, out
