@@ -367,7 +367,7 @@ def test_implausible_boxes_stay_out_of_the_layout_table(tmp_path):
             pixels[2:14, 2:14] = 100 if (s, k) == (1, 0) else pixels[2:14, 2:14]
     ds = ICLEVRDataset(root, size=16, preload=True)
     parents, added = C.pairs(list(ds.mapping), list(ds.mapping.values()))
-    found = C.training_boxes(ds.images, parents, C.background(ds.images[parents == C.EMPTY]))
+    found = C.training_boxes(ds.images, parents)
     big = found.index[~found.plausible].tolist()
     # the checkerboard, and the image that extends it (its parent differs from it all over)
     assert [list(ds.mapping)[i] for i in big] == ["CLEVR_train_000001_0.png", "CLEVR_train_000001_1.png"]

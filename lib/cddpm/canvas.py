@@ -252,11 +252,12 @@ class TrainingBoxes:
         return lines
 
 
-def training_boxes(images: torch.Tensor, parents: torch.Tensor, floor: torch.Tensor) -> TrainingBoxes:
-    """The boxes a layout model learns from uint8 ``images`` (N, 3, H, W) with ``parents`` (:func:`pairs`) and the
-    empty ``floor`` (:func:`background`): what each training image adds to the image it extends (:func:`boxes`).
-    The Trainer and ``cddpm boxes`` both call this."""
+def training_boxes(images: torch.Tensor, parents: torch.Tensor) -> TrainingBoxes:
+    """The boxes a layout model learns from uint8 ``images`` (N, 3, H, W) with ``parents`` (:func:`pairs`): what each
+    training image adds to the image it extends, the empty floor (:func:`background`) for a one-object image
+    (:func:`boxes`). The Trainer and ``cddpm boxes`` both call this."""
     index = torch.nonzero(parents != NONE).flatten()
+    floor = background(images[parents == EMPTY])
     box = boxes(parent_images(images, parents, floor, index), images[index])
     area = (box[:, 2] - box[:, 0]) * (box[:, 3] - box[:, 1])
     return TrainingBoxes(index, box, area <= MAX_BOX_AREA * images.shape[-2] * images.shape[-1],
@@ -269,7 +270,7 @@ def root_boxes(root: str | Path, size: int = 64) -> tuple[list[str], TrainingBox
     ds = ICLEVRDataset(root, size=size, preload=True)
     names = list(ds.mapping)
     parents, _ = pairs(names, list(ds.mapping.values()))
-    return names, training_boxes(ds.images, parents, background(ds.images[parents == EMPTY]))
+    return names, training_boxes(ds.images, parents)
 
 
 def check_boxes_target(path: str | Path, root: str | Path, force: bool) -> Path:

@@ -434,7 +434,7 @@ def _say(acc: Accelerator, message: str) -> None:
 def layout_boxes(images: torch.Tensor, parents: torch.Tensor, acc: Accelerator) -> canvas.TrainingBoxes:
     """The boxes a layout model trains on (:func:`cddpm.canvas.training_boxes` against the empty floor), their
     statistics said once."""
-    found = canvas.training_boxes(images, parents, canvas.background(images[parents == canvas.EMPTY]))
+    found = canvas.training_boxes(images, parents)
     for line in found.summary():
         _say(acc, f"layout boxes, {line}")
     return found
