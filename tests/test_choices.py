@@ -35,8 +35,18 @@ def test_the_library_acts_on_exactly_the_shared_choices():
 def test_the_command_line_offers_the_shared_choices_and_defaults():
     assert tuple(option("sample", "--sampler").choices) == choices.SAMPLERS
     assert tuple(option("batch", "--samplers").choices) == choices.SAMPLERS
-    assert option("batch", "--samplers").default == [choices.DEFAULT_SAMPLER] == [option("sample", "--sampler").default]
-    assert option("batch", "--steps").default == [choices.DEFAULT_STEPS[choices.DEFAULT_SAMPLER]]
+    shown = {flag: parsers()["batch"]._get_formatter()._get_help_string(option("batch", flag))
+             for flag in ("--samplers", "--steps", "--guidance")}  # left out: Batch's own (cli._fill)
+    assert shown["--samplers"].endswith(f"[{choices.DEFAULT_SAMPLER}]")
+    assert option("sample", "--sampler").default == choices.DEFAULT_SAMPLER
+    assert shown["--steps"].endswith(f"[{choices.DEFAULT_STEPS[choices.DEFAULT_SAMPLER]}]")
+    request = sample.SampleRequest()  # sample.py's defaults are the shared ones, which the flags take
+    assert (request.guidance, request.seed, request.classifier_guidance) == (choices.GUIDANCE, choices.SEED,
+                                                                             choices.CLASSIFIER_GUIDANCE)
+    assert (option("sample", "--guidance").default, option("sample", "--seed").default,
+            option("sample", "--classifier-guidance").default) == (choices.GUIDANCE, choices.SEED,
+                                                                     choices.CLASSIFIER_GUIDANCE)
+    assert shown["--guidance"].endswith(f"[{choices.GUIDANCE}]")
     for command, flag in (("render", "--split"), ("sample", "--split"), ("evaluate", "--split"), ("batch", "--splits")):
         assert tuple(option(command, flag).choices) == choices.SPLITS, (command, flag)
     assert tuple(option("train", "--conditioning").choices) == choices.CONDITIONINGS
@@ -74,7 +84,8 @@ def test_the_train_help_shows_the_defaults_of_the_training_config():
 
 
 def test_help_does_not_import_torch():
-    code = ("import sys\nfrom cddpm import cli\ntry:\n    cli.main(['sample', '--help'])\nexcept SystemExit:\n    pass\n"
+    code = ("import sys\nfrom cddpm import cli\nfor c in ('render', 'boxes', 'batch', 'probes', 'sample'):\n"
+            "    try:\n        cli.main([c, '--help'])\n    except SystemExit:\n        pass\n"
             "print('torch' in sys.modules, file=sys.stderr)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "--edit-threshold" in done.stdout and done.stderr.strip() == "False"

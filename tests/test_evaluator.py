@@ -337,22 +337,16 @@ def test_train_evaluator_cli_defaults_are_the_library_defaults(monkeypatch, tmp_
     assert seen and seen == {k: library[k].default for k in seen}
 
 
-def test_train_evaluator_mixed_precision_and_its_deprecated_alias(monkeypatch, tmp_path, capsys):
-    # one flag with the diffusion trainer: --mixed-precision {auto,no,fp16,bf16}; the old --precision still works
+def test_train_evaluator_mixed_precision(monkeypatch, tmp_path, capsys):
+    # one flag with the diffusion trainer: --mixed-precision {auto,no,fp16,bf16}
     seen = {}
     monkeypatch.setattr(ET, "train_evaluator", lambda root, out, **kw: seen.update(kw) or {"checkpoint": str(out)})
     base = ["train-evaluator", "--data", str(tmp_path), "--out", str(tmp_path / "e.pth")]
-    for flags, expected in ((["--mixed-precision", "no"], "no"), (["--mixed-precision", "bf16"], "bf16"),
-                            (["--precision", "fp32"], "no"), (["--precision", "bf16"], "bf16"),
-                            (["--precision", "auto"], "auto")):
-        assert cli.main(base + flags) == 0 and seen["mixed_precision"] == expected, flags
-        err = capsys.readouterr().err
-        assert ("--precision is deprecated; use --mixed-precision " + expected in err) == (flags[0] == "--precision")
+    for value in ("no", "bf16"):
+        assert cli.main(base + ["--mixed-precision", value]) == 0 and seen["mixed_precision"] == value
     with pytest.raises(SystemExit):
         cli.main(["train-evaluator", "--help"])
-    shown = capsys.readouterr().out
-    assert "--mixed-precision {auto,no,fp16,bf16}" in shown
-    assert "--precision" not in shown.replace("--mixed-precision", "")
+    assert "--mixed-precision {auto,no,fp16,bf16}" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         cli.main(base + ["--mixed-precision", "fp32"])
 

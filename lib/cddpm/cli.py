@@ -6,24 +6,29 @@ Library imports happen inside handlers so that ``cddpm --help`` stays instant.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import importlib
 import inspect
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 from . import __version__
 from .choices import (
+    CLASSIFIER_GUIDANCE,
     CONDITIONINGS,
     DEFAULT_DATA,
     DEFAULT_EVALUATOR,
+    DEFAULT_NOTEBOOKS,
     DEFAULT_OUTPUTS,
     DEFAULT_SAMPLER,
     DEFAULT_STEPS,
     DENOISE_FRAMES,
-    DENOISE_LABELS,
     EDIT_THRESHOLD,
+    GUIDANCE,
+    IMAGE_SIZE,
     MIXED_PRECISIONS,
+    PER_CONDITION,
     PREDICTION_TYPES,
     PRESETS,
     PROBE_SET,
@@ -31,6 +36,7 @@ from .choices import (
     SAMPLE_BATCH,
     SAMPLERS,
     SCENES,
+    SEED,
     SPLITS,
 )
 
@@ -57,29 +63,46 @@ def _fidelity_options(args) -> dict:
     return dict(reference=args.reference, floor_reference=args.floor_reference, inception=args.inception)
 
 
-class _DefaultsFrom(argparse.HelpFormatter):
-    """Ends each option's help with its default in ``source()`` (a dataclass or a function: the one place it is set),
-    read when the help is shown, so that building the parser imports no torch; an option left out takes it."""
+def _default(source, name: str):
+    """``name``'s default in ``source`` (a dataclass or a function: the one place it is set), or None."""
+    if dataclasses.is_dataclass(source):
+        found = next((f for f in dataclasses.fields(source) if f.name == name), None)
+        if found is None:
+            return None
+        return found.default_factory() if found.default_factory is not dataclasses.MISSING else (
+            None if found.default is dataclasses.MISSING else found.default)
+    parameter = inspect.signature(source).parameters.get(name)
+    return None if parameter is None or parameter.default is inspect.Parameter.empty else parameter.default
 
-    @staticmethod
-    def source() -> Callable:
-        raise NotImplementedError
 
-    def _get_help_string(self, action: argparse.Action) -> str:
-        source = self.source()
-        if isinstance(source, type):
-            value = getattr(source, action.dest, None)
-        else:
-            parameter = inspect.signature(source).parameters.get(action.dest)
-            value = None if parameter is None else parameter.default
-        if value is None or value is inspect.Parameter.empty or action.required or isinstance(
-                action, argparse._StoreTrueAction):
-            return action.help
-        if isinstance(value, bool):
-            value = "yes" if value else "no"
-        elif isinstance(value, float):
-            value = f"{value:g}"
-        return f"{action.help} [{value}]"
+def _defaults_from(module: str, name: str) -> type[argparse.HelpFormatter]:
+    """A help formatter that ends each option's help with its default in ``module.name``, imported only when the
+    help is shown (building the parser imports no torch); a left-out option (None) takes it, see ``_fill``."""
+
+    class DefaultsFrom(argparse.HelpFormatter):
+        def _get_help_string(self, action: argparse.Action) -> str:
+            if action.required or isinstance(action, argparse._StoreTrueAction):
+                return action.help
+            value = _default(getattr(importlib.import_module(module), name), action.dest)
+            if value is None:
+                return action.help
+            if isinstance(value, bool):
+                value = "yes" if value else "no"
+            elif isinstance(value, list):
+                value = " ".join(map(str, value))
+            elif isinstance(value, float):
+                value = f"{value:g}"
+            return f"{action.help} [{value}]"
+
+    return DefaultsFrom
+
+
+def _fill(args: argparse.Namespace, source) -> argparse.Namespace:
+    """``args`` with each option left out (None) set to its default in ``source``."""
+    for key, value in vars(args).items():
+        if value is None:
+            setattr(args, key, _default(source, key))
+    return args
 
 
 # --- render ------------------------------------------------------------------------------------
@@ -89,8 +112,8 @@ def _add_render(sub) -> None:
                        description="Write a synthetic i-CLEVR root in the official layout.")
     p.add_argument("--out", required=True, type=Path, help="folder to write (refused if not empty unless --force)")
     p.add_argument("--scenes", type=int, default=SCENES, help="scenes of 3 images each [%(default)s]")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--size", type=int, default=64, help="image side in pixels (64 for training, 256 for figures) [%(default)s]")
+    p.add_argument("--seed", type=int, default=SEED, help="scenes, positions, colours [%(default)s]")
+    p.add_argument("--size", type=int, default=IMAGE_SIZE, help="image side in pixels (256 for figures) [%(default)s]")
     p.add_argument("--force", action="store_true", help="replace an earlier render in --out")
     p.add_argument("--realistic", action="store_true", help="the same scenes as Blender's CLEVR renders them: each "
                    "scene's own jittered camera and lights, a slightly different light per step, sample noise, "
@@ -101,7 +124,8 @@ def _add_render(sub) -> None:
     src.add_argument("--labels-from", type=Path, metavar="ROOT",
                      help="render a twin of ROOT's train.json (with ROOT's test.json and new_test.json)")
     p.add_argument("--data", type=Path, default=Path(DEFAULT_DATA), help="root whose --split conditions to render")
-    p.add_argument("--per-condition", type=int, default=10, help="images per condition with --conditions/--split [%(default)s]")
+    p.add_argument("--per-condition", type=int, default=PER_CONDITION,
+                   help="images per condition with --conditions/--split [%(default)s]")
     p.set_defaults(func=_render)
 
 
@@ -145,7 +169,8 @@ def _add_boxes(sub) -> None:
     p.add_argument("--data", type=Path, required=True, help="i-CLEVR root")
     p.add_argument("--json", type=Path, metavar="OUT",
                    help="also write every training image's box, {file name: [y0, x0, y1, x1]} (ends exclusive)")
-    p.add_argument("--size", type=int, default=64, help="image side of the boxes: the layout model's sample size [%(default)s]")
+    p.add_argument("--size", type=int, default=IMAGE_SIZE,
+                   help="image side of the boxes: the layout model's sample size [%(default)s]")
     p.add_argument("--force", action="store_true", help="replace a boxes file written before")
     p.set_defaults(func=_boxes)
 
@@ -169,22 +194,22 @@ def _boxes(args) -> int:
 
 def _add_batch(sub) -> None:
     p = sub.add_parser("batch", help="execute 03_sample.ipynb over seeds/checkpoints/settings, then 04_report.ipynb",
-                       description="Papermill batch: one executed 03_sample notebook per combination, then the report.")
+                       description="Papermill batch: one executed 03_sample notebook per combination, then the report.",
+                       formatter_class=_defaults_from("cddpm.workflow.batch", "Batch"))
     p.add_argument("--run", required=True, help="training run folder")
     p.add_argument("--name", required=True, help="batch name: OUTPUTS/samples/NAME, OUTPUTS/papermill/NAME, "
                    "OUTPUTS/report/NAME")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    p.add_argument("--checkpoints", nargs="+", default=["last"], help="last and/or step-N")
-    p.add_argument("--splits", nargs="+", choices=SPLITS, default=list(SPLITS))
-    p.add_argument("--samplers", "--sampler", dest="samplers", nargs="+", default=[DEFAULT_SAMPLER], choices=SAMPLERS)
-    p.add_argument("--steps", type=int, nargs="+", default=[DEFAULT_STEPS[DEFAULT_SAMPLER]])
-    p.add_argument("--guidance-scales", "--guidance", dest="guidance", type=float, nargs="+", default=[1.0],
-                   help="classifier-free guidance scales %(default)s")
+    p.add_argument("--seeds", type=int, nargs="+", help="sampling seeds")
+    p.add_argument("--checkpoints", nargs="+", help="last and/or step-N")
+    p.add_argument("--splits", nargs="+", choices=SPLITS, help="condition splits")
+    p.add_argument("--samplers", nargs="+", choices=SAMPLERS, help="DDPM, DDIM or DPM-Solver++")
+    p.add_argument("--steps", type=int, nargs="+", help="sampling steps")
+    p.add_argument("--guidance", type=float, nargs="+", help="classifier-free guidance scales")
     p.add_argument("--evaluator", required=True, help="the judge's checkpoint (the course's checkpoint.pth, or one "
                    f"of `cddpm train-evaluator`, e.g. {DEFAULT_EVALUATOR})")
     p.add_argument("--data", default=None, help="i-CLEVR root for the split conditions (default: the run's)")
-    p.add_argument("--notebooks", default="notebooks", help="folder holding the notebooks")
-    p.add_argument("--outputs", default=DEFAULT_OUTPUTS, help="outputs folder [%(default)s]")
+    p.add_argument("--notebooks", help="folder holding the notebooks")
+    p.add_argument("--outputs", help="outputs folder")
     p.add_argument("--force", action="store_true", help="re-run combinations already done")
     _add_device(p)
     p.set_defaults(func=_batch)
@@ -193,6 +218,7 @@ def _add_batch(sub) -> None:
 def _batch(args) -> int:
     from .workflow.batch import Batch, run_batch
 
+    _fill(args, Batch)
     result = run_batch(Batch(run=args.run, name=args.name, seeds=args.seeds, checkpoints=args.checkpoints,
                              splits=args.splits, samplers=args.samplers, steps=args.steps, guidance=args.guidance,
                              evaluator=args.evaluator, data=args.data, device=args.device, notebooks=args.notebooks,
@@ -210,7 +236,7 @@ def _add_demo(sub) -> None:
                         "synthetic set, rendered when missing)")
     p.add_argument("--evaluator", type=Path, default=None, metavar="PATH",
                    help="the judge, e.g. the course's checkpoint.pth (default: one trained on the data by 01_data)")
-    p.add_argument("--notebooks", default="notebooks")
+    p.add_argument("--notebooks", default=DEFAULT_NOTEBOOKS, help="folder holding the notebooks [%(default)s]")
     p.add_argument("--outputs", type=Path, default=Path(DEFAULT_OUTPUTS),
                    help=f"where everything goes: data when rendered, runs, judges, samples, report [{DEFAULT_OUTPUTS}]")
     _add_device(p)
@@ -242,18 +268,17 @@ def _add_sample(sub) -> None:
                    help="DDPM, DDIM or DPM-Solver++ [%(default)s]")
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default: "
                    + ", ".join(f"{k} {v}" for k, v in DEFAULT_STEPS.items()) + ")")
-    p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale w (1 = conditional) [%(default)s]")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--guidance", type=float, default=GUIDANCE, help="classifier-free guidance scale w (1 = conditional) [%(default)s]")
+    p.add_argument("--seed", type=int, default=SEED)
     p.add_argument("--batch-size", type=int, default=SAMPLE_BATCH)
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument("--evaluator", type=Path, default=None, help="evaluator checkpoint: adds accuracies to metrics.json")
     p.add_argument("--no-ema", dest="ema", action="store_false", help="use the raw weights instead of the EMA")
     _add_fidelity(p)
-    p.add_argument("--classifier-guidance", type=float, default=0.0, metavar="S",
+    p.add_argument("--classifier-guidance", type=float, default=CLASSIFIER_GUIDANCE, metavar="S",
                    help="add S * grad log p(set | predicted x0) of --guide-evaluator to each step (0: off) [%(default)s]")
     p.add_argument("--guide-evaluator", type=Path, default=None,
                    help="evaluator that guides; judge with a different --evaluator")
-    p.add_argument("--denoise-labels", default=",".join(DENOISE_LABELS), help="objects of the denoising strip [%(default)s]")
     p.add_argument("--frames", type=int, default=DENOISE_FRAMES, help="frames of the denoising strip [%(default)s]")
     p.add_argument("--edit-threshold", type=float, default=EDIT_THRESHOLD,
                    help="canvas models: a pass keeps only changes above this local mean (0: the whole drawn image) "
@@ -275,7 +300,7 @@ def _sample(args) -> int:
     metrics = sample.sample_split(
         args.run, args.out, request, split=args.split, labels=args.labels and [labels.parse(t) for t in args.labels],
         conditions=args.conditions, data=args.data, checkpoint=args.checkpoint, ema=args.ema, judge=judge,
-        guide=guide, denoise_labels=labels.parse(args.denoise_labels), frames=args.frames, device=device)
+        guide=guide, frames=args.frames, device=device)
     _print_json(metrics)
     return 0
 
@@ -311,7 +336,7 @@ def _add_probes(sub) -> None:
     p.add_argument("--out", required=True, type=Path, help="folder for the three files")
     p.add_argument("--data", type=Path, default=Path(DEFAULT_DATA), help="root whose train.json rare pairs come from")
     p.add_argument("--per-set", type=int, default=PROBE_SET, help="object lists per file, like test.json [%(default)s]")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=SEED, help="which lists [%(default)s]")
     p.add_argument("--force", action="store_true", help="replace probe files written before")
     p.set_defaults(func=_probes)
 
@@ -326,28 +351,9 @@ def _probes(args) -> int:
 
 # --- train-evaluator ---------------------------------------------------------------------------
 
-class _DeprecatedPrecision(argparse.Action):
-    """train-evaluator's former ``--precision {auto,bf16,fp32}``: kept as a hidden alias of ``--mixed-precision``."""
-
-    def __call__(self, parser, namespace, values, option_string=None) -> None:
-        value = "no" if values == "fp32" else values
-        print(f"note: --precision is deprecated; use --mixed-precision {value}", file=sys.stderr)
-        setattr(namespace, self.dest, value)
-
-
-class _EvaluatorDefaults(_DefaultsFrom):
-    """``cddpm train-evaluator``'s defaults: those of ``cddpm.evaluation.training.train_evaluator``."""
-
-    @staticmethod
-    def source() -> Callable:
-        from .evaluation.training import train_evaluator
-
-        return train_evaluator
-
-
 def _add_train_evaluator(sub) -> None:
     p = sub.add_parser("train-evaluator", help="train the ResNet18 evaluator (course checkpoint format) on a root",
-                       formatter_class=_EvaluatorDefaults,
+                       formatter_class=_defaults_from("cddpm.evaluation.training", "train_evaluator"),
                        description="Train the course's ResNet18 from scratch with BCE; save {'model': state_dict} "
                                    "and its validation accuracies (OUT with .json).")
     p.add_argument("--data", type=Path, default=Path(DEFAULT_DATA), help="i-CLEVR root whose train.json to learn")
@@ -364,8 +370,6 @@ def _add_train_evaluator(sub) -> None:
     _add_device(p)
     p.add_argument("--mixed-precision", choices=MIXED_PRECISIONS, help="autocast; auto: bf16 where the hardware "
                    "computes it natively, fp16 on GPUs before Ampere, else fp32")
-    p.add_argument("--precision", dest="mixed_precision", choices=("auto", "bf16", "fp32"), default=argparse.SUPPRESS,
-                   action=_DeprecatedPrecision, help=argparse.SUPPRESS)
     p.add_argument("--force", action="store_true", help="replace an existing --out")
     p.set_defaults(func=_train_evaluator)
 
@@ -476,19 +480,10 @@ def _evaluate(args) -> int:
 
 # --- train -------------------------------------------------------------------------------------
 
-class _TrainDefaults(_DefaultsFrom):
-    """``cddpm train``'s defaults: those of ``cddpm.train.TrainConfig``."""
-
-    @staticmethod
-    def source() -> type:
-        from .train import TrainConfig
-
-        return TrainConfig
-
-
 def _add_train(sub) -> None:
     p = sub.add_parser(
-        "train", help="train (or resume) a conditional DDPM run on an i-CLEVR root", formatter_class=_TrainDefaults,
+        "train", help="train (or resume) a conditional DDPM run on an i-CLEVR root",
+        formatter_class=_defaults_from("cddpm.train", "TrainConfig"),
         description="Train a ConditionalUNet with accelerate; multi-GPU: accelerate launch --num_processes N "
                     "-m cddpm train ... Options left out take the run's values with --resume, else the defaults "
                     "in brackets (cddpm.train.TrainConfig).")
@@ -501,7 +496,7 @@ def _add_train(sub) -> None:
     m = p.add_argument_group("model")
     m.add_argument("--preset", help=" | ".join(PRESETS))
     m.add_argument("--conditioning", choices=CONDITIONINGS, help="label conditioning [the preset's]")
-    m.add_argument("--model-overrides", "--model", dest="model", nargs="+", action="extend", metavar="FIELD=VALUE",
+    m.add_argument("--model", nargs="+", action="extend", metavar="FIELD=VALUE",
                    help="override ModelConfig fields, e.g. block_out_channels=32,64,64 sample_size=32")
     t = p.add_argument_group("schedule")
     length = t.add_mutually_exclusive_group()
@@ -570,7 +565,8 @@ def _train(args) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The ``cddpm`` parser with every subcommand."""
     parser = argparse.ArgumentParser(
         prog="cddpm", description="Conditional DDPM on i-CLEVR: render, train, sample, export, evaluate, report.")
     parser.add_argument("--version", action="version", version=f"cddpm {__version__}")
@@ -578,6 +574,11 @@ def main(argv: list[str] | None = None) -> int:
     for add in (_add_render, _add_boxes, _add_batch, _add_demo, _add_sample, _add_export, _add_probes,
                 _add_train_evaluator, _add_evaluate, _add_train):
         add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()

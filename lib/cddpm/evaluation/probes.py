@@ -17,14 +17,14 @@ from pathlib import Path
 import numpy as np
 
 from .. import labels as L
-from ..choices import PROBE_SET
+from ..choices import PROBE_SET, SEED
 from ..data import load_condition_file, load_mapping
 from ..paths import check_file_target, write_json
 
 NAMES = ("same_colour", "same_shape", "rare_pairs")
 
 
-def probe_sets(train_lists: list[list[str]], per_set: int = PROBE_SET, seed: int = 0) -> dict[str, list[list[str]]]:
+def probe_sets(train_lists: list[list[str]], per_set: int = PROBE_SET, seed: int = SEED) -> dict[str, list[list[str]]]:
     """``per_set`` object lists of each kind in ``NAMES`` (fewer where fewer exist), drawn with ``seed``."""
     if per_set < 1:
         raise ValueError(f"--per-set {per_set} must be >= 1")
@@ -50,7 +50,7 @@ def probe_sets(train_lists: list[list[str]], per_set: int = PROBE_SET, seed: int
             "rare_pairs": [list(pairs[i]) if rng.random() < 0.5 else list(pairs[i])[::-1] for i in rare]}
 
 
-def write_probes(root: str | os.PathLike, out: str | os.PathLike, per_set: int = PROBE_SET, seed: int = 0,
+def write_probes(root: str | os.PathLike, out: str | os.PathLike, per_set: int = PROBE_SET, seed: int = SEED,
                  force: bool = False) -> list[Path]:
     """Write ``OUT/{name}.json`` for each probe set of ``root``'s training scenes; returns the paths. Existing files
     are replaced only with ``force``, and only when they hold object lists (what this wrote before)."""

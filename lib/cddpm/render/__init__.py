@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image
 
 from .. import labels as L
-from ..choices import SCENES
+from ..choices import IMAGE_SIZE, PER_CONDITION, SCENES, SEED
 from ..paths import atomic_write, claim_folder
 from ..progress import TERMINAL_ONLY, tqdm
 from . import raycast
@@ -51,7 +51,7 @@ class Job:
     images: tuple[tuple[str, int], ...]
 
 
-def render_dataset(out: str | os.PathLike, scenes: int = SCENES, seed: int = 0, size: int = 64, force: bool = False,
+def render_dataset(out: str | os.PathLike, scenes: int = SCENES, seed: int = SEED, size: int = IMAGE_SIZE, force: bool = False,
                    command: str | None = None, workers: int | None = None, realistic: bool = False) -> Path:
     """Write a synthetic i-CLEVR root of ``scenes`` x 3 images; returns ``out``."""
     _check_int("--scenes", scenes, 1, MAX_IMAGES // 3)
@@ -63,8 +63,8 @@ def render_dataset(out: str | os.PathLike, scenes: int = SCENES, seed: int = 0, 
                   realistic)
 
 
-def render_conditions(conditions: Sequence[Sequence[str]], out: str | os.PathLike, per_condition: int = 10,
-                      seed: int = 0, size: int = 64, force: bool = False, command: str | None = None,
+def render_conditions(conditions: Sequence[Sequence[str]], out: str | os.PathLike, per_condition: int = PER_CONDITION,
+                      seed: int = SEED, size: int = IMAGE_SIZE, force: bool = False, command: str | None = None,
                       workers: int | None = None, realistic: bool = False) -> Path:
     """Write ``per_condition`` ground-truth images of each condition as a root (train.json maps them)."""
     _check_int("--per-condition", per_condition, 1, MAX_IMAGES)
@@ -78,7 +78,7 @@ def render_conditions(conditions: Sequence[Sequence[str]], out: str | os.PathLik
     return _write(out, jobs, seed, size, meta, workers, realistic)
 
 
-def render_twin(mapping: Mapping[str, Sequence[str]], out: str | os.PathLike, seed: int = 0, size: int = 64,
+def render_twin(mapping: Mapping[str, Sequence[str]], out: str | os.PathLike, seed: int = SEED, size: int = IMAGE_SIZE,
                 force: bool = False, command: str | None = None, workers: int | None = None,
                 splits: Mapping[str, Sequence[Sequence[str]]] | None = None, realistic: bool = False) -> Path:
     """Write a synthetic image for every name -> labels of a train.json, under the same names, and ``splits``

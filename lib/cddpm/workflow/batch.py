@@ -13,7 +13,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import folders, progress
-from ..choices import DEFAULT_OUTPUTS, DEFAULT_PRESET, DEFAULT_SAMPLER, DEFAULT_STEPS
+from ..choices import (
+    DEFAULT_NOTEBOOKS,
+    DEFAULT_OUTPUTS,
+    DEFAULT_PRESET,
+    DEFAULT_SAMPLER,
+    DEFAULT_STEPS,
+    GUIDANCE,
+    SPLITS,
+)
 from ..progress import tqdm
 
 
@@ -26,15 +34,15 @@ class Batch:
     evaluator: str                     # the judge: required, so that no batch is judged by a default it did not name
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
     checkpoints: list[str] = field(default_factory=lambda: ["last"])
-    splits: list[str] = field(default_factory=lambda: ["test", "new_test"])
+    splits: list[str] = field(default_factory=lambda: list(SPLITS))
     samplers: list[str] = field(default_factory=lambda: [DEFAULT_SAMPLER])
     steps: list[int] = field(default_factory=lambda: [DEFAULT_STEPS[DEFAULT_SAMPLER]])
-    guidance: list[float] = field(default_factory=lambda: [1.0])
+    guidance: list[float] = field(default_factory=lambda: [GUIDANCE])
     data: str | None = None
     device: str | None = None          # cuda, cpu, ...; None: cuda when present
     profile: str | None = None
     outputs: str = DEFAULT_OUTPUTS
-    notebooks: str = "notebooks"
+    notebooks: str = DEFAULT_NOTEBOOKS
     force: bool = False
     report: bool = True
 
@@ -221,7 +229,7 @@ def demo_plan(p) -> list[str]:
                                                              else "")]
 
 
-def run_demo(profile: str | None = None, notebooks: str = "notebooks", outputs: str = DEFAULT_OUTPUTS,
+def run_demo(profile: str | None = None, notebooks: str = DEFAULT_NOTEBOOKS, outputs: str = DEFAULT_OUTPUTS,
              device: str | None = None, data: str | None = None, evaluator: str | None = None) -> int:
     """The README's main job: 01_data and 02_train, a sampling batch at the profile's setting (plus a DDPM arm
     where the profile names one), its report, and the judge's own accuracy on ground truth; on the profile's
