@@ -1,23 +1,6 @@
-"""``ConditionalUNet``: a diffusers ``UNet2DModel`` conditioned on the 24-class multi-hot label.
-
-Two conditionings: ``concat`` (the course reference: the multi-hot broadcast to 24 extra input
-channels) and ``embed`` (a learned projection of the multi-hot added to the timestep embedding through
-the UNet's class-embedding hook). The all-zero label is the null condition used by classifier-free
-guidance, so one network gives both conditional and unconditional predictions.
-
-``canvas=True`` makes the model add one object to a given image (the canvas, concatenated to its input as 3
-more channels): ``labels`` is then the one-hot of the added object, and sampling draws a condition's objects one
-after the other onto the empty floor, which the model keeps as the buffer ``background`` (see ``cddpm.canvas``).
-``layout=True`` adds the object's box as a fourth canvas channel; the model keeps the boxes it places objects
-from as the buffer ``layout_boxes``.
-
-``patch_size`` p > 1 folds p x p pixels into channels before the UNet and unfolds them after it
-(``pixel_unshuffle`` / ``pixel_shuffle``, as in Simple Diffusion): a 64x64 model then costs about
-what a 64/p one does.
-
-``ConditionalUNet`` is a diffusers ``ModelMixin``/``ConfigMixin``: its diffusers ``config`` holds the ``ModelConfig``
-fields, so ``save_pretrained``/``from_pretrained`` store and rebuild it (``cddpm.pipeline`` builds on that).
-"""
+"""``ConditionalUNet``: a diffusers ``UNet2DModel`` conditioned on the 24-class multi-hot label (``concat`` or
+``embed``), optionally a canvas model that adds one object to an image (``canvas``, ``layout``); see
+docs/training-and-sampling.md."""
 from __future__ import annotations
 
 import dataclasses
@@ -146,12 +129,8 @@ def _accepts_spec(init: Callable) -> Callable:
 
 
 class ConditionalUNet(ModelMixin, ConfigMixin):
-    """Predicts the noise (or v) of ``x_t`` given timestep ``t`` and multi-hot ``labels`` (zeros = null), and for a
-    canvas model the image ``canvas`` that ``x_0`` adds the labelled object to.
-
-    A diffusers model: ``ConditionalUNet(spec)`` or ``ConditionalUNet(**fields)`` builds one, ``save_pretrained`` /
-    ``from_pretrained`` store and load it; ``config`` holds the ``ModelConfig`` fields, ``spec`` the validated
-    ``ModelConfig``."""
+    """Predicts the noise (or v) of ``x_t`` at timestep ``t`` given multi-hot ``labels`` (zeros = null) and, for a
+    canvas model, the ``canvas`` that ``x_0`` adds the labelled object to; a diffusers ``ModelMixin``."""
 
     @_accepts_spec
     @register_to_config

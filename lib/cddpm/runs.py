@@ -1,22 +1,4 @@
-"""The run folder written by training and read by sampling.
-
-    RUN/config.json                     every setting: {"model": ..., "train": ..., "scheduler": ..., "data": ...}
-    RUN/checkpoints/step-N/model.safetensors   raw weights of the ConditionalUNet
-    RUN/checkpoints/step-N/ema.safetensors     EMA weights (what sampling uses by default)
-    RUN/checkpoints/step-N/state.json          {"step": N, ...}
-    RUN/checkpoints/step-N/...                 optimiser, LR scheduler and RNG states for --resume
-    RUN/metrics.jsonl                   one {"step", "loss", "lr", "images_per_s", ...} record per log interval
-    RUN/loss.png                        the loss curve, drawn when training stops
-    RUN/.lock                           held by the training process (one trainer per run folder)
-
-``config.json`` holds ``model`` (a ``ModelConfig``), ``train`` (the ``TrainConfig`` fields),
-``scheduler`` (the training ``DDPMScheduler`` config, for ``from_config``), ``data`` (the i-CLEVR root)
-and ``dataset`` (size and hash of its training split). ``model.sample_size`` is the training
-resolution: sampling draws images of that size and resizes them to 64x64 for the course outputs.
-The ``...`` files are accelerate's ``save_state`` output (``optimizer.bin``, ``scheduler.bin``,
-``random_states_<rank>.pkl``, ``scaler.pt`` with fp16). A checkpoint is written to a temporary sibling
-``.step-N.{pid}.tmp`` (:func:`cddpm.paths.temporary_sibling`) and renamed, so a ``step-N`` folder is always complete.
-"""
+"""The run folder written by training and read by sampling (layout: docs/training-and-sampling.md#run-folder)."""
 from __future__ import annotations
 
 import dataclasses
@@ -88,11 +70,8 @@ def read_config(run: str | os.PathLike) -> dict:
 
 @contextmanager
 def locked(run: str | os.PathLike, hold: bool = True) -> Iterator[Path]:
-    """Hold ``RUN/.lock`` for the block (the system releases it when the process ends, a crash included) so that a
-    second trainer of the same folder refuses in one line; ``hold=False`` (accelerate's other processes) does nothing.
-
-    When the block fails before the run's config.json exists, the lock file and the folders made for it go again.
-    """
+    """Hold ``RUN/.lock`` for the block so that a second trainer of the folder refuses in one line (``hold=False``:
+    accelerate's other processes); a failure before config.json exists removes what was made for it."""
     run = Path(run)
     if not hold:
         yield run

@@ -1,12 +1,5 @@
-"""Training a ``ConditionalUNet`` on an i-CLEVR root, driven by accelerate.
-
-``train(TrainConfig(...))`` is what ``cddpm train`` and the notebooks call. accelerate owns the
-device, mixed precision, gradient accumulation and multi-process (DDP) training; diffusers gives the
-noise schedule, the cosine LR schedule and the EMA. The whole training split sits on the device as
-one uint8 tensor; batches are drawn by indexing a permutation seeded by ``(seed, epoch)`` and
-flipped / noised on the device, so no DataLoader sits in the loop and a resumed run sees exactly the
-batches it would have seen without the pause.
-"""
+"""Training a ``ConditionalUNet`` on an i-CLEVR root with accelerate: the split sits on the device and batches are
+drawn from a ``(seed, epoch)`` permutation, so a resumed run sees exactly the batches it would have seen."""
 from __future__ import annotations
 
 import dataclasses
@@ -156,10 +149,8 @@ def make_accelerator(config: TrainConfig) -> Accelerator:
 
 
 class Batches:
-    """One process's training data on its device and the micro-batches drawn from it: a (seed, epoch) permutation of
-    the examples, each image in [-1, 1] with its labels and, for a canvas model, its model input (the image it extends
-    from ``parents`` of :func:`cddpm.canvas.pairs`, or the empty floor; for a layout model also the mask of the box
-    around what it added: ``boxes`` from :func:`layout_boxes`)."""
+    """One process's training data on its device and its micro-batches: images in [-1, 1], labels and, for a
+    canvas model, the input image it extends (and for a layout model the box around what it added)."""
 
     def __init__(self, config: TrainConfig, images: torch.Tensor, labels: torch.Tensor, acc: Accelerator,
                  parents: torch.Tensor | None = None, boxes: canvas.TrainingBoxes | None = None):
@@ -213,12 +204,7 @@ class Batches:
 
 class Trainer:
     """The model, optimiser, LR schedule and EMA of one run, one optimiser step at a time over :class:`Batches`,
-    with the checkpoint hooks that save and restore them exactly.
-
-    A canvas model trains on the images that extend another (``parents`` from :func:`cddpm.canvas.pairs`, with
-    ``labels`` the added objects); a layout model also on the boxes around what they added (:func:`layout_boxes`,
-    or ``boxes`` found by it once for several Trainers).
-    """
+    with the checkpoint hooks that save and restore them exactly."""
 
     def __init__(self, config: TrainConfig, images: torch.Tensor, labels: torch.Tensor,
                  accelerator: Accelerator | None = None, parents: torch.Tensor | None = None,
@@ -307,11 +293,8 @@ class Trainer:
         return final
 
     def load(self, folder: Path) -> None:
-        """Continue from a checkpoint folder written by ``save``: exactly, or a one-line refusal naming the broken file.
-
-        accelerate only logs (at INFO) when it cannot restore the random states, and goes on with other
-        noise and another data order; that is refused unless ``inexact_resume`` says to go on anyway.
-        """
+        """Continue from a checkpoint folder written by ``save``: exactly (accelerate restores the random states), or a
+        one-line refusal unless ``inexact_resume``."""
         acc = self.accelerator
         before = runs.previous(folder)
         self._fix = (f"move {folder} aside and --resume again to continue from {before.name}" if before else
@@ -489,12 +472,7 @@ def _recorded_budget(run: Path, config: TrainConfig) -> dict:
 def train(config: TrainConfig, on_log: Callable[[dict], None] | None = None,
           accelerator: Accelerator | None = None) -> dict:
     """Train (or, with ``config.resume``, continue) the run in ``config.out``; return the last log record.
-
-    ``on_log(record)`` is called on the main process at every log interval with the record written to
-    ``metrics.jsonl`` (step, epoch, loss, lr, images_per_s, train_seconds): a notebook can draw a live loss
-    curve from it. Ctrl-C saves a checkpoint at the end of the current step, then raises KeyboardInterrupt.
-    A ``minutes`` budget counts from this call: a new run measures its speed and takes the steps that fit.
-    """
+    ``on_log(record)`` gets each ``metrics.jsonl`` record on the main process; Ctrl-C saves, then raises."""
     called = time.perf_counter()
     acc = accelerator or make_accelerator(config)
     with runs.locked(config.out, acc.is_main_process):  # one trainer per run folder

@@ -1,10 +1,5 @@
-"""The ResNet18 evaluator in the course's checkpoint format: build, load, save, score, evaluate folders.
-
-Format (the course's ``evaluator.py``): ``torch.load(path)["model"]`` is the state dict of a torchvision
-``resnet18`` whose ``fc`` is ``Sequential(Linear(512, 24), Sigmoid())``; it takes 64x64 RGB batches in
-[-1, 1] and returns 24 per-class scores in [0, 1]. The course's checkpoint and ours are interchangeable.
-Training one from scratch is :mod:`cddpm.evaluation.training`.
-"""
+"""The ResNet18 evaluator in the course's checkpoint format (``torch.load(path)["model"]``, a resnet18 with a
+sigmoid head on 64x64 images in [-1, 1]; interchangeable with the course's): build, load, save, score, evaluate."""
 from __future__ import annotations
 
 import hashlib
@@ -91,13 +86,8 @@ def _check_shape(images: torch.Tensor) -> None:
 
 
 def check_images(images: torch.Tensor) -> None:
-    """Refuse anything but a float (N, 3, 64, 64) batch in [-1, 1], naming the likely mistake.
-
-    Range rule: values must lie in [-1, 1] (1e-3 slack); above 1.5 means [0, 255] pixels. A batch whose
-    minimum is >= 0 is taken for [0, 1] images: a real i-CLEVR scene in [-1, 1] always has pixels darker
-    than mid-grey (shadows, dark objects), so only a batch without a single one is refused. Callers
-    that built the batch with ``data.to_float`` themselves may skip this check.
-    """
+    """Refuse anything but a float (N, 3, 64, 64) batch in [-1, 1], naming the likely mistake: above 1.5 is
+    [0, 255]; no pixel below 0 is [0, 1] (a real scene in [-1, 1] always has pixels darker than mid-grey)."""
     _check_shape(images)
     if not images.is_floating_point():
         raise ValueError(f"images are {images.dtype}; convert [0, 255] pixels with cddpm.data.to_float")
@@ -184,11 +174,8 @@ class Evaluator:
         return self._logits(images)
 
     def scores(self, images: torch.Tensor, batch_size: int = 256, check_range: bool = True) -> torch.Tensor:
-        """(N, 24) per-class scores in [0, 1] on the CPU, in eval mode and without gradients.
-
-        ``images`` are (N, 3, 64, 64) in [-1, 1], checked by :func:`check_images` (``check_range=False``
-        keeps only the shape check, for batches made with ``data.to_float``).
-        """
+        """(N, 24) per-class scores in [0, 1] on the CPU of (N, 3, 64, 64) ``images`` in [-1, 1] (``check_range=False``
+        checks only the shape, for batches made with ``data.to_float``)."""
         (check_images if check_range else _check_shape)(images)
         return self._run(self.network, images, batch_size, L.NUM_CLASSES)
 
@@ -233,10 +220,8 @@ def per_image(scores: torch.Tensor, labels: torch.Tensor, names: Sequence[str], 
 
 
 def read_folder(folder: str | os.PathLike, count: int) -> tuple[torch.Tensor, int]:
-    """``folder/0.png .. {count-1}.png`` as uint8 (count, 3, 64, 64), plus how many needed a resize.
-
-    Other files (a grid, a json) are ignored; a missing number or a number >= ``count`` is an error.
-    """
+    """``folder/0.png .. {count-1}.png`` as uint8 (count, 3, 64, 64), plus how many needed a resize; other files
+    are ignored, a missing number or one >= ``count`` is an error."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"image folder {folder} does not exist; sample into it with `cddpm sample`")

@@ -1,10 +1,5 @@
-"""Accuracy metrics on evaluator scores: pure, vectorised functions of (N, 24) tensors.
-
-``scores`` are per-class probabilities (top-k follows ``torch.topk``'s order among tied scores, as the course
-does, so pass the sigmoid scores it sees, not logits, which tie less often), ``labels`` the
-requested multi-hot sets. Every image must request at least one object, except for top-k, which
-skips an image requesting none as the course's ``compute_acc`` does.
-"""
+"""Accuracy metrics on (N, 24) evaluator scores (sigmoid probabilities: top-k follows ``torch.topk``'s order among
+ties, as the course does) against requested multi-hot ``labels``."""
 from __future__ import annotations
 
 import torch
@@ -38,11 +33,8 @@ def topk_credit(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 
 def topk_accuracy(scores: torch.Tensor, labels: torch.Tensor) -> float:
-    """The course's ``compute_acc``: requested objects found in each image's top-k scores / all requested objects.
-
-    Images requesting no object count for nothing, as in the course; with no requested object at all there
-    is no accuracy to give.
-    """
+    """The course's ``compute_acc``: requested objects found in each image's top-k scores / all requested objects
+    (images requesting none count for nothing; none requested at all is an error)."""
     credit = topk_credit(scores, labels)
     total = (torch.as_tensor(labels) > 0.5).sum().item()
     if total == 0:
@@ -51,10 +43,7 @@ def topk_accuracy(scores: torch.Tensor, labels: torch.Tensor) -> float:
 
 
 def exact_set_accuracy(scores: torch.Tensor, labels: torch.Tensor, threshold: float = 0.5) -> float:
-    """Share of images whose classes scoring strictly above ``threshold`` are exactly the requested set.
-
-    Unlike top-k this punishes extra objects and missing ones alike.
-    """
+    """Share of images whose classes scoring above ``threshold`` are exactly the requested set (extras count)."""
     scores, requested = _check(scores, labels)
     return ((scores > threshold) == requested).all(1).double().mean().item()
 
@@ -66,9 +55,7 @@ def extra_object_rate(scores: torch.Tensor, labels: torch.Tensor, threshold: flo
 
 
 def per_class_recall(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """(24,) top-k credit of each class over the images requesting it; NaN for classes never requested.
-
-    Uses the same rule as :func:`topk_accuracy`, whose value is these recalls weighted by request counts.
-    """
+    """(24,) top-k credit of each class over the images requesting it (NaN if never requested); :func:`topk_accuracy`
+    is these recalls weighted by request counts."""
     credit = topk_credit(scores, labels)
     return credit.sum(0) / (labels > 0.5).sum(0)

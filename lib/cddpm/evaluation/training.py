@@ -1,7 +1,4 @@
-"""Training the course's ResNet18 evaluator from scratch: label-safe augmentation, a scene-wise split, the loop.
-
-The network, its checkpoint format and the scoring live in :mod:`cddpm.evaluation.evaluator`; this module only makes one.
-"""
+"""Training the course's ResNet18 evaluator from scratch: label-safe augmentation, a scene-wise split, the loop."""
 from __future__ import annotations
 
 import math
@@ -44,20 +41,8 @@ def train_evaluator(root: str | os.PathLike, out: str | os.PathLike, epochs: int
                     device: str | torch.device | None = None, mixed_precision: str = DEFAULT_PRECISION,
                     force: bool = False, progress: bool = True, train_size: int = SIZE,
                     minutes: float | None = None, hold_out: bool = False) -> dict:
-    """Train the course's ResNet18 from scratch with BCE on ``root``'s train.json; save it to ``out``.
-
-    Holds out ``val_fraction`` of the scenes, trains with AdamW and a one-cycle schedule on augmented
-    batches, saves the official format at ``out`` and its measured accuracies to ``out`` with ``.json``.
-    ``pos_weight`` weights the BCE of present objects: a class is present in ~8% of images, and unweighted
-    training missed present objects four times as often as it invented absent ones. ``mixed_precision`` is one of
-    ``MIXED_PRECISIONS``, resolved by :func:`cddpm.device.choose_precision` (``auto``: bf16 where native).
-    ``train_size`` < 64 trains (and validates) on images read at that size and upsampled back to 64x64, as the
-    course's own judge was (32): a judge that has seen blur forgives it. ``minutes``: a time budget, counted from this call; the speed
-    measured on a throwaway copy of the network at the start sets the steps (``epochs`` caps them, and the last
-    epoch may be partial) so that the schedule ends on time. ``hold_out`` validates on the root's :func:`cddpm.data.held_out`
-    scenes instead of ``val_fraction``'s. The checkpoint records the hash of the train.json it learned
-    (``provenance.mapping_sha``, under ``evaluator.TRAINED_ON``). Returns that report.
-    """
+    """Train the course's ResNet18 with BCE on ``root``'s train.json (AdamW, one-cycle); save it to ``out`` and its
+    validation accuracies beside it; returns that report. The options are explained in docs/evaluator.md."""
     inputs = [Path(root) / name for name in (*data.ROOT_FILES, "iclevr")]
     out = check_output_file(out, "--out", inputs, force=force, what="checkpoint's file")
     if out.suffix == ".json":

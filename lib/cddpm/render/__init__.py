@@ -1,16 +1,5 @@
-"""Synthetic i-CLEVR: CLEVR-style scenes rendered in the official layout, with per-object ground truth.
-
-``render_dataset`` writes a full root (objects/train/test/new_test json + iclevr/*.png), where image
-k + 1 of a scene is image k with one more object; ``render_conditions`` renders N images of each
-condition of a test.json-style list; ``render_twin`` renders an existing train.json's names and
-labels. Output is written to a temporary folder and renamed into place (:func:`cddpm.paths.atomic_write`), and is
-byte-identical for the same arguments (see ``raycast`` for why the pixels are).
-
-``realistic=True`` (``cddpm render --realistic``) renders the same scenes (objects, positions, names, labels) with
-what CLEVR's Blender renders have and the clean ones lack (``raycast.Realism``): each scene's own jittered camera
-and lights, a slightly different light for each of its images, per-pixel sample noise and other objects mirrored
-in metal; still deterministic from the seed.
-"""
+"""Synthetic i-CLEVR: CLEVR-style scenes in the official layout, with per-object ground truth, byte-identical for the
+same arguments (``render_dataset``, ``render_conditions``, ``render_twin``; ``realistic``: ``raycast.Realism``)."""
 from __future__ import annotations
 
 import hashlib
@@ -81,12 +70,8 @@ def render_conditions(conditions: Sequence[Sequence[str]], out: str | os.PathLik
 def render_twin(mapping: Mapping[str, Sequence[str]], out: str | os.PathLike, seed: int = SEED, size: int = IMAGE_SIZE,
                 force: bool = False, command: str | None = None, workers: int | None = None,
                 splits: Mapping[str, Sequence[Sequence[str]]] | None = None, realistic: bool = False) -> Path:
-    """Write a synthetic image for every name -> labels of a train.json, under the same names, and ``splits``
-    (split name -> object lists: the twinned root's test.json and new_test.json) as they are.
-
-    Names like ``CLEVR_train_{scene}_{k}.png`` share scene ``scene``'s generator, so the twin of a
-    rendered root with the same seed has that root's images, and a course scene grows object by object.
-    """
+    """Write a synthetic image for every name -> labels of a train.json, and ``splits`` as they are; names
+    ``CLEVR_train_{scene}_{k}.png`` share their scene's generator, so a scene grows object by object."""
     _check_common(seed, size, out, force)
     if not mapping:
         raise ValueError("the train.json to twin is empty; give a root with at least one image")

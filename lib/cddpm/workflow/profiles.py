@@ -1,12 +1,5 @@
 """Named settings for the notebooks and the demo: ``smoke`` (CI), ``demo`` (CPU minutes), ``cpu`` (a CPU hour),
-``colab``, ``reference``.
-
-A profile's training is ``cddpm.train.TrainConfig``'s defaults with its ``train`` settings on top. A notebook's
-``parameters`` cell names a profile (``CDDPM_PROFILE`` or papermill's injection) and may override any profile or
-training field; ``None`` means "the profile's value". Paths a profile leaves out follow the outputs layout
-(:mod:`cddpm.folders`) under its ``outputs``: on other data than its synthetic set, its run and batch are named
-after the profile and that data's key, and the judge it trains is filed under that key.
-"""
+``colab``, ``reference``; each is ``TrainConfig``'s defaults with its ``train`` settings on top."""
 from __future__ import annotations
 
 import dataclasses
@@ -81,12 +74,8 @@ PROFILES: dict[str, Profile] = {
 
 
 def train_config(p: Profile, resume: bool | None = None, **model_overrides):
-    """The ``cddpm.train.TrainConfig`` of a profile: the one place a profile becomes a training run.
-
-    ``resume=None`` continues the profile's run when it already has checkpoints and starts it otherwise; a run of
-    ``max_steps`` saves four times; ``model_overrides`` replace fields of the profile's preset (e.g.
-    ``conditioning="concat"``).
-    """
+    """The ``TrainConfig`` of a profile (``resume=None``: continue its run when it has checkpoints); ``model_overrides``
+    replace fields of its preset."""
     from .. import model, provenance, runs
     from ..train import TrainConfig
 

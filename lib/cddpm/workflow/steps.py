@@ -1,8 +1,5 @@
-"""The steps of a profile's workflow that the notebooks and ``cddpm demo`` share: data, evaluator, its ground truth.
-
-Each step does its work only when its output is missing, so a notebook re-run or a resumed demo
-costs nothing for what is already there.
-"""
+"""The steps that the notebooks and ``cddpm demo`` share (data, evaluator, its ground truth), each done only when
+its output is missing."""
 from __future__ import annotations
 
 import itertools
@@ -99,12 +96,8 @@ def fidelity_of_samples(p: profiles.Profile, judge: ev.Evaluator) -> dict[tuple[
 
 
 def judge_on_ground_truth(p: profiles.Profile, judge: ev.Evaluator) -> dict[str, dict]:
-    """How far to trust the judge's numbers: its metrics on ground truth, keyed by what that ground truth is.
-
-    On a root we rendered: renders of each of the profile's splits. On any other root (the course's) nothing can
-    be rendered alike, so: the root's own held-out scenes (:func:`cddpm.data.held_out`), which the
-    profile keeps out of its model's training there.
-    """
+    """The judge's metrics on ground truth: renders of the profile's splits on a root we rendered, else the root's
+    own held-out scenes (:func:`cddpm.data.held_out`), which the profile keeps out of training."""
     root = Path(p.data_root)
     if provenance.rendered(root):
         return {f"ground-truth renders of {split}": ev.evaluate_root(judge, ground_truth(p, split))
