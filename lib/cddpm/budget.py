@@ -1,8 +1,5 @@
-"""Work sized by minutes: a trainer times a few of its own steps on this machine, then takes as many as fit.
-
-Both trainers (``cddpm.train`` and ``cddpm.evaluation.training``) use it, so that a profile can say how long a
-stage may take rather than how many steps, and the LR schedule still ends at the last step.
-"""
+"""Work sized by minutes: a trainer (both trainers use it) times a few of its own steps on this machine, then takes
+as many as fit, so the LR schedule still ends at the last step."""
 from __future__ import annotations
 
 import math
@@ -26,11 +23,8 @@ class Speed:
 
 def measure(step: Callable[[], object], agree: Callable[[bool], bool] = bool,
             clock: Callable[[], float] = time.perf_counter) -> Speed:
-    """Time ``step()`` after ``WARMUP_STEPS`` untimed calls, until ``MIN_STEPS`` and ``MIN_SECONDS`` are both reached.
-
-    ``float(step())`` waits for the device. ``agree(mine)`` says whether to stop when this process would
-    (``mine``): processes that train together pass one that stops all of them at the same step.
-    """
+    """Time ``step()`` (a float: it waits for the device) after ``WARMUP_STEPS`` untimed calls until ``MIN_STEPS`` and
+    ``MIN_SECONDS`` are reached; ``agree(mine)`` lets processes that train together stop at the same step."""
     for _ in range(WARMUP_STEPS):
         float(step())
     start, steps = clock(), 0

@@ -1,8 +1,5 @@
-"""The names and defaults that the library, the ``cddpm`` command line and the notebooks share, in one place.
-
-Torch-free, so that ``cddpm --help`` stays instant; the modules that act on a choice import it from here, and a
-test checks that the command line offers exactly these.
-"""
+"""The names and defaults that the library, the ``cddpm`` command line and the notebooks share, in one place;
+torch-free, so that ``cddpm --help`` stays instant."""
 from __future__ import annotations
 
 SPLITS = ("test", "new_test")                       # the condition files besides train.json

@@ -1,8 +1,5 @@
-"""The ``cddpm`` command line shared by notebooks, scripts and the README.
-
-Each subcommand is one ``_add_*`` function (its arguments) and one handler that calls the library.
-Library imports happen inside handlers so that ``cddpm --help`` stays instant.
-"""
+"""The ``cddpm`` command line: one ``_add_*`` function (arguments) and one handler per subcommand; library imports
+happen inside handlers so that ``cddpm --help`` stays instant."""
 from __future__ import annotations
 
 import argparse

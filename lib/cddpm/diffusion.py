@@ -1,8 +1,5 @@
-"""Noise schedules, the training loss and the samplers, all on diffusers schedulers.
-
-Training uses ``DDPMScheduler`` (1000 steps, ``squaredcos_cap_v2``); every sampler is built from the
-training scheduler's config so that they share one noise schedule.
-"""
+"""Noise schedules, the training loss and the samplers on diffusers schedulers: every sampler is built from the
+training ``DDPMScheduler``'s config, so they share one noise schedule."""
 from __future__ import annotations
 
 import torch
@@ -31,10 +28,8 @@ def drop_labels(labels: torch.Tensor, p_uncond: float, generator: torch.Generato
 
 def training_loss(model, scheduler: DDPMScheduler, x0: torch.Tensor, labels: torch.Tensor, p_uncond: float = 0.1,
                   generator: torch.Generator | None = None, canvas: torch.Tensor | None = None) -> torch.Tensor:
-    """MSE between the model's prediction and its target (noise, or v) at uniformly drawn timesteps.
-
-    ``canvas``: the images that a canvas model's ``x0`` adds one object to (kept when the label is dropped).
-    """
+    """MSE between the model's prediction and its target (noise, or v) at uniform timesteps; ``canvas``: the images a
+    canvas model's ``x0`` adds one object to (kept when the label is dropped)."""
     noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
     t = torch.randint(0, scheduler.config.num_train_timesteps, (x0.shape[0],), generator=generator, device=x0.device)
     xt = scheduler.add_noise(x0, noise, t)

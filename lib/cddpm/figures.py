@@ -1,9 +1,5 @@
-"""Figures: torchvision ``make_grid`` grids (the course's grid and denoising strip), captioned grids, the dataset
-overview and the training loss curve.
-
-Drawn on ``matplotlib.figure.Figure`` objects, not pyplot: no backend is chosen here, so importing this module
-leaves a notebook's inline plotting alone, and nothing is left open in pyplot's figure manager.
-"""
+"""Figures: the course's grid and denoising strip, captioned grids, the dataset overview and the loss curve, drawn on
+``matplotlib.figure.Figure`` objects (not pyplot), so importing this leaves a notebook's plotting alone."""
 from __future__ import annotations
 
 import math

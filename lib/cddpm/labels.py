@@ -1,8 +1,5 @@
-"""The 24 i-CLEVR classes and their multi-hot encoding.
-
-The order is the course's ``objects.json``: index = shape * 8 + colour, so nothing here needs the
-course files.
-"""
+"""The 24 i-CLEVR classes in the course's ``objects.json`` order (index = shape * 8 + colour) and their multi-hot
+encoding."""
 from __future__ import annotations
 
 import difflib

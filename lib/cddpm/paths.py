@@ -1,11 +1,6 @@
-"""Outputs: checked before long work starts, and written atomically; one rule for every command that writes one.
-
-An output folder is claimed by :func:`claim_folder` (new, empty, or what cddpm wrote there). A file that is read back
-(json records and reports, the evaluator checkpoint, the image cache) and a folder written whole (a render, an
-export) are written by :func:`atomic_write`: to a temporary sibling ``.{name}.{pid}.tmp`` (files with the umask's
-permissions, not ``tempfile.mkstemp``'s 0600), renamed into place, and removed on any error; a checkpoint, which its
-processes write together, is renamed into place by the main one (:func:`publish`).
-"""
+"""Outputs: checked before long work starts and written atomically. A folder is claimed by :func:`claim_folder` (new,
+empty, or cddpm's); files and whole folders are written by :func:`atomic_write` to a temporary sibling
+``.{name}.{pid}.tmp`` and renamed into place (a checkpoint by the main process: :func:`publish`)."""
 from __future__ import annotations
 
 import json

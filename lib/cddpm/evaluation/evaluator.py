@@ -29,9 +29,7 @@ EXPECTED = ("torch.save({'model': state_dict}) of a torchvision resnet18 whose f
 
 
 def _numpy_scalar_globals() -> list:
-    """What a pickled numpy scalar (an ``epoch`` or ``acc`` saved beside the weights) needs: its constructor, under
-    numpy 1's name and numpy 2's (``numpy.core`` became ``numpy._core``), and the dtypes. Plain data that a
-    weights-only load may rebuild; any other Python object stays refused."""
+    """The globals a weights-only load needs for numpy scalars saved beside the weights (numpy 1's and 2's names)."""
     scalar = np.int64(0).__reduce__()[0]
 
     def renamed(*args):
@@ -180,9 +178,8 @@ class Evaluator:
         return self._run(self.network, images, batch_size, L.NUM_CLASSES)
 
     def features(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-        """(N, 512) pooled penultimate features (what the fc layer reads) on the CPU, in eval mode without gradients:
-        the judge's own feature space, where :mod:`cddpm.evaluation.fidelity` measures distances. ``images`` as ``scores`` takes
-        them with ``check_range=False``."""
+        """(N, 512) pooled features (what the fc layer reads) on the CPU: the judge's feature space, where
+        :mod:`cddpm.evaluation.fidelity` measures distances; ``images`` as ``scores`` takes them."""
         _check_shape(images)
         return self._run(self._pooled, images, batch_size, FEATURES)
 
@@ -267,10 +264,8 @@ def evaluate_folder(evaluator: Evaluator, folder: str | os.PathLike, root: str |
                     conditions: str | os.PathLike | Sequence[Sequence[str]] | None = None,
                     reference: str | os.PathLike | None = None, floor_reference: str | os.PathLike | None = None,
                     inception: bool = False) -> dict:
-    """Metrics of ``folder/{i}.png`` (the course's output naming) against the ``split`` conditions of ``root``, those
-    of a test.json-style ``conditions`` file, or ``conditions`` given as object lists (named ``split``); with a
-    ``reference`` root also FD and KID against its ground-truth renders (and their floor, Inception FID:
-    :func:`cddpm.evaluation.fidelity.measure`)."""
+    """Metrics of ``folder/{i}.png`` against the ``split`` conditions of ``root``, a test.json-style ``conditions`` file,
+    or object lists; with a ``reference`` also FD and KID (:func:`cddpm.evaluation.fidelity.measure`)."""
     if conditions is None:
         lists = data.load_condition_lists(root, split)
     elif isinstance(conditions, (str, os.PathLike)):

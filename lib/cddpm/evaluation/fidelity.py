@@ -1,12 +1,5 @@
-"""Fidelity: Frechet distance (FD) and KID between generated images and ground-truth renders of the same conditions,
-in the judge's own 512-d pooled features, with the render-vs-render floor beside them.
-
-The judge's accuracy says whether it finds the requested objects, not whether the pictures look like i-CLEVR; these
-distances do. The judge's feature space knows i-CLEVR and needs no download (standard Inception FID is an option
-where torch-fidelity and its weights can be had). Both distances are biased at a few hundred images, so they are read
-against their floor: the same distance between two render sets of the same conditions. torchmetrics computes the
-statistics, with the judge as its feature extractor.
-"""
+"""Fidelity: Frechet distance (FD) and KID between generated images and renders of the same conditions in the judge's
+512-d pooled features, beside the render-vs-render floor (both are biased at a few hundred images; docs/evaluator.md)."""
 from __future__ import annotations
 
 import os

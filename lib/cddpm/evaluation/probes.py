@@ -1,12 +1,5 @@
-"""Condition lists beyond the two splits, to test whether a model generalises: test.json-style files of
-
-- ``same_colour``: the three shapes in one colour ("red cube", "red sphere", "red cylinder"), in every order;
-- ``same_shape``: three colours of one shape;
-- ``rare_pairs``: the pairs of objects that appear together least often in a root's ``train.json``.
-
-Test and new_test mostly ask for mixed colours and shapes that training scenes hold often; these ask for what a
-model that memorised common pairs, or that mixes up objects of one colour (or one shape), gets wrong.
-"""
+"""Condition lists beyond the two splits, to test whether a model generalises: ``same_colour``, ``same_shape`` and a
+root's ``rare_pairs`` (the pairs seen together least often in training)."""
 from __future__ import annotations
 
 import itertools

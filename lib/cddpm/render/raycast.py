@@ -1,10 +1,6 @@
-"""Analytic ray casting of CLEVR-style scenes with numpy: spheres, cubes and cylinders on a floor.
-
-The camera is fixed, so ray directions, floor hits and the empty-floor image are tables built once
-per size. Only screen tiles that an object or its shadow can touch are cast; the others keep the
-empty floor. Every per-pixel step is an IEEE-exact numpy operation (+ - * / sqrt min max, no BLAS,
-no exp/pow), so the pixels are bit-identical on any machine, thread count or batch split.
-"""
+"""Analytic ray casting of CLEVR-style scenes with numpy: spheres, cubes and cylinders on a floor. Only screen tiles an
+object or its shadow can touch are cast; every per-pixel step is IEEE-exact (+ - * / sqrt min max, no BLAS, no
+exp/pow), so the pixels are bit-identical on any machine, thread count or batch split."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -138,11 +134,8 @@ def _tile(size: int) -> int:
 
 @dataclass
 class Scenes:
-    """A batch of B images, SLOTS object slots each; ``kind`` NONE marks an empty slot.
-
-    kind (B, 3) int; x, y, r, cos, sin (B, 3) float32 (r: bounding radius; cos, sin: cube
-    rotation); colour (B, 3, 3) linear RGB float32; metal (B, 3) bool.
-    """
+    """A batch of B images, SLOTS object slots each (``kind`` NONE: empty): kind (B, 3) int; x, y, r (bounding radius),
+    cos, sin (cube rotation) (B, 3) float32; colour (B, 3, 3) linear RGB; metal (B, 3) bool."""
 
     kind: np.ndarray
     x: np.ndarray

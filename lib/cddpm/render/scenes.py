@@ -1,11 +1,6 @@
-"""What a synthetic scene holds: balanced labels, test conditions, and object placement.
-
-Objects are placed one at a time from a random generator keyed by (seed, scene key): object k never
-depends on later objects, so a scene's first k objects are the same whether it holds k or 3. A new
-object is drawn again until it does not overlap the others and every object in the image stays
-at least ``MIN_VISIBLE`` visible, measured by casting the scene at ``CHECK_SIZE`` pixels (exactly
-the default images) whatever size is rendered later, so --size 256 shows the same scenes as --size 64.
-"""
+"""What a synthetic scene holds: balanced labels, test conditions and object placement. Objects are placed one at a
+time from a generator keyed by (seed, scene key), so a scene's first k objects never depend on later ones; each must
+stay ``MIN_VISIBLE`` visible when cast at ``CHECK_SIZE``, whatever size is rendered."""
 from __future__ import annotations
 
 import math

@@ -1,3 +1,2 @@
-"""The machinery around the method: profiles, the steps the notebooks and ``cddpm demo`` share (``steps``),
-papermill batches (``batch``), the report, notebook widgets and Colab. Imports the method and ``cddpm.evaluation``;
+"""The machinery around the method: profiles, notebook steps, papermill batches, the report, widgets and Colab;
 nothing imports it but the command line."""

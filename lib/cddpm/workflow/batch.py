@@ -1,8 +1,4 @@
-"""Papermill batches: execute ``03_sample.ipynb`` once per combination, then ``04_report.ipynb``.
-
-The executed notebooks under ``OUTPUTS/papermill/NAME/`` are the record of a batch; the samples
-and their ``metrics.json`` go to ``OUTPUTS/samples/NAME/<combination>/`` (:mod:`cddpm.folders`).
-"""
+"""Papermill batches: ``03_sample.ipynb`` once per combination, then ``04_report.ipynb`` (layout: :mod:`cddpm.folders`)."""
 from __future__ import annotations
 
 import itertools
@@ -87,11 +83,8 @@ def _notebook(folder: str, name: str) -> Path:
 
 
 def _execute(notebook: Path, output: Path, parameters: dict, stream: bool = False) -> None:
-    """Run ``notebook`` with papermill; a parameter its ``parameters`` cell lacks is a bug, not a warning.
-
-    ``stream`` shows the notebook's stderr (status lines, its progress bars as text) on ours while it runs; the
-    executed notebook keeps each bar's last state.
-    """
+    """Run ``notebook`` with papermill (a parameter its ``parameters`` cell lacks is an error); ``stream`` shows its
+    stderr on ours while it runs."""
     import papermill as pm
 
     unknown = sorted(set(parameters) - set(pm.inspect_notebook(str(notebook))))

@@ -1,10 +1,5 @@
-"""Colab: keep a session's outputs on Google Drive, so that a runtime that ends loses no run.
-
-The notebooks' set-up cell calls :func:`keep_on_drive` after mounting Drive. Only ``outputs/`` (runs, judges,
-samples, reports) goes there by default: ``data/`` stays on the runtime's local disk, where the synthetic set is
-rendered again by the same seed (the same images, so a run resumes), because reading thousands of small files
-through Drive is slow. Torch-free, so that the set-up cell stays quick.
-"""
+"""Colab: keep a session's ``outputs/`` on Google Drive (``data/`` stays local: reading small files through Drive is
+slow, and the same seed renders it again); torch-free, so the set-up cell stays quick."""
 from __future__ import annotations
 
 import filecmp

@@ -1,8 +1,5 @@
-"""Collect a batch of sampling runs and summarise it: tables (mean +- std over seeds) and figures.
-
-A batch folder holds one sub-folder per combination, each with the ``metrics.json`` that
-``cddpm sample`` writes; the report groups them by everything but the seed.
-"""
+"""Summarise a batch of ``cddpm sample`` folders: tables (mean +- std over seeds, grouped by everything but the seed)
+and figures."""
 from __future__ import annotations
 
 import json
