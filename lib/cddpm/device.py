@@ -30,12 +30,8 @@ def resolve(name: str | torch.device | None = None) -> torch.device:
     return device
 
 
-# Native bf16 on a CPU. oneDNN (which runs autocast's convolutions and matmuls on the CPU) answers
-# torch.ops.mkldnn._is_mkldnn_bf16_supported(), and honours ONEDNN_MAX_CPU_ISA: with ONEDNN_MAX_CPU_ISA=AVX2 (the
-# stand-in for an AVX2-only CPU such as a Zen 3, beside ATEN_CPU_CAPABILITY=avx2, which alone does not change
-# it) it says False on an AVX512-BF16 machine, as on the real thing. On x86 it asks only for AVX512_CORE, though
-# (True under ONEDNN_MAX_CPU_ISA=AVX512_CORE), so Skylake to Ice Lake, which emulate bf16, pass it; there the CPU
-# must also have AVX512-BF16 (CPUID, through torch.cpu; every AMX CPU has it). Checked with torch 2.14 / oneDNN 3.12.
+# oneDNN's _is_mkldnn_bf16_supported() honours ONEDNN_MAX_CPU_ISA but on x86 asks only for AVX512_CORE, which
+# Skylake to Ice Lake emulate bf16 with; there the CPU must also have AVX512-BF16 (docs/any-cpu.md)
 _X86 = ("x86_64", "amd64", "i386", "i686")
 
 

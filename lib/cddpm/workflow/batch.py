@@ -55,12 +55,10 @@ class Batch:
 
     def combinations(self) -> list[dict]:
         """Every combination as the parameters 03_sample.ipynb takes, plus its ``tag``."""
-        combos = []
-        for split, seed, ckpt, sampler, steps, w in itertools.product(
-                self.splits, self.seeds, self.checkpoints, self.samplers, self.steps, self.guidance):
-            combos.append(dict(tag=folders.tag(split, seed, ckpt, sampler, steps, w), split=split, seed=seed, checkpoint=ckpt, sampler=sampler, steps=steps,
-                               guidance=float(w)))
-        return combos
+        return [dict(tag=folders.tag(split, seed, ckpt, sampler, steps, w), split=split, seed=seed, checkpoint=ckpt,
+                     sampler=sampler, steps=steps, guidance=float(w))
+                for split, seed, ckpt, sampler, steps, w in itertools.product(
+                    self.splits, self.seeds, self.checkpoints, self.samplers, self.steps, self.guidance)]
 
     @property
     def record_dir(self) -> Path:

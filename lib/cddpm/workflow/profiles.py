@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import folders
-from ..choices import DEFAULT_OUTPUTS, DEFAULT_SAMPLER, DEFAULT_STEPS, SCENES
+from ..choices import DEFAULT_OUTPUTS, DEFAULT_SAMPLER, DEFAULT_STEPS, PER_CONDITION, SCENES, SPLITS
 
 LENGTH = ("max_steps", "epochs", "minutes")  # the training fields that set a run's length: one given replaces all
 
@@ -25,13 +25,13 @@ class Profile:
     evaluator: str | None = None            # None: a judge trained on the data (evaluator_path)
     evaluator_epochs: int | None = 3        # None: the train-evaluator default; with evaluator_minutes, the cap
     evaluator_minutes: float | None = None  # the judge's time budget: its steps fit it on this machine
-    gt_per_condition: int = 10              # ground-truth renders per test condition
+    gt_per_condition: int = PER_CONDITION   # ground-truth renders per test condition
     run: str | None = None                  # None: OUTPUTS/runs/<the batch name>
     train: dict = field(default_factory=dict)  # TrainConfig fields that differ from its defaults; the run's length
                                             # (max_steps, or minutes sized on this machine with max_steps their cap)
     device: str | None = None               # cuda, cpu, ... for every step; None: cuda when present
     seeds: tuple[int, ...] = (0, 1, 2)
-    splits: tuple[str, ...] = ("test", "new_test")
+    splits: tuple[str, ...] = SPLITS
     sampler: str = DEFAULT_SAMPLER
     steps: int = DEFAULT_STEPS[DEFAULT_SAMPLER]
     guidance: tuple[float, ...] = (1.0, 3.0)
@@ -48,17 +48,11 @@ PROFILES: dict[str, Profile] = {
     "smoke": Profile("smoke", outputs=str(Path(DEFAULT_OUTPUTS) / "smoke"), scenes=16, evaluator_epochs=1,
                      gt_per_condition=1, train=dict(max_steps=4, batch_size=8), seeds=(0, 1), steps=3,
                      guidance=(1.0, 2.0), ddpm_steps=3),
-    # the demo trains a short evaluator of its own, so it never stands in for the full one at the default path;
-    # its model draws one object at a time, each in a box (layout64, measured in docs/ablations.md). `make demo`
-    # must fit in 20 minutes on 2 cores of any speed, so the judge and the training are given minutes and size their
-    # work to them on the machine they run on; rendering and sampling are fixed work, estimated here for the slower
-    # machine of issue 19 (rendering 18009 images at 114 images/s: 2.6 min; sampling, report and judge check: 103 s
-    # on the faster one, about 3 times that assumed), leaving about a minute for the install.
-    # what this split buys on an AVX2-only and a native-bf16 CPU: docs/any-cpu.md
+    # `make demo` fits 20 minutes on 2 cores of any speed: judge and training get minutes and size their work to the
+    # machine; rendering and sampling are fixed work, estimated for a slow CPU (docs/any-cpu.md)
     "demo": Profile("demo", evaluator_epochs=None, evaluator_minutes=2, train=dict(minutes=9), guidance=(3.0,),
                     render_minutes=3, sample_minutes=5),
-    # one CPU hour of training of the same design: the full evaluator judges; DDPM-1000 (50 times the sampling
-    # work) on one seed
+    # one CPU hour of the same design, judged by the full evaluator; DDPM-1000 on one seed
     "cpu": Profile("cpu", evaluator_epochs=None, train=dict(minutes=60), seeds=(0, 1, 2, 3, 4), guidance=(3.0,),
                    ddpm_steps=1000, ddpm_seeds=(0,)),
     # a Colab disconnect loses at most 10 minutes of training, whatever the GPU (not yet timed on a T4)
