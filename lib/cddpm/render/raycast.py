@@ -49,13 +49,8 @@ def _basis() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 
 EYE, RIGHT, UP, FWD = _basis()
 
-# --realistic (cddpm.render) adds what CLEVR's Blender renders have and the clean set lacks. Scene units are CLEVR's
-# (object radii 0.35 and 0.7, centres in [-3, 3]). Per scene, CLEVR's render_images.py moves the camera by up to
-# --camera_jitter 0.5 and the key, fill and back lamps by up to --*_light_jitter 1.0 along each axis (uniform),
-# camera and lamps aimed at the scene centre; its camera is 11.26 from the centre, its lamps 8.26 (key), 6.86 (fill)
-# and 6.50 (back) (the positions in kubric's copy of CLEVR's base_scene.blend). Our lights are directional, so a
-# lamp at CLEVR's distance along our direction is moved and gives the new direction and, by the inverse square
-# law, the light's new strength; the key lamp's pool of light on the floor moves with it.
+# --realistic (cddpm.render): CLEVR's camera and lamp jitter at its distances, light per step, grain, mirrored
+# metal; the numbers and their sources are in docs/data.md
 CLEVR_CAMERA_DISTANCE = 11.26
 CLEVR_LAMP_DISTANCE = {"key": 8.26, "fill": 6.86, "back": 6.50}
 
