@@ -23,8 +23,7 @@ def _check(scores: torch.Tensor, labels: torch.Tensor, allow_empty: bool = False
 
 def topk_credit(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """(N, 24) hits of the course's rule: 1 for each requested class among ``torch.topk(scores[i], k)``, k = objects
-    requested by image i (0 requested: no hits). Row by row with ``torch.topk`` exactly as the course's
-    ``compute_acc`` does, so scores tied at the k-th place are broken by torch's order, as there."""
+    requested by image i, row by row as the course's ``compute_acc`` (ties broken by torch's order, as there)."""
     scores, requested = _check(scores, labels, allow_empty=True)
     credit = torch.zeros_like(scores)
     for i, k in enumerate(requested.sum(1).tolist()):

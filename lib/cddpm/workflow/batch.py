@@ -222,10 +222,8 @@ def demo_plan(p) -> list[str]:
 
 def run_demo(profile: str | None = None, notebooks: str = DEFAULT_NOTEBOOKS, outputs: str = DEFAULT_OUTPUTS,
              device: str | None = None, data: str | None = None, evaluator: str | None = None) -> int:
-    """The README's main job: 01_data and 02_train, a sampling batch at the profile's setting (plus a DDPM arm
-    where the profile names one), its report, and the judge's own accuracy on ground truth; on the profile's
-    synthetic set or the root ``data`` (the course's files), judged by ``evaluator`` or a judge 01_data trains on
-    that data; everything written under ``outputs``."""
+    """The README's main job: 01_data, 02_train, a sampling batch at the profile's setting (and a DDPM arm), its report
+    and the judge on ground truth, on the synthetic set or ``data``, everything under ``outputs``."""
     from .. import data as D
     from .. import provenance
     from ..device import resolve as resolve_device

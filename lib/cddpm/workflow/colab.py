@@ -14,9 +14,8 @@ KEPT_ON_DRIVE = ("outputs",)
 
 def keep_on_drive(folders: Sequence[str] = KEPT_ON_DRIVE, home: str | os.PathLike = DRIVE_HOME,
                   root: str | os.PathLike = ".") -> list[Path]:
-    """Make each of ``folders`` under ``root`` a link to the same name under ``home`` (created when missing) and
-    return those folders. What a local folder already holds moves there first; a file that is there already with
-    the same bytes (the repository's README) is dropped, any other clash is a one-line refusal before anything moves."""
+    """Make each of ``folders`` under ``root`` a link to the same name under ``home`` (moving what it holds there first;
+    a clash other than an identical file is a one-line refusal before anything moves); returns those folders."""
     kept = []
     for name in folders:
         local, target = Path(root) / name, Path(home) / name

@@ -29,9 +29,8 @@ def ensure_data(p: profiles.Profile, command: str = "cddpm demo") -> Path:
 
 
 def ensure_evaluator(p: profiles.Profile) -> ev.Evaluator:
-    """The profile's judge (:func:`cddpm.workflow.profiles.evaluator_path`), trained on its data first (with the profile's
-    epochs or minutes; on a root we did not render, validated on its held-out scenes) when the file is missing. A judge that
-    learned other data is said in one line, or refused where the profile filed it under this data's key."""
+    """The profile's judge (:func:`cddpm.workflow.profiles.evaluator_path`), trained on its data first when missing; a
+    judge that learned other data is said in one line, or refused where the profile filed it under this data's key."""
     path = profiles.evaluator_path(p)
     if not path.is_file():
         kwargs = {"epochs": p.evaluator_epochs} if p.evaluator_epochs else {}
@@ -46,9 +45,8 @@ def ensure_evaluator(p: profiles.Profile) -> ev.Evaluator:
 
 
 def _renders(p: profiles.Profile, split: str, name: str, per_condition: int, seed: int, command: str) -> Path:
-    """Renders of a split's conditions (``per_condition`` each, ``seed``) in ``name`` under the data's key, rendered as
-    the root was (``--realistic`` or not); rendered again when the folder holds renders of other conditions, counts,
-    seed or kind."""
+    """Renders of a split's conditions (``per_condition`` each, ``seed``, as the root was rendered) in ``name`` under the
+    data's key; rendered again when the folder holds other renders."""
     conditions = data.load_condition_lists(p.data_root, split)
     out = folders.ground_truth(p.outputs, provenance.data_key(p.data_root), name)
     realistic = bool(data.read_json(Path(p.data_root) / "meta.json").get("realistic"))
@@ -76,9 +74,8 @@ def floor_renders(p: profiles.Profile, split: str, per_condition: int, command: 
 
 
 def fidelity_of_samples(p: profiles.Profile, judge: ev.Evaluator) -> dict[tuple[str, float], tuple[dict, int]]:
-    """FD and KID (:func:`cddpm.evaluation.fidelity.measure`) of the profile's samples at its sampler setting, seeds pooled, against
-    :func:`ground_truth`, with the floor of :func:`floor_renders`, and the number of images, per (split, guidance)
-    whose every seed was sampled. Empty on a root we did not render: no ground truth of its conditions exists."""
+    """FD and KID of the profile's samples (seeds pooled) against :func:`ground_truth` with the floor of
+    :func:`floor_renders`, per (split, guidance) whose every seed was sampled; empty on a root we did not render."""
     from ..evaluation.fidelity import measure
 
     results = {}
@@ -124,10 +121,8 @@ def profile_request(p: profiles.Profile, sampler: str | None = None, steps: int 
 def sample(p: profiles.Profile, split: str, request: SampleRequest | None = None, checkpoint: str = "last",
            evaluator: str | None = None, data_root: str | None = None, out_dir: str | None = None,
            device: str | None = None) -> tuple[dict, Path]:
-    """``03_sample``'s step: sample a split with the profile's run as ``request`` says (default: the profile's,
-    :func:`profile_request`), judged by ``evaluator`` (default: the profile's), into ``out_dir`` (default:
-    ``OUTPUTS/samples/<batch>/<combination>``); returns the metrics and the folder. An evaluator given by name must
-    exist; the profile's own may be missing (then nothing is scored, and a note says how to train it)."""
+    """``03_sample``'s step: sample a split with the profile's run as ``request`` says (default :func:`profile_request`),
+    judged by ``evaluator`` (default: the profile's, which may be missing), into ``out_dir``; returns metrics, folder."""
     request = request or profile_request(p)
     if evaluator is None:
         own = profiles.evaluator_path(p)
