@@ -103,6 +103,8 @@ def test_a_bad_box_is_a_one_line_error_naming_the_object_and_the_limit(layout_mo
 def test_boxes_and_pictures_need_a_model_that_can_take_them(config):
     with pytest.raises(ValueError, match="boxes need a layout model"):
         sample.generate(canvas_model(), config, SCENES, REQUEST, boxes=BOXES)
+    unplaced = sample.generate(canvas_model(), config, SCENES, REQUEST, boxes=[[None, None], None])  # a layout file
+    assert torch.equal(unplaced, sample.generate(canvas_model(), config, SCENES, REQUEST))  # without boxes: any model
     with pytest.raises(ValueError, match="adding to a picture needs a canvas model"):
         sample.generate(small_model(), config, SCENES, REQUEST, start=torch.zeros(2, 3, 16, 16))
     with pytest.raises(ValueError, match=r"start must be a tensor \(2, 3, 16, 16\)"):

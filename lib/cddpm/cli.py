@@ -295,12 +295,14 @@ def _sample(args) -> int:
 
 
 def _add_add(sub) -> None:
+    description = ("Draw the objects one pass each onto the picture, read as training reads images: in the given "
+                   "--box, else placed away from what is on the floor; writes OUT/images/{picture's stem}/0.png and "
+                   "metrics.json (docs/placement.md).")
     p = sub.add_parser("add", help="add objects to a picture (ours, the course's, a generated one) with a canvas run",
-                       description="Draw the objects one pass each onto the picture, read as training reads images: "
-                                   "in the given --box, else placed away from what is on the floor; writes "
-                                   "OUT/images/{picture's stem}/0.png and metrics.json (docs/placement.md).")
+                       description=description)
     p.add_argument("--run", required=True, type=Path, help="training run folder (a canvas model)")
-    p.add_argument("--image", required=True, type=Path, metavar="PNG", help="the picture to add to (any size, read like training images)")
+    p.add_argument("--image", required=True, type=Path, metavar="PNG",
+                   help="the picture to add to (any size, read like training images)")
     p.add_argument("--labels", required=True, metavar="OBJECTS", help='the objects to add, comma-separated, e.g. '
                    '"red cube,blue sphere"')
     p.add_argument("--box", action="append", metavar="Y0,X0,Y1,X1", help="layout models: the box of the next object "

@@ -210,8 +210,10 @@ def check_boxes(model: torch.nn.Module, conditions: Sequence[Sequence[str]],
     if boxes is None:
         return None
     if not model.config.layout:
-        raise ValueError("boxes need a layout model (ModelConfig.layout: e.g. the layout64 preset); this run places "
-                         "no boxes, so leave them out")
+        if any(box is not None for row in boxes if isinstance(row, Sequence) for box in row):
+            raise ValueError("boxes need a layout model (ModelConfig.layout: e.g. the layout64 preset); this run "
+                             "places no boxes, so leave them out")
+        return None
     if len(boxes) != len(conditions):
         raise ValueError(f"{len(boxes)} box lists for {len(conditions)} images; give one per image (None: all placed)")
     size, table, frame = model.config.sample_size, model.layout_boxes.cpu(), COURSE_SIZE
@@ -326,7 +328,7 @@ def draw(model: torch.nn.Module, sampler: SchedulerMixin, conditions: Sequence[S
     if given is not None:  # every given box, earlier or later, is taken for the objects placed at random
         given = given.to(current.device)
         taken = (C.box_mask(given.clamp(min=0).flatten(0, 1), size) > 0).view(*given.shape[:2], size, size)
-        taken = occupied | taken.any(1, keepdim=True)
+        taken = taken.any(1, keepdim=True)  # a -1 row (no box) is the empty box 0, 0, 0, 0
     for s, (rows, added, so_far) in enumerate(C.stages(conditions)):
         index = torch.tensor(rows, device=current.device)
         context, within = current[index], None
