@@ -151,10 +151,23 @@ def boxes(before: torch.Tensor, after: torch.Tensor, chunk: int = 256) -> torch.
     for start in range(0, len(after), chunk):
         a, b = (to_float(v[start:start + chunk]) if v.dtype == torch.uint8 else v[start:start + chunk]
                 for v in (after, before))
-        b = relit(b, a)
-        grain = _local_change(b, a).flatten(1).median(1).values[:, None, None, None]  # 0 where nothing is noisy
-        out.append(mask_boxes(changed(b, a, EDIT_THRESHOLD + GRAIN_SHARE * grain)))
+        out.append(mask_boxes(added(b, a)))
     return torch.cat(out) if out else torch.zeros(0, 4, dtype=torch.long)
+
+
+def added(before: torch.Tensor, after: torch.Tensor, one_region: bool = True) -> torch.Tensor:
+    """0/1 mask (N, 1, H, W) of what float images ``after`` add to ``before`` (:func:`changed`), with ``before`` first
+    matched to ``after``'s light (:func:`relit`) and the threshold raised by the image's sample noise
+    (``GRAIN_SHARE``); what :func:`boxes` and :func:`objects_on` find."""
+    before = relit(before, after)
+    grain = _local_change(before, after).flatten(1).median(1).values[:, None, None, None]  # 0 where nothing is noisy
+    return changed(before, after, EDIT_THRESHOLD + GRAIN_SHARE * grain, one_region)
+
+
+def objects_on(floor: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    """(N, 1, H, W) bool of where images (N, 3, H, W) in [-1, 1] differ from the empty ``floor`` (3, H, W): their
+    objects and shadows, every region (:func:`added`); most of an image whose floor, camera or light is another."""
+    return added(floor.to(images).expand_as(images), images, one_region=False) > 0
 
 
 def _local_change(before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:

@@ -249,38 +249,54 @@ def _demo(args) -> int:
 
 # --- sample ------------------------------------------------------------------------------------
 
-def _add_sample(sub) -> None:
-    p = sub.add_parser("sample", help="sample a split's conditions (or given labels) and write the course outputs",
-                       description="Generate images with a trained run: images, grid, denoising strip, metrics.json.")
-    p.add_argument("--run", required=True, type=Path, help="training run folder")
+def _add_sampling(p: argparse.ArgumentParser) -> None:
+    """The checkpoint and sampling options that ``cddpm sample`` and ``cddpm add`` share (:func:`_request` reads them)."""
     p.add_argument("--checkpoint", default="last", help="last or step-N [%(default)s]")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--split", choices=SPLITS, help="sample the conditions of this split")
-    src.add_argument("--labels", nargs="+", metavar="OBJECTS",
-                     help='one or more comma-separated object lists, e.g. "red sphere,cyan cube" "gray cube"')
-    src.add_argument("--conditions", type=Path, metavar="FILE",
-                     help="a test.json-style file of object lists (e.g. from cddpm probes); outputs named after it")
-    p.add_argument("--data", type=Path, default=None, help="i-CLEVR root of --split (default: the run's)")
+    p.add_argument("--no-ema", dest="ema", action="store_false", help="use the raw weights instead of the EMA")
     p.add_argument("--sampler", choices=SAMPLERS, default=DEFAULT_SAMPLER,
                    help="DDPM, DDIM or DPM-Solver++ [%(default)s]")
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default: "
                    + ", ".join(f"{k} {v}" for k, v in DEFAULT_STEPS.items()) + ")")
     p.add_argument("--guidance", type=float, default=GUIDANCE, help="classifier-free guidance scale w (1 = conditional) [%(default)s]")
     p.add_argument("--seed", type=int, default=SEED)
+    p.add_argument("--edit-threshold", type=float, default=EDIT_THRESHOLD,
+                   help="canvas models: a pass keeps only changes above this local mean (0: the whole drawn image) "
+                        "[%(default)s]")
+    _add_device(p)
+
+
+def _request(args, **extra):
+    """The ``SampleRequest`` of :func:`_add_sampling`'s options (and ``extra`` fields)."""
+    from .sample import SampleRequest
+
+    return SampleRequest(sampler=args.sampler, steps=args.steps, guidance=args.guidance, seed=args.seed,
+                         edit_threshold=args.edit_threshold, **extra)
+
+
+def _add_sample(sub) -> None:
+    p = sub.add_parser("sample", help="sample a split's conditions (or given labels) and write the course outputs",
+                       description="Generate images with a trained run: images, grid, denoising strip, metrics.json.")
+    p.add_argument("--run", required=True, type=Path, help="training run folder")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--split", choices=SPLITS, help="sample the conditions of this split")
+    src.add_argument("--labels", nargs="+", metavar="OBJECTS",
+                     help='one or more comma-separated object lists, e.g. "red sphere,cyan cube" "gray cube"')
+    src.add_argument("--conditions", type=Path, metavar="FILE",
+                     help="a test.json-style file of object lists (e.g. from cddpm probes); outputs named after it")
+    src.add_argument("--layout", type=Path, metavar="FILE",
+                     help='layout models: a JSON list of scenes, each a list of {"object": "red cube", "box": '
+                          "[y0, x0, y1, x1]} (64x64 pixels; box optional); outputs named after it (docs/placement.md)")
+    p.add_argument("--data", type=Path, default=None, help="i-CLEVR root of --split (default: the run's)")
+    _add_sampling(p)
     p.add_argument("--batch-size", type=int, default=SAMPLE_BATCH)
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument("--evaluator", type=Path, default=None, help="evaluator checkpoint: adds accuracies to metrics.json")
-    p.add_argument("--no-ema", dest="ema", action="store_false", help="use the raw weights instead of the EMA")
     _add_fidelity(p)
     p.add_argument("--classifier-guidance", type=float, default=CLASSIFIER_GUIDANCE, metavar="S",
                    help="add S * grad log p(set | predicted x0) of --guide-evaluator to each step (0: off) [%(default)s]")
     p.add_argument("--guide-evaluator", type=Path, default=None,
                    help="evaluator that guides; judge with a different --evaluator")
     p.add_argument("--frames", type=int, default=DENOISE_FRAMES, help="frames of the denoising strip [%(default)s]")
-    p.add_argument("--edit-threshold", type=float, default=EDIT_THRESHOLD,
-                   help="canvas models: a pass keeps only changes above this local mean (0: the whole drawn image) "
-                        "[%(default)s]")
-    _add_device(p)
     p.set_defaults(func=_sample)
 
 
@@ -289,17 +305,56 @@ def _sample(args) -> int:
     from .device import resolve
     from .evaluation.judge import for_sampling
 
-    request = sample.SampleRequest(sampler=args.sampler, steps=args.steps, guidance=args.guidance, seed=args.seed,
-                                   batch_size=args.batch_size, edit_threshold=args.edit_threshold,
-                                   classifier_guidance=args.classifier_guidance)
+    request = _request(args, batch_size=args.batch_size, classifier_guidance=args.classifier_guidance)
     device = resolve(args.device)
     judge, guide = for_sampling(args.evaluator, args.guide_evaluator, device, **_fidelity_options(args))
     metrics = sample.sample_split(
         args.run, args.out, request, split=args.split, labels=args.labels and [labels.parse(t) for t in args.labels],
-        conditions=args.conditions, data=args.data, checkpoint=args.checkpoint, ema=args.ema, judge=judge,
-        guide=guide, frames=args.frames, device=device)
+        conditions=args.conditions, layout=args.layout, data=args.data, checkpoint=args.checkpoint, ema=args.ema,
+        judge=judge, guide=guide, frames=args.frames, device=device)
     _print_json(metrics)
     return 0
+
+
+def _add_add(sub) -> None:
+    description = ("Draw the objects one pass each onto the picture, read as training reads images: in the given "
+                   "--box, else placed away from what is on the floor; writes OUT/images/{picture's stem}/0.png and "
+                   "metrics.json (docs/placement.md).")
+    p = sub.add_parser("add", help="add objects to a picture (ours, the course's, a generated one) with a canvas run",
+                       description=description)
+    p.add_argument("--run", required=True, type=Path, help="training run folder (a canvas model)")
+    p.add_argument("--image", required=True, type=Path, metavar="PNG",
+                   help="the picture to add to (any size, read like training images)")
+    p.add_argument("--labels", required=True, metavar="OBJECTS", help='the objects to add, comma-separated, e.g. '
+                   '"red cube,blue sphere"')
+    p.add_argument("--box", action="append", metavar="Y0,X0,Y1,X1", help="layout models: the box of the next object "
+                   "in 64x64 pixels (ends exclusive); give none, or one per object")
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    _add_sampling(p)
+    p.set_defaults(func=_add)
+
+
+def _add(args) -> int:
+    from . import labels, sample
+
+    added = labels.parse(args.labels)
+    boxes = None if args.box is None else [_box(text) for text in args.box]
+    if boxes is not None and len(boxes) != len(added):
+        raise ValueError(f"{len(boxes)} --box for {len(added)} objects {added}; give none, or one per object in order")
+    _print_json(sample.add_to_image(args.run, args.image, added, args.out, _request(args), boxes=boxes,
+                                    checkpoint=args.checkpoint, ema=args.ema, device=args.device))
+    return 0
+
+
+def _box(text: str) -> list[int]:
+    """``--box y0,x0,y1,x1`` as four integers."""
+    try:
+        box = [int(v) for v in text.split(",")]
+    except ValueError:
+        box = []
+    if len(box) != 4:
+        raise ValueError(f"--box {text} must be four whole numbers y0,x0,y1,x1 in 64x64 pixels, e.g. 8,8,40,40")
+    return box
 
 
 # --- export ------------------------------------------------------------------------------------
@@ -568,7 +623,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="cddpm", description="Conditional DDPM on i-CLEVR: render, train, sample, export, evaluate, report.")
     parser.add_argument("--version", action="version", version=f"cddpm {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for add in (_add_render, _add_boxes, _add_batch, _add_demo, _add_sample, _add_export, _add_probes,
+    for add in (_add_render, _add_boxes, _add_batch, _add_demo, _add_sample, _add_add, _add_export, _add_probes,
                 _add_train_evaluator, _add_evaluate, _add_train):
         add(sub)
     return parser

@@ -130,8 +130,12 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
-def read_image(path: Path, size: int) -> np.ndarray:
-    """One image as uint8 (3, size, size) RGB, resized directly (bilinear, no crop)."""
+def read_image(source: str | os.PathLike | Image.Image, size: int) -> np.ndarray:
+    """One image (a file or a PIL image) as uint8 (3, size, size) RGB, resized directly (bilinear, no crop): how
+    training, the judge and ``cddpm add`` read every picture."""
+    if isinstance(source, Image.Image):
+        return _resized(_to_rgb(source), size)
+    path = Path(source)
     if not path.is_file():
         raise FileNotFoundError(f"image {path} is listed but missing; restore it or render the root again")
     try:
@@ -141,6 +145,10 @@ def read_image(path: Path, size: int) -> np.ndarray:
         raise PermissionError(f"cannot read {path} (permission denied); make it readable (chmod a+r)") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
         raise ValueError(f"corrupt image {path} ({err}); replace the file or render the root again") from None
+    return _resized(rgb, size)
+
+
+def _resized(rgb: Image.Image, size: int) -> np.ndarray:
     if rgb.size != (size, size):
         rgb = rgb.resize((size, size), Image.BILINEAR)
     return np.asarray(rgb, dtype=np.uint8).transpose(2, 0, 1).copy()

@@ -7,8 +7,9 @@
 Every image is ``cddpm.sample.generate``'s, and ``seed=s`` gives image i the generator
 ``cddpm.sample.generators(s, [i])``, so ``pipe(labels, seed=s, num_inference_steps=K, guidance_scale=w,
 edit_threshold=e)`` draws the images of ``cddpm sample --labels ... --seed s --steps K --guidance w --edit-threshold e``
-(64x64, the same PNG bytes; both draw ``batch_size`` labels at a time, 64 by default). An export's scheduler is
-``cddpm sample``'s default sampler, DPM-Solver++, built from the run's training schedule.
+(64x64, the same PNG bytes; both draw ``batch_size`` labels at a time, 64 by default); ``boxes=`` places a layout
+model's objects (``cddpm sample --layout``) and ``image=`` adds them to a picture (``cddpm add``, docs/placement.md).
+An export's scheduler is ``cddpm sample``'s default sampler, DPM-Solver++, built from the run's training schedule.
 
     OUT/model_index.json, unet/, scheduler/   diffusers' ``save_pretrained`` layout
     OUT/README.md                            the model card: data, preset, conditioning, training, accuracy
@@ -27,12 +28,13 @@ from PIL import Image
 from . import labels as L
 from . import runs, sample
 from .choices import DEFAULT_SAMPLER, EDIT_THRESHOLD, SAMPLE_BATCH
-from .data import to_uint8
+from .data import read_image, to_float, to_uint8
 from .model import ConditionalUNet
 from .paths import atomic_write, claim_folder
 
 MANIFEST = ".cddpm-export"
 OUTPUT_TYPES = ("pil", "np", "pt")
+Picture = Image.Image | str | os.PathLike | torch.Tensor  # what ``image=`` takes, see CddpmPipeline.__call__
 KEYWORDS = {**{key: key for key in sample.FLAGS}, "steps": "num_inference_steps", "guidance": "guidance_scale"}
 
 
@@ -49,16 +51,22 @@ class CddpmPipeline(DiffusionPipeline):
     def __call__(self, labels: str | Sequence[str | Sequence[str]], num_inference_steps: int = 20,
                  guidance_scale: float = 1.0, generator: torch.Generator | list[torch.Generator] | None = None,
                  seed: int | None = None, output_type: str = "pil", return_dict: bool = True,
-                 batch_size: int = SAMPLE_BATCH, edit_threshold: float = EDIT_THRESHOLD) -> ImagePipelineOutput | tuple:
+                 batch_size: int = SAMPLE_BATCH, edit_threshold: float = EDIT_THRESHOLD,
+                 boxes: Sequence[Sequence[sample.Box | None] | None] | None = None,
+                 image: Picture | Sequence[Picture] | None = None) -> ImagePipelineOutput | tuple:
         """One 64x64 image per item of ``labels`` (a list of object names, or one comma-separated string; a bare
         string is one image), drawn by :func:`cddpm.sample.generate` as ``cddpm sample`` draws them: with
         classifier-free guidance ``guidance_scale`` (1: plain conditional) from ``seed``, or from ``generator`` (one,
         or one per image), else from torch's global random state; ``batch_size`` images at a time; a canvas model's
-        pass keeps only changes above ``edit_threshold`` (0: the whole drawn image)."""
+        pass keeps only changes above ``edit_threshold`` (0: the whole drawn image). A layout model puts each object
+        in its box of ``boxes`` (per image, one ``[y0, x0, y1, x1]`` in 64x64 pixels or None per object, as
+        ``cddpm sample --layout``); a canvas model adds the objects to ``image`` (a PIL image, a file, or a tensor
+        (3, H, W) in [0, 1] like ``output_type="pt"``; one for all, or one per image) as ``cddpm add`` does."""
         labels = [labels] if isinstance(labels, str) else labels
         conditions = [L.parse(c) if isinstance(c, str) else L.check(c) for c in labels]
         if not conditions:
             raise ValueError("no labels; give one object list per image, e.g. ['red sphere', 'cyan cube,gray cube']")
+        start = None if image is None else self._pictures(image, len(conditions))
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"unknown output_type {output_type!r}; use one of {', '.join(OUTPUT_TYPES)}")
         if seed is not None and generator is not None:
@@ -72,7 +80,8 @@ class CddpmPipeline(DiffusionPipeline):
         if gens is not None and len(gens) != len(conditions):
             raise ValueError(f"{len(gens)} generators for {len(conditions)} images; give one per image, or one")
         with self.progress_bar(total=sample.passes(self.unet, conditions) * len(self.scheduler.timesteps)) as bar:
-            images = sample.generate(self.unet, self.scheduler, conditions, request, gens=gens, on_step=bar.update)
+            images = sample.generate(self.unet, self.scheduler, conditions, request, gens=gens, on_step=bar.update,
+                                     boxes=boxes, start=start)
         if output_type == "pil":
             images = [Image.fromarray(a) for a in to_uint8(images).permute(0, 2, 3, 1).numpy()]
         elif output_type == "np":
@@ -80,6 +89,22 @@ class CddpmPipeline(DiffusionPipeline):
         else:
             images = (images + 1) / 2
         return ImagePipelineOutput(images=images) if return_dict else (images,)
+
+    def _pictures(self, image: Picture | Sequence[Picture], n: int) -> torch.Tensor:
+        """``image`` (one picture, or one per image) as ``start`` (n, 3, S, S) in [-1, 1], each read as training reads
+        a file (:func:`cddpm.data.read_image`)."""
+        many = isinstance(image, Sequence) and not isinstance(image, str)
+        pictures = list(image) if many else [image] * n
+        if len(pictures) != n:
+            raise ValueError(f"{len(pictures)} pictures for {n} images; give one per image, or one")
+        read = []
+        for picture in pictures:
+            if isinstance(picture, torch.Tensor):
+                if picture.dim() != 3 or picture.shape[0] != 3:
+                    raise ValueError(f"a picture tensor must be (3, H, W) in [0, 1], got {tuple(picture.shape)}")
+                picture = Image.fromarray(to_uint8(picture.float().cpu() * 2 - 1).permute(1, 2, 0).numpy())
+            read.append(torch.from_numpy(read_image(picture, self.unet.config.sample_size)))
+        return to_float(torch.stack(read))
 
 
 def export(run: str | os.PathLike, out: str | os.PathLike, checkpoint: str = "last", ema: bool = True,

@@ -29,8 +29,27 @@ from PIL import Image
 from . import canvas as C
 from . import figures, provenance, runs
 from . import labels as L
-from .choices import DEFAULT_SAMPLER, DEFAULT_STEPS, DENOISE_FRAMES, DENOISE_LABELS, EDIT_THRESHOLD, SAMPLE_BATCH
-from .data import NUMBERED_PNG, load_condition_file, load_condition_lists, to_float, to_uint8
+from .choices import (
+    CLASSIFIER_GUIDANCE,
+    DEFAULT_SAMPLER,
+    DEFAULT_STEPS,
+    DENOISE_FRAMES,
+    DENOISE_LABELS,
+    EDIT_THRESHOLD,
+    GUIDANCE,
+    SAMPLE_BATCH,
+    SEED,
+)
+from .data import (
+    NUMBERED_PNG,
+    check_lists,
+    load_condition_file,
+    load_condition_lists,
+    read_image,
+    read_json,
+    to_float,
+    to_uint8,
+)
 from .device import resolve as resolve_device
 from .paths import claim_folder, write_json
 from .progress import tqdm
@@ -47,6 +66,7 @@ SAMPLERS: dict[str, tuple[type[SchedulerMixin], dict]] = {
                                                 "thresholding": True, "sample_max_value": 1.0}),
 }
 COURSE_SIZE = 64
+Box = Sequence[int]  # y0, x0, y1, x1 of an object in the course's 64x64 pixels, ends exclusive (canvas boxes' order)
 
 # differentiable log p(requested set | image) (N,) of images (N, 3, 64, 64) in [-1, 1] and multi-hot (N, 24)
 Guide = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -106,11 +126,11 @@ class SampleRequest:
 
     sampler: str = DEFAULT_SAMPLER
     steps: int | None = None
-    guidance: float = 1.0
-    seed: int = 0
+    guidance: float = GUIDANCE
+    seed: int = SEED
     batch_size: int = SAMPLE_BATCH
     edit_threshold: float = EDIT_THRESHOLD
-    classifier_guidance: float = 0.0
+    classifier_guidance: float = CLASSIFIER_GUIDANCE
     names: InitVar[Mapping[str, str]] = FLAGS
 
     def __post_init__(self, names: Mapping[str, str]) -> None:
@@ -191,6 +211,72 @@ def _apply_guide(sampler: SchedulerMixin, pred: torch.Tensor, x: torch.Tensor, t
     return pred - scale * grad / s if v_pred else pred - scale * grad * a / s
 
 
+def check_boxes(model: torch.nn.Module, conditions: Sequence[Sequence[str]],
+                boxes: Sequence[Sequence[Box | None] | None] | None) -> torch.Tensor | None:
+    """The given boxes of the conditions' objects as (N, K, 4) at the model's sample size (-1 where an object is
+    placed as usual), None for none; a one-line error for a box outside the 64x64 frame, with a side shorter than
+    the model's training boxes of its class, or more than ``canvas.MAX_OVERLAP`` under the image's earlier given
+    boxes (the rule :func:`cddpm.canvas.place` follows)."""
+    if boxes is None:
+        return None
+    if not model.config.layout:
+        if any(box is not None for row in boxes if isinstance(row, Sequence) for box in row):
+            raise ValueError("boxes need a layout model (ModelConfig.layout: e.g. the layout64 preset); this run "
+                             "places no boxes, so leave them out")
+        return None
+    if len(boxes) != len(conditions):
+        raise ValueError(f"{len(boxes)} box lists for {len(conditions)} images; give one per image (None: all placed)")
+    size, table, frame = model.config.sample_size, model.layout_boxes.cpu(), COURSE_SIZE
+    out = torch.full((len(conditions), max(map(len, conditions), default=0), 4), -1, dtype=torch.long)
+    for i, (objects, row) in enumerate(zip(conditions, boxes)):
+        if row is None:
+            continue
+        if isinstance(row, (str, bytes)) or not isinstance(row, Sequence) or len(row) != len(objects):
+            raise ValueError(f"image {i}: give one box or None per object of {objects}, got {row!r}")
+        taken = torch.zeros(size, size, dtype=torch.bool)
+        for j, (name, box) in enumerate(zip(objects, row)):
+            if box is None:
+                continue
+            what = f"box {box!r} of {name!r} (image {i}, object {j})"
+            if isinstance(box, (str, bytes)) or not isinstance(box, Sequence) or len(box) != 4 or not all(
+                    isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in box):
+                raise ValueError(f"{what} must be four whole numbers y0, x0, y1, x1 in {frame}x{frame} pixels")
+            y0, x0, y1, x1 = map(int, box)
+            if not (0 <= y0 < y1 <= frame and 0 <= x0 < x1 <= frame):
+                raise ValueError(f"{what} lies outside the {frame}x{frame} frame; need 0 <= y0 < y1 <= {frame} and "
+                                 f"0 <= x0 < x1 <= {frame} (ends exclusive)")
+            sides = table[L.INDEX[name], :, 2:] - table[L.INDEX[name], :, :2]
+            least = max(1, math.ceil(int(sides.amin()) * frame / size))
+            if min(y1 - y0, x1 - x0) < least:
+                raise ValueError(f"{what} is {y1 - y0}x{x1 - x0} pixels, too small to hold it: the model's training "
+                                 f"boxes of a {name} are at least {least} pixels on a side")
+            scaled = [v * size // frame for v in (y0, x0)] + [-(-v * size // frame) for v in (y1, x1)]
+            cover = taken[scaled[0]:scaled[2], scaled[1]:scaled[3]].float().mean().item()
+            if cover > C.MAX_OVERLAP:
+                raise ValueError(f"{what} lies {cover:.0%} under the boxes of earlier objects; the model allows at "
+                                 f"most {C.MAX_OVERLAP:.0%}")
+            taken[scaled[0]:scaled[2], scaled[1]:scaled[3]] = True
+            out[i, j] = torch.tensor(scaled)
+    return out
+
+
+def check_start(model: torch.nn.Module, start: torch.Tensor | None, n: int) -> torch.Tensor | None:
+    """``start``, the pictures (n, 3, S, S) in [-1, 1] that a canvas model adds objects to instead of the empty
+    floor (read a file with ``cddpm.data.read_image(path, S)``), or None; else a one-line error."""
+    if start is None:
+        return None
+    if not model.config.canvas:
+        raise ValueError("adding to a picture needs a canvas model (ModelConfig.canvas); this run draws whole scenes")
+    size = model.config.sample_size
+    if not isinstance(start, torch.Tensor) or tuple(start.shape) != (n, 3, size, size):
+        got = tuple(start.shape) if isinstance(start, torch.Tensor) else type(start).__name__
+        raise ValueError(f"start must be a tensor ({n}, 3, {size}, {size}), one picture per image at the model's "
+                         f"size, got {got}; read a file with cddpm.data.read_image(path, {size})")
+    if not start.is_floating_point() or not torch.isfinite(start).all() or start.abs().max() > 1:
+        raise ValueError("start must hold floats in [-1, 1] (cddpm.data.to_float of uint8 pixels)")
+    return start
+
+
 @torch.no_grad()
 def denoise(model: torch.nn.Module, sampler: SchedulerMixin, cond: torch.Tensor, gens: list[torch.Generator],
             request: SampleRequest, guide: Guide | None = None, canvas: torch.Tensor | None = None,
@@ -220,31 +306,47 @@ def denoise(model: torch.nn.Module, sampler: SchedulerMixin, cond: torch.Tensor,
 
 def draw(model: torch.nn.Module, sampler: SchedulerMixin, conditions: Sequence[Sequence[str]],
          gens: list[torch.Generator], request: SampleRequest = SampleRequest(), guide: Guide | None = None,
-         on_step: Callable[[int], object] | None = None) -> Iterator[torch.Tensor]:
+         on_step: Callable[[int], object] | None = None, boxes: Sequence[Sequence[Box | None] | None] | None = None,
+         start: torch.Tensor | None = None) -> Iterator[torch.Tensor]:
     """Yield every state from the starting noise to the final images (N, 3, S, S) of N label lists (:func:`denoise`'s);
     ``on_step(n)`` after each sampler step that moved n images (a progress bar's ``update``).
 
     A canvas model draws one object per pass (the lists' order), each pass starting from fresh noise of the same
-    per-image generators onto the last pass's images, beginning with the empty floor; rows with fewer objects keep
-    their finished image. A pass keeps only what it changed (:func:`cddpm.canvas.composite` with the request's
-    ``edit_threshold``; 0 keeps the whole drawn image) and is quantised to 8 bits like the training images. A
-    layout model's pass first draws its object's box with the row's generator (:func:`cddpm.canvas.place`) and
-    keeps only what it drew inside it.
+    per-image generators onto the last pass's images, beginning with the empty floor (or the pictures ``start``,
+    :func:`check_start`); rows with fewer objects keep their finished image. A pass keeps only what it changed
+    (:func:`cddpm.canvas.composite` with the request's ``edit_threshold``; 0 keeps the whole drawn image) and is
+    quantised to 8 bits like the training images. A layout model's pass first draws its object's box with the row's
+    generator (:func:`cddpm.canvas.place`), away from the boxes so far, the image's given ``boxes``
+    (:func:`check_boxes`) and the objects found on ``start`` (:func:`cddpm.canvas.objects_on`), or takes its given
+    box, and keeps only what it drew inside it.
     """
     tick = on_step or (lambda n: None)
+    given, start = check_boxes(model, conditions, boxes), check_start(model, start, len(conditions))
     if not model.config.canvas:
         for k, x in enumerate(denoise(model, sampler, L.encode_batch(conditions), gens, request, guide)):
             if k:  # state 0 is the starting noise, not a step
                 tick(len(x))
             yield x
         return
-    current = model.background.expand(len(conditions), -1, -1, -1).clone()
-    occupied = torch.zeros(len(conditions), 1, *current.shape[-2:], dtype=torch.bool, device=current.device)
-    for rows, added, so_far in C.stages(conditions):
+    size = model.config.sample_size
+    if start is None:
+        current = model.background.expand(len(conditions), -1, -1, -1).clone()
+        occupied = torch.zeros(len(conditions), 1, size, size, dtype=torch.bool, device=current.device)
+    else:
+        current = start.to(model.background)
+        occupied = C.objects_on(model.background, current)
+    if given is not None:  # every given box, earlier or later, is taken for the objects placed at random
+        given = given.to(current.device)
+        taken = (C.box_mask(given.clamp(min=0).flatten(0, 1), size) > 0).view(*given.shape[:2], size, size)
+        taken = taken.any(1, keepdim=True)  # a -1 row (no box) is the empty box 0, 0, 0, 0
+    for s, (rows, added, so_far) in enumerate(C.stages(conditions)):
         index = torch.tensor(rows, device=current.device)
         context, within = current[index], None
         if model.config.layout:
-            box = C.place(model.layout_boxes, added.argmax(1), occupied[index], [gens[i] for i in rows])
+            free = occupied[index] if given is None else occupied[index] | taken[index]
+            box = C.place(model.layout_boxes, added.argmax(1), free, [gens[i] for i in rows])
+            if given is not None:
+                box = torch.where(given[index, s, :1] >= 0, given[index, s], box)
             mask = C.box_mask(box, current.shape[-1]).to(current.dtype)
             context, within = torch.cat([context, mask], 1), (mask > 0).to(current.dtype)
             occupied[index] |= mask > 0
@@ -265,18 +367,24 @@ def passes(model: torch.nn.Module, conditions: Sequence[Sequence[str]]) -> int:
 def generate(model: torch.nn.Module, sampler: SchedulerMixin | dict, labels: torch.Tensor | Sequence[Sequence[str]],
              request: SampleRequest = SampleRequest(), guide: Guide | None = None,
              gens: Sequence[torch.Generator] | None = None, size: int | None = COURSE_SIZE,
-             on_step: Callable[[int], object] | None = None) -> torch.Tensor:
+             on_step: Callable[[int], object] | None = None,
+             boxes: Sequence[Sequence[Box | None] | None] | None = None, start: torch.Tensor | None = None
+             ) -> torch.Tensor:
     """Images in [-1, 1] (N, 3, size, size) on the CPU for N label lists (or an (N, 24) multi-hot, objects then in
     class order), in order, drawn as ``request`` says, ``batch_size`` at a time, image i from ``gens[i]`` (default:
     :func:`generators` of the request's seed). ``sampler``: a training scheduler config (the request's sampler is
-    built from it) or a sampler already built (its own steps); ``on_step`` as in :func:`draw`."""
+    built from it) or a sampler already built (its own steps); ``on_step``, ``boxes`` (where a layout model puts each
+    object) and ``start`` (pictures to add the objects to) as in :func:`draw`."""
     conditions = L.decode(labels) if isinstance(labels, torch.Tensor) else [L.check(c) for c in labels]
+    check_boxes(model, conditions, boxes)  # both said before any image is drawn
+    check_start(model, start, len(conditions))
     schedule = _built(sampler, request)
     gens = generators(request.seed, range(len(conditions))) if gens is None else list(gens)
     out = []
-    for start in range(0, len(conditions), request.batch_size):
-        rows = slice(start, start + request.batch_size)
-        for x in draw(model, schedule, conditions[rows], gens[rows], request, guide, on_step):
+    for first in range(0, len(conditions), request.batch_size):
+        rows = slice(first, first + request.batch_size)
+        for x in draw(model, schedule, conditions[rows], gens[rows], request, guide, on_step,
+                      None if boxes is None else boxes[rows], None if start is None else start[rows]):
             pass
         out.append(x.float().clamp(-1, 1).cpu())
     images = torch.cat(out) if out else torch.zeros(0, 3, model.config.sample_size, model.config.sample_size)
@@ -341,31 +449,59 @@ def prepare_out(out: str | os.PathLike, name: str) -> Path:
     return out
 
 
+def read_layout(path: str | os.PathLike) -> tuple[list[list[str]], list[list[list[int] | None]]]:
+    """The scenes of a layout file, a JSON list of scenes, each a list of ``{"object": NAME, "box": [y0, x0, y1, x1]}``
+    (box optional: placed as usual), as label lists and their boxes (:func:`check_boxes` checks the boxes)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"layout file {path} does not exist; give a JSON list of scenes such as "
+                                '[[{"object": "red cube", "box": [8, 8, 40, 40]}, {"object": "blue sphere"}]]')
+    scenes = read_json(path)
+    if not isinstance(scenes, list) or not scenes:
+        raise ValueError(f"{path} must hold a non-empty list of scenes, each a list of objects such as "
+                         '{"object": "red cube", "box": [8, 8, 40, 40]}')
+    conditions, boxes = [], []
+    for i, scene in enumerate(scenes):
+        if not isinstance(scene, list) or not all(isinstance(o, dict) and "object" in o and set(o) <= {"object", "box"}
+                                                  for o in scene):
+            raise ValueError(f'{path} scene {i}: give a list of {{"object": NAME, "box": [y0, x0, y1, x1]}} (box '
+                             f"optional), got {scene!r}")
+        conditions.append([o["object"] for o in scene])
+        boxes.append([o.get("box") for o in scene])
+    return check_lists(conditions, path), boxes
+
+
 def sample_split(run: str | os.PathLike, out: str | os.PathLike, request: SampleRequest = SampleRequest(), *,
                  split: str | None = None, labels: Sequence[Sequence[str]] | None = None,
-                 conditions: str | os.PathLike | None = None, data: str | os.PathLike | None = None,
+                 conditions: str | os.PathLike | None = None, layout: str | os.PathLike | None = None,
+                 data: str | os.PathLike | None = None,
                  checkpoint: str = "last", ema: bool = True, judge: Judge | None = None, guide: NamedGuide | None = None,
                  denoise_labels: Sequence[str] = DENOISE_LABELS, frames: int = DENOISE_FRAMES,
                  device: str | torch.device | None = None, progress: bool = True) -> dict:
-    """Sample a split's conditions (or given label lists, or a ``conditions`` file like test.json) as ``request`` says
-    with a checkpoint of ``run`` (``guide`` guides when the request's classifier guidance is on) and write
-    the course outputs and ``metrics.json`` to ``out``.
+    """Sample a split's conditions (or given label lists, a ``conditions`` file like test.json, or a ``layout`` file of
+    scenes with boxes, :func:`read_layout`) as ``request`` says with a checkpoint of ``run`` (``guide`` guides when
+    the request's classifier guidance is on) and write the course outputs and ``metrics.json`` to ``out``.
 
     Writes ``out/images/{split}/{i}.png``, ``out/grid_{split}.png`` (plus ``captions_{split}.png``, each
     image titled with its objects), ``out/denoise.png`` (``frames`` states of ``denoise_labels``) and
     ``out/metrics.json`` (with what ``judge`` measures when it is given);
-    label lists are written under the name ``labels``, a conditions file under its stem.
+    label lists are written under the name ``labels``, a conditions or layout file under its stem.
     Returns the metrics.
     """
-    if sum(x is not None for x in (split, labels, conditions)) != 1:
-        raise ValueError("give exactly one of a split (test or new_test), label lists or a conditions file to sample")
+    if sum(x is not None for x in (split, labels, conditions, layout)) != 1:
+        raise ValueError("give exactly one of a split (test or new_test), label lists, a conditions file or a layout "
+                         "file to sample")
     check_whole("--frames", frames, 2)  # every value is checked before --out is touched (prepare_out clears it)
     denoise_labels = L.check(denoise_labels)
     if request.classifier_guidance and guide is None:
         raise ValueError("classifier guidance needs --guide-evaluator PATH (an evaluator other than the judging one)")
     if guide is not None and not request.classifier_guidance:
         raise ValueError("--guide-evaluator only acts with --classifier-guidance S > 0; give both or neither")
-    name = split if split is not None else Path(conditions).stem if conditions is not None else "labels"
+    boxes = None
+    if layout is not None:
+        conditions, boxes = read_layout(layout)
+    named = layout if layout is not None else conditions
+    name = split if split is not None else Path(named).stem if named is not None else "labels"
     check_out(out, name)  # before the model loads
     device = resolve_device(device)
     model, config, folder = runs.load_model(run, checkpoint, ema, device)
@@ -373,6 +509,9 @@ def sample_split(run: str | os.PathLike, out: str | os.PathLike, request: Sample
     root = Path(data if data is not None else config["data"])  # the split's root, else the run's data
     if split is not None:
         source, conditions = str(root.resolve() / f"{split}.json"), load_condition_lists(root, split)
+    elif layout is not None:
+        source = str(Path(layout).resolve())
+        check_boxes(model, conditions, boxes)
     elif conditions is not None:
         source, conditions = str(Path(conditions).resolve()), load_condition_file(conditions)
     else:
@@ -385,7 +524,7 @@ def sample_split(run: str | os.PathLike, out: str | os.PathLike, request: Sample
     start = time.perf_counter()
     with tqdm(total=passes(model, conditions) * len(schedule.timesteps), disable=not progress, unit="img-step",
               desc=f"{request.sampler} {schedule.num_inference_steps} steps") as bar:
-        images = generate(model, schedule, conditions, request, guide, on_step=bar.update)
+        images = generate(model, schedule, conditions, request, guide, on_step=bar.update, boxes=boxes)
     wall = time.perf_counter() - start
     save_images(images, out / "images" / name)
     figures.save_grid(images, out / f"grid_{name}.png")
@@ -402,9 +541,45 @@ def sample_split(run: str | os.PathLike, out: str | os.PathLike, request: Sample
                    wall_s=round(wall, 3), images_per_s=round(len(images) / wall, 3) if wall > 0 else None,
                    # provenance: what `cddpm evaluate --images` and `cddpm batch` check these images against
                    conditions=conditions, conditions_sha1=provenance.conditions_sha(conditions),
-                   conditions_source=source, data=str(root.resolve()), run_path=str(Path(run).resolve()),
+                   conditions_source=source, boxes=boxes, data=str(root.resolve()), run_path=str(Path(run).resolve()),
                    run_train_json_sha1=config.get("dataset", {}).get("train_json_sha1"))
     if judge is not None:
         metrics.update(judge(images, L.encode_batch(conditions)))
+    write_json(out / "metrics.json", metrics)
+    return metrics
+
+
+def add_to_image(run: str | os.PathLike, image: str | os.PathLike, labels: Sequence[str], out: str | os.PathLike,
+                 request: SampleRequest = SampleRequest(), *, boxes: Sequence[Box | None] | None = None,
+                 checkpoint: str = "last", ema: bool = True, device: str | torch.device | None = None,
+                 progress: bool = True) -> dict:
+    """Add ``labels``' objects, one pass each in their order, to the picture ``image`` (any i-CLEVR-like file, read as
+    training reads it: :func:`cddpm.data.read_image`) with a canvas checkpoint of ``run``; a layout model puts each
+    in its box of ``boxes`` (one per object, or None) or places it away from what differs from its empty floor.
+    Writes ``out/images/{image's stem}/0.png`` (64x64, drawn from the request's seed) and ``out/metrics.json``;
+    returns the metrics."""
+    labels, image = L.check(labels), Path(image)
+    if not image.is_file():
+        raise FileNotFoundError(f"--image {image} does not exist; give the picture (a PNG) to add objects to")
+    rows = None if boxes is None else [list(boxes)]
+    check_out(out, image.stem)  # before the model loads
+    device = resolve_device(device)
+    model, config, folder = runs.load_model(run, checkpoint, ema, device)
+    start = to_float(torch.from_numpy(read_image(image, model.config.sample_size)))[None]
+    check_start(model, start, 1)
+    check_boxes(model, [labels], rows)
+    schedule = make_sampler(request.sampler, config["scheduler"], request.steps)
+    out = prepare_out(out, image.stem)
+    begin = time.perf_counter()
+    with tqdm(total=len(labels) * len(schedule.timesteps), disable=not progress, unit="img-step",
+              desc=f"{request.sampler} {schedule.num_inference_steps} steps") as bar:
+        images = generate(model, schedule, [labels], request, on_step=bar.update, boxes=rows, start=start)
+    wall = time.perf_counter() - begin
+    save_images(images, out / "images" / image.stem)
+    metrics = dict(image=str(image.resolve()), added=labels, boxes=rows and rows[0], n=1, run=str(run),
+                   checkpoint=folder.name, ema=ema, sampler=request.sampler, steps=schedule.num_inference_steps,
+                   guidance=request.guidance, seed=request.seed, edit_threshold=request.edit_threshold,
+                   sample_size=model.config.sample_size, device=str(device), wall_s=round(wall, 3),
+                   run_path=str(Path(run).resolve()))
     write_json(out / "metrics.json", metrics)
     return metrics
