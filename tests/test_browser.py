@@ -88,6 +88,9 @@ def jupyterlab(root: Path) -> Iterator[str]:
     env = {**os.environ, "CDDPM_PROFILE": "smoke", "JUPYTER_TOKEN": token, "JUPYTER_CONFIG_DIR": str(home / "config"),
            "JUPYTER_DATA_DIR": str(home / "data"), "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
            "PYTHONPATH": os.pathsep.join([str(ROOT / "lib"), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    quiet = home / "settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    quiet.parent.mkdir(parents=True)
+    quiet.write_text('{"doNotDisturbMode": true}')  # no news toast over the panel
     command = [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", "--ServerApp.ip=127.0.0.1",
                f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--ServerApp.root_dir={root}",
                f"--LabApp.user_settings_dir={home / 'settings'}", f"--LabApp.workspaces_dir={home / 'workspaces'}"]
@@ -151,10 +154,10 @@ def run_notebook(driver, url: str, timeout: float = 120):
 
     wait = WebDriverWait(driver, timeout, poll_frequency=0.2)
     driver.get(url)
-    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".jp-Notebook .jp-Cell"))
+    wait.until(lambda d: any(e.text.endswith("| Idle") for e in d.find_elements(By.CSS_SELECTOR, ".jp-StatusBar-TextItem")))
     menu = wait.until(lambda d: d.find_element(By.XPATH, "//div[contains(@class, 'lm-MenuBar-itemLabel')][.='Run']"))
     menu.click()
-    wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "li[data-command='notebook:run-all-cells']")).click()
+    wait.until(lambda d: d.find_element(By.XPATH, "//div[contains(@class, 'lm-Menu-itemLabel')][.='Run All Cells']")).click()
 
     def first_sample(d):
         errors = d.find_elements(By.CSS_SELECTOR, "[data-mime-type='application/vnd.jupyter.error']")
