@@ -4,17 +4,19 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
+from collections.abc import Mapping, Sequence
 
 import ipywidgets as W
 from IPython.display import Image as ShowImage
 from IPython.display import display
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from .. import labels as L
 from .. import runs
 from ..device import resolve as resolve_device
 from ..figures import grid, loss_figure
-from ..sample import SampleRequest, generate
+from ..render.scenes import RGB
+from ..sample import COURSE_SIZE, SampleRequest, generate
 
 
 class LiveLoss:
@@ -38,36 +40,89 @@ class LiveLoss:
         return png.getvalue()
 
 
+Box = tuple[int, int, int, int]
+PREVIEW_SCALE = 3  # the placement preview shows the 64x64 frame at 192x192 pixels
+FLOOR = (128, 128, 128)
+
+
+def layout(chosen: Sequence[str], places: Mapping[str, tuple[bool, tuple[int, int], tuple[int, int]]]
+           ) -> list[Box | None] | None:
+    """One image's ``boxes`` for ``generate`` from the panel's state (per object: placed?, its rows, its columns):
+    ``(y0, x0, y1, x1)`` for each placed object of ``chosen``, None for the others; None when none is placed."""
+    boxes = [(ys[0], xs[0], ys[1], xs[1]) if on else None for on, ys, xs in (places[name] for name in chosen)]
+    return boxes if any(boxes) else None
+
+
+def _preview(chosen: Sequence[str], boxes: Sequence[Box | None] | None) -> bytes:
+    """PNG of the frame, scaled up, with each placed object's box outlined in its colour and named."""
+    frame = Image.new("RGB", (COURSE_SIZE * PREVIEW_SCALE,) * 2, FLOOR)
+    draw = ImageDraw.Draw(frame)
+    for name, box in zip(chosen, boxes or ()):
+        if box:
+            y0, x0, y1, x1 = (v * PREVIEW_SCALE for v in box)
+            draw.rectangle((x0, y0, x1 - 1, y1 - 1), outline=RGB[name.split()[0]], width=3)
+            draw.text((x0 + 4, y0 + 3), name, fill="white")
+    png = io.BytesIO()
+    frame.save(png, format="PNG")
+    return png.getvalue()
+
+
 def sampler_panel(run: str | os.PathLike, request: SampleRequest = SampleRequest(), checkpoint: str = "last",
                   images: int = 8) -> W.VBox:
-    """A grid of 24 object check boxes and a Sample button that draws ``images`` samples of the ticked set as
-    ``request`` says (its seed is the panel's first)."""
+    """A grid of 24 object check boxes, for each ticked object an optional box (rows and columns sliders, drawn on a
+    preview of the frame), and a Sample button that draws ``images`` samples of the ticked set as ``request`` says
+    (its seed is the panel's first). Errors show in the status line."""
     device = resolve_device()
     model, config, _ = runs.load_model(run, checkpoint, device=device)
-    boxes = {name: W.Checkbox(description=name, indent=False, layout=W.Layout(width="140px")) for name in L.CLASSES}
-    boxes["red sphere"].value = True
+    ticks = {name: W.Checkbox(description=name, indent=False, layout=W.Layout(width="140px")) for name in L.CLASSES}
+    ticks["red sphere"].value = True
+    span = dict(value=(16, 48), min=0, max=COURSE_SIZE, layout=W.Layout(width="300px"))
+    places = {name: (W.Checkbox(description=f"place {name}", indent=False, layout=W.Layout(width="170px")),
+                     W.IntRangeSlider(description="rows", **span), W.IntRangeSlider(description="columns", **span))
+              for name in L.CLASSES}
+    rows = {name: W.HBox(list(widgets)) for name, widgets in places.items()}
+    placing = W.VBox()
+    preview = W.Image(format="png")
     seed_box = W.IntText(value=request.seed, description="seed", layout=W.Layout(width="160px"))
-    button = W.Button(description="Sample", button_style="primary")
-    status = W.Label()
-    picture = W.Image(format="png", layout=W.Layout(width=f"{96 * images}px"))
+    # the cddpm-* classes are what tests/test_browser.py finds them by
+    button = W.Button(description="Sample", button_style="primary").add_class("cddpm-sample")
+    status = W.Label().add_class("cddpm-status")
+    picture = W.Image(format="png", layout=W.Layout(width=f"{96 * images}px")).add_class("cddpm-picture")
+
+    def state() -> tuple[list[str], list[Box | None] | None]:
+        chosen = [name for name, tick in ticks.items() if tick.value]
+        return chosen, layout(chosen, {name: tuple(w.value for w in ws) for name, ws in places.items()})
+
+    def refresh(_=None) -> None:
+        chosen, boxes = state()
+        placing.children = [rows[name] for name in chosen]
+        preview.value = _preview(chosen, boxes)
+        try:
+            status.value = f"{', '.join(L.check(chosen))}: press Sample"
+        except ValueError as err:
+            status.value = str(err)
 
     def on_click(_=None) -> None:
-        chosen = [name for name, box in boxes.items() if box.value]
+        chosen, boxes = state()
         try:
             L.check(chosen)
             drawn = dataclasses.replace(request, seed=seed_box.value)
+            status.value = f"sampling {images} x {', '.join(chosen)} ..."
+            placed = {"boxes": [boxes] * images} if boxes else {}
+            samples = generate(model, config["scheduler"], [chosen] * images, drawn, **placed)
         except ValueError as err:
             status.value = str(err)
             return
-        status.value = f"sampling {images} x {', '.join(chosen)} ..."
-        samples = generate(model, config["scheduler"], [chosen] * images, drawn)
         png = io.BytesIO()
         Image.fromarray(grid(samples, nrow=images).permute(1, 2, 0).numpy()).save(png, format="PNG")
         picture.value = png.getvalue()
         status.value = (f"{', '.join(chosen)} (seed {drawn.seed}, {drawn.sampler} {drawn.steps or 'default'} steps, "
-                        f"guidance {drawn.guidance})")
+                        f"guidance {drawn.guidance}{', placed' if boxes else ''})")
 
+    for widget in [*ticks.values(), *(w for ws in places.values() for w in ws)]:
+        widget.observe(refresh, "value")
     button.on_click(on_click)
-    rows = [W.HBox([boxes[f"{c} {s}"] for c in L.COLOURS]) for s in L.SHAPES]
+    refresh()
     on_click()
-    return W.VBox([*rows, W.HBox([seed_box, button]), status, picture])
+    grid_rows = [W.HBox([ticks[f"{c} {s}"] for c in L.COLOURS]) for s in L.SHAPES]
+    return W.VBox([*grid_rows, W.HBox([placing, preview]), W.HBox([seed_box, button]), status, picture])
