@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import make_root
+from test_pipeline import canvas_model
 from test_sample import make_run
 
 from cddpm.figures import grid
@@ -40,9 +41,10 @@ def test_layout_gives_boxes_of_placed_objects_only():
 
 
 def smoke_outputs(root: Path) -> None:
-    """What 03_sample reads on the smoke profile under ``root``: its data root and its run (an untrained tiny model)."""
+    """What 03_sample reads on the smoke profile under ``root``: its data root and its run (an untrained micro layout
+    model, the smoke profile's design)."""
     smoke = profiles.get("smoke")
-    make_run(root / smoke.run, make_root(root / smoke.data_root, MAPPING))
+    make_run(root / smoke.run, make_root(root / smoke.data_root, MAPPING), model=canvas_model(layout=True))
 
 
 def find(widget, name: str):
@@ -72,6 +74,31 @@ def test_panel_samples_the_ticked_set_and_reports_errors(tmp_path, monkeypatch):
     assert "exceed the limit of 3" in status.value  # at once, before Sample
     find(panel, "sample").click()
     assert "exceed the limit of 3" in status.value and picture.value == shown
+
+
+def described(widget, text: str):
+    """The widget of ``widget``'s tree whose description is ``text``."""
+    if getattr(widget, "description", None) == text:
+        return widget
+    found = (described(child, text) for child in getattr(widget, "children", ()))
+    return next((w for w in found if w is not None), None)
+
+
+def test_panel_places_an_object_in_its_box_and_says_a_bad_box(tmp_path, monkeypatch):
+    from cddpm.workflow.widgets import sampler_panel
+
+    smoke_outputs(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    panel = sampler_panel(profiles.get("smoke").run)
+    status, picture = find(panel, "status"), find(panel, "picture")
+    unplaced = picture.value
+    described(panel, "place red sphere").value = True
+    described(panel, "rows").value, described(panel, "columns").value = (0, 4), (8, 40)  # 4 pixels high
+    find(panel, "sample").click()
+    assert "red sphere" in status.value and "too small" in status.value and picture.value == unplaced
+    described(panel, "rows").value = (8, 40)
+    find(panel, "sample").click()
+    assert status.value.endswith(", placed)") and picture.value != unplaced
 
 
 def free_port() -> int:

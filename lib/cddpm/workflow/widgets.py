@@ -74,7 +74,8 @@ def sampler_panel(run: str | os.PathLike, request: SampleRequest = SampleRequest
     (its seed is the panel's first). Errors show in the status line."""
     device = resolve_device()
     model, config, _ = runs.load_model(run, checkpoint, device=device)
-    ticks = {name: W.Checkbox(description=name, indent=False, layout=W.Layout(width="140px")) for name in L.CLASSES}
+    ticks = {name: W.Checkbox(description=name, indent=False, layout=W.Layout(width="auto", margin="0 12px 0 0"))
+             for name in L.CLASSES}
     ticks["red sphere"].value = True
     span = dict(value=(16, 48), min=0, max=COURSE_SIZE, layout=W.Layout(width="300px"))
     places = {name: (W.Checkbox(description=f"place {name}", indent=False, layout=W.Layout(width="170px")),
@@ -124,5 +125,5 @@ def sampler_panel(run: str | os.PathLike, request: SampleRequest = SampleRequest
     button.on_click(on_click)
     refresh()
     on_click()
-    grid_rows = [W.HBox([ticks[f"{c} {s}"] for c in L.COLOURS]) for s in L.SHAPES]
+    grid_rows = [W.HBox([ticks[f"{c} {s}"] for c in L.COLOURS], layout=W.Layout(flex_flow="row wrap")) for s in L.SHAPES]
     return W.VBox([*grid_rows, W.HBox([placing, preview]), W.HBox([seed_box, button]), status, picture])
