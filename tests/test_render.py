@@ -310,8 +310,10 @@ def test_a_killed_render_leaves_nothing_behind_the_next_one(tmp_path):
 
 def test_ctrl_c_during_a_render_is_one_line_and_leaves_nothing(tmp_path):
     out = tmp_path / "root"
+    # a shell's background job inherits SIGINT ignored; the user at a terminal, whom this test stands for, does not
     proc = subprocess.Popen([sys.executable, "-m", "cddpm", "render", "--out", str(out), "--scenes", "3000"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     for _ in range(600):  # wait until the render is under way
         if list(tmp_path.glob(".root.*.tmp/iclevr/*.png")):
             break
