@@ -258,11 +258,12 @@ def check_boxes_target(path: str | Path, root: str | Path, force: bool) -> Path:
             raise FileExistsError(f"--json {path} exists; pass --force to replace it or choose another path")
         try:
             old = json.loads(path.read_text())
-            assert isinstance(old, dict) and all(isinstance(k, str) and isinstance(v, list) and len(v) == 4 and
-                                                 all(isinstance(i, int) for i in v) for k, v in old.items())
-        except (OSError, UnicodeDecodeError, ValueError, AssertionError):
+        except (OSError, UnicodeDecodeError, ValueError):
+            old = None
+        if not isinstance(old, dict) or not all(isinstance(v, list) and len(v) == 4 and
+                                                all(isinstance(i, int) for i in v) for v in old.values()):
             raise FileExistsError(f"--json {path} is not a boxes file of cddpm boxes; --force only replaces those, "
-                                  "so choose another path") from None
+                                  "so choose another path")
     return path
 
 

@@ -63,11 +63,10 @@ def _fidelity_options(args) -> dict:
 def _default(source, name: str):
     """``name``'s default in ``source`` (a dataclass or a function: the one place it is set), or None."""
     if dataclasses.is_dataclass(source):
-        found = next((f for f in dataclasses.fields(source) if f.name == name), None)
-        if found is None:
-            return None
-        return found.default_factory() if found.default_factory is not dataclasses.MISSING else (
-            None if found.default is dataclasses.MISSING else found.default)
+        found = {f.name: f for f in dataclasses.fields(source)}.get(name)
+        if found is not None and found.default_factory is not dataclasses.MISSING:
+            return found.default_factory()
+        return None if found is None or found.default is dataclasses.MISSING else found.default
     parameter = inspect.signature(source).parameters.get(name)
     return None if parameter is None or parameter.default is inspect.Parameter.empty else parameter.default
 

@@ -35,10 +35,8 @@ def scene_step(name: str) -> tuple[str, int | None]:
 def _root(root: str | os.PathLike) -> Path:
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(
-            f"i-CLEVR root {root} does not exist; render one with `cddpm render --out {root}` "
-            "or point --data at your copy of the course files"
-        )
+        raise FileNotFoundError(f"i-CLEVR root {root} does not exist; render one with `cddpm render --out {root}` "
+                                "or point --data at your copy of the course files")
     return root
 
 
@@ -50,13 +48,6 @@ def read_json(path: Path):
         return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"malformed json in {path} ({err}); restore the file or render the root again") from None
-
-
-def check_objects(root: str | os.PathLike) -> None:
-    """Refuse a root whose ``objects.json`` differs from the built-in class order."""
-    path = _root(root) / "objects.json"
-    if read_json(path) != L.objects_dict():
-        raise ValueError(f"{path} differs from the i-CLEVR class order built into cddpm; use the course's objects.json")
 
 
 def check_lists(entries: list, path: str | os.PathLike) -> list[list[str]]:
@@ -73,7 +64,9 @@ def check_lists(entries: list, path: str | os.PathLike) -> list[list[str]]:
 def _read_split(root: str | os.PathLike, split: str, kind: type, shape: str) -> tuple[Path, dict | list]:
     """``ROOT/{split}.json`` of a root with the course's objects.json, checked to be a ``kind`` (``shape`` says what)."""
     root = _root(root)
-    check_objects(root)
+    if read_json(root / "objects.json") != L.objects_dict():
+        raise ValueError(f"{root / 'objects.json'} differs from the i-CLEVR class order built into cddpm; use the "
+                         "course's objects.json")
     path = root / f"{split}.json"
     content = read_json(path)
     if not isinstance(content, kind):
@@ -144,9 +137,7 @@ def read_image(source: str | os.PathLike | Image.Image, size: int) -> np.ndarray
 
 
 def _resized(rgb: Image.Image, size: int) -> np.ndarray:
-    if rgb.size != (size, size):
-        rgb = rgb.resize((size, size), Image.BILINEAR)
-    return np.asarray(rgb, dtype=np.uint8).transpose(2, 0, 1).copy()
+    return np.asarray(rgb.resize((size, size), Image.BILINEAR), dtype=np.uint8).transpose(2, 0, 1).copy()
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:

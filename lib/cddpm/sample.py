@@ -369,15 +369,11 @@ def denoise_frames(model: torch.nn.Module, sampler: SchedulerMixin | dict, label
     return resize(torch.cat([states[i] for i in keep]).float().clamp(-1, 1).cpu(), size).clamp(-1, 1)
 
 
-def save_images(images: torch.Tensor, folder: str | os.PathLike) -> list[Path]:
+def save_images(images: torch.Tensor, folder: Path) -> None:
     """Write images in [-1, 1] as ``folder/{i}.png``."""
-    folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    paths = []
     for i, image in enumerate(to_uint8(images)):
-        paths.append(folder / f"{i}.png")
-        Image.fromarray(image.permute(1, 2, 0).numpy()).save(paths[-1])
-    return paths
+        Image.fromarray(image.permute(1, 2, 0).numpy()).save(folder / f"{i}.png")
 
 
 MARKER = ".cddpm-sample"  # written before sampling starts: an interrupted output is still recognised as ours
@@ -464,9 +460,7 @@ def sample_split(run: str | os.PathLike, out: str | os.PathLike, request: Sample
         raise ValueError("classifier guidance needs --guide-evaluator PATH (an evaluator other than the judging one)")
     if guide is not None and not request.classifier_guidance:
         raise ValueError("--guide-evaluator only acts with --classifier-guidance S > 0; give both or neither")
-    boxes = None
-    if layout is not None:
-        conditions, boxes = read_layout(layout)
+    conditions, boxes = read_layout(layout) if layout is not None else (conditions, None)
     named = layout if layout is not None else conditions
     name = split if split is not None else Path(named).stem if named is not None else "labels"
     check_out(out, name)  # before the model loads

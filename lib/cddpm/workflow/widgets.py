@@ -107,8 +107,7 @@ def sampler_panel(run: str | os.PathLike, request: SampleRequest = SampleRequest
             L.check(chosen)
             drawn = dataclasses.replace(request, seed=seed_box.value)
             status.value = f"sampling {images} x {', '.join(chosen)} ..."
-            placed = {"boxes": [boxes] * images} if boxes else {}
-            samples = generate(model, config["scheduler"], [chosen] * images, drawn, **placed)
+            samples = generate(model, config["scheduler"], [chosen] * images, drawn, boxes=boxes and [boxes] * images)
         except ValueError as err:
             status.value = str(err)
             return
