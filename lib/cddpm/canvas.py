@@ -228,7 +228,7 @@ class TrainingBoxes:
 
 def training_boxes(images: torch.Tensor, parents: torch.Tensor) -> TrainingBoxes:
     """The boxes a layout model learns from uint8 ``images`` with ``parents`` (:func:`pairs`): what each adds to its
-    parent or the empty floor; the Trainer's and ``cddpm boxes``'."""
+    parent or the empty floor; what the Trainer and ``cddpm boxes`` use."""
     index = torch.nonzero(parents != NONE).flatten()
     floor = background(images[parents == EMPTY])
     box = boxes(parent_images(images, parents, floor, index), images[index])
@@ -274,8 +274,8 @@ def write_boxes(path: str | Path, names: Sequence[str], found: TrainingBoxes) ->
 
 
 def layout_table(box: torch.Tensor, classes: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """(24, LAYOUT_PER_CLASS, 4): per class, boxes drawn from its training boxes (all boxes for a class never
-    added): the layout prior."""
+    """(24, LAYOUT_PER_CLASS, 4), the layout prior: per class, boxes drawn from its training boxes (from all boxes
+    for a class no image adds)."""
     if not len(box):
         raise ValueError(f"every training box is larger than {MAX_BOX_AREA} of the frame, so a layout model has no "
                          "place to put objects; check the data with `cddpm boxes --data ROOT`")

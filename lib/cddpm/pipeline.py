@@ -125,7 +125,8 @@ def model_card(run: str | os.PathLike, config: dict, folder: Path, ema: bool) ->
     rows = [("data", f"`{config['data']}`{images}"),
             ("preset", config["train"].get("preset") or "none"),
             ("conditioning", f"{model['conditioning']}{canvas}"),
-            ("resolution", f"{model['sample_size']}x{model['sample_size']}, images returned at {IMAGE_SIZE}x{IMAGE_SIZE}"),
+            ("resolution", f"{model['sample_size']}x{model['sample_size']}, images returned at "
+                           f"{IMAGE_SIZE}x{IMAGE_SIZE}"),
             ("steps trained", str(state["step"])),
             ("train seconds", f"{seconds:.0f}" if seconds is not None else "not recorded"),
             ("accuracy", _accuracy(run, state["step"])),

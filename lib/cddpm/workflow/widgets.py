@@ -75,7 +75,7 @@ def sampler_panel(run: str | os.PathLike, request: SampleRequest = SampleRequest
     ticks = {name: W.Checkbox(description=name, indent=False, layout=W.Layout(width="auto", margin="0 12px 0 0"))
              for name in L.CLASSES}
     ticks["red sphere"].value = True
-    span = dict(value=(16, 48), min=0, max=IMAGE_SIZE, layout=W.Layout(width="300px"))
+    span = dict(value=(IMAGE_SIZE // 4, 3 * IMAGE_SIZE // 4), min=0, max=IMAGE_SIZE, layout=W.Layout(width="300px"))
     places = {name: (W.Checkbox(description=f"place {name}", indent=False, layout=W.Layout(width="170px")),
                      W.IntRangeSlider(description="rows", **span), W.IntRangeSlider(description="columns", **span))
               for name in L.CLASSES}
