@@ -166,7 +166,7 @@ def _built(sampler: SchedulerMixin | dict, request: SampleRequest) -> SchedulerM
 
 def resize(images: torch.Tensor, size: int | None) -> torch.Tensor:
     """Bilinear, antialiased resize to ``size`` x ``size`` (``None`` or the same size: unchanged)."""
-    if size is None or images.shape[-1] == size and images.shape[-2] == size:
+    if size is None or images.shape[-2:] == (size, size):
         return images
     return F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
 
