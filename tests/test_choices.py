@@ -6,7 +6,7 @@ import dataclasses
 import subprocess
 import sys
 
-from cddpm import choices, cli, data, diffusion, model, sample, train
+from cddpm import choices, cli, diffusion, model, sample, train
 from cddpm.workflow import profiles
 
 
@@ -26,7 +26,7 @@ def option(command: str, flag: str) -> argparse.Action:
 def test_the_library_acts_on_exactly_the_shared_choices():
     assert tuple(sample.SAMPLERS) == choices.SAMPLERS and sample.DEFAULT_STEPS is choices.DEFAULT_STEPS
     assert tuple(model.PRESETS) == choices.PRESETS and tuple(profiles.PROFILES) == choices.PROFILES
-    assert data.CONDITION_SPLITS == choices.SPLITS and diffusion.PREDICTION_TYPES == choices.PREDICTION_TYPES
+    assert diffusion.PREDICTION_TYPES == choices.PREDICTION_TYPES
     assert train.MIXED_PRECISIONS == choices.MIXED_PRECISIONS and model.CONDITIONINGS == choices.CONDITIONINGS
     assert profiles.Profile("x").steps == choices.DEFAULT_STEPS[profiles.Profile("x").sampler]
     assert profiles.Profile("x").sampler == choices.DEFAULT_SAMPLER
@@ -36,7 +36,7 @@ def test_the_command_line_offers_the_shared_choices_and_defaults():
     assert tuple(option("sample", "--sampler").choices) == choices.SAMPLERS
     assert tuple(option("batch", "--samplers").choices) == choices.SAMPLERS
     shown = {flag: parsers()["batch"]._get_formatter()._get_help_string(option("batch", flag))
-             for flag in ("--samplers", "--steps", "--guidance")}  # left out: Batch's own (cli._fill)
+             for flag in ("--samplers", "--steps", "--guidance")}  # left out: Batch's own
     assert shown["--samplers"].endswith(f"[{choices.DEFAULT_SAMPLER}]")
     assert option("sample", "--sampler").default == choices.DEFAULT_SAMPLER
     assert shown["--steps"].endswith(f"[{choices.DEFAULT_STEPS[choices.DEFAULT_SAMPLER]}]")

@@ -1,15 +1,6 @@
-"""Scenes drawn one object at a time, i-CLEVR's own structure: which training image extends which, and the empty floor.
-
-In the course's i-CLEVR, as in our synthetic set, ``NAME_{k}.png`` is ``NAME_{k-1}.png`` with one object added
-(same camera, earlier objects unchanged) and its label list one longer. A *canvas* model learns
-p(next image | previous image, added object); sampling draws a condition's objects one after the other onto the
-empty floor, so every step is single-object generation on a given canvas, never a whole multi-object scene.
-
-A *layout* model is also told where the object goes: a box around what the training image added (object and
-shadow, :func:`boxes`, all of a root's by :func:`training_boxes`, which ``cddpm boxes`` shows). Sampling draws each
-object's box from the plausible training boxes of its class (:func:`place`), away from the objects already drawn, so
-the network only has to draw a given object in a given place.
-"""
+"""Scenes drawn one object at a time: which i-CLEVR image extends which (``NAME_k`` is ``NAME_{k-1}`` plus one
+object), the empty floor, what a pass keeps, and the boxes a layout model learns and places
+(docs/training-and-sampling.md, docs/data.md)."""
 from __future__ import annotations
 
 import functools
@@ -23,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from . import labels as L
-from .choices import EDIT_THRESHOLD
+from .choices import EDIT_THRESHOLD, IMAGE_SIZE
 from .data import ICLEVRDataset, scene_step, to_float
 from .model import LAYOUT_PER_CLASS
 from .paths import check_file_target, write_text
@@ -45,11 +36,8 @@ MAX_BOX_AREA = 0.5    # a box over this share of the frame holds no one object: 
 
 
 def pairs(names: Sequence[str], label_lists: Sequence[Sequence[str]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """For each image, the index of the image it extends by one object (``EMPTY``/``NONE`` as above), and the
-    one-hot (N, 24) of the object it adds (zeros where the parent is ``NONE``).
-
-    The parent of ``NAME_{k}.png`` is ``NAME_{k-1}.png`` when its objects are this image's minus exactly one.
-    """
+    """Each image's parent, ``NAME_{k-1}.png`` when it holds this image's objects but one (else ``EMPTY``/``NONE``),
+    and the one-hot (N, 24) of the object it adds (zeros for ``NONE``)."""
     index = {name: i for i, name in enumerate(names)}
     parent = torch.full((len(names),), NONE, dtype=torch.long)
     added = torch.zeros(len(names), L.NUM_CLASSES)
@@ -68,8 +56,7 @@ def pairs(names: Sequence[str], label_lists: Sequence[Sequence[str]]) -> tuple[t
 
 
 def usage(names: Sequence[str], label_lists: Sequence[Sequence[str]], parents: torch.Tensor) -> dict:
-    """How many images :func:`pairs` made training pairs (``used``) and why the others are not (``unused``: reason
-    -> count), for the run's record and the trainer's message."""
+    """How many images :func:`pairs` made training pairs (``used``) and why the others are not (``unused``)."""
     listed, reasons = set(names), []
     for i in torch.nonzero(parents == NONE).flatten().tolist():
         scene, step = scene_step(names[i])
@@ -84,8 +71,7 @@ def usage(names: Sequence[str], label_lists: Sequence[Sequence[str]], parents: t
 
 
 def background(images: torch.Tensor) -> torch.Tensor:
-    """The empty floor (3, H, W) uint8: the per-pixel median of uint8 images (N, 3, H, W). Objects are small
-    and lie elsewhere in every image, so the median at each pixel is the floor (with its lighting) there."""
+    """The empty floor (3, H, W) uint8: the per-pixel median of one-object images, whose objects lie elsewhere."""
     if len(images) == 0:
         raise ValueError("no one-object training images to estimate the empty floor from; a canvas model needs "
                          "the i-CLEVR naming NAME_0.png (one object), NAME_1.png, ...")
@@ -100,8 +86,7 @@ def parent_images(images: torch.Tensor, parents: torch.Tensor, floor: torch.Tens
 
 
 def stages(conditions: Sequence[Sequence[str]]) -> list[tuple[list[int], torch.Tensor, torch.Tensor]]:
-    """Sampling plan: for stage s, the rows that get an object, the one-hot of that object (their s-th) and the
-    multi-hot of all their objects so far (what a guide should then find)."""
+    """Per stage s: the rows that get an object, its one-hot (their s-th) and the multi-hot of their objects so far."""
     plan = []
     for s in range(max((len(c) for c in conditions), default=0)):
         rows = [i for i, c in enumerate(conditions) if len(c) > s]
@@ -112,12 +97,8 @@ def stages(conditions: Sequence[Sequence[str]]) -> list[tuple[list[int], torch.T
 
 def changed(before: torch.Tensor, after: torch.Tensor, threshold: float | torch.Tensor = EDIT_THRESHOLD,
             one_region: bool = True, within: torch.Tensor | None = None) -> torch.Tensor:
-    """0/1 mask (N, 1, H, W) of where ``after`` adds something to ``before`` (an object and its shadow).
-
-    Changes whose 5x5 local mean stays below ``threshold`` (a number, or one per image (N, 1, 1, 1)) are grain; the
-    kept region is grown by 2 pixels so object edges stay whole. ``within``: a 0/1 mask outside which nothing counts.
-    With ``one_region`` only the connected region holding the largest change is kept: one added object is one region.
-    """
+    """0/1 mask (N, 1, H, W) of where ``after`` adds something to ``before``: 5x5 local change above ``threshold``,
+    grown 2 pixels, inside ``within``, and with ``one_region`` only the region of the largest change."""
     change = _local_change(before, after)
     keep = _dilate((change > threshold).to(after.dtype), 2)
     if within is not None:
@@ -127,26 +108,16 @@ def changed(before: torch.Tensor, after: torch.Tensor, threshold: float | torch.
 
 def composite(canvas: torch.Tensor, drawn: torch.Tensor, threshold: float = EDIT_THRESHOLD,
               one_region: bool = True, within: torch.Tensor | None = None) -> torch.Tensor:
-    """``drawn`` where it changed the canvas (the new object and its shadow, :func:`changed`), the canvas elsewhere.
-
-    A pass should change only where it adds its object, yet a short-trained model also leaves faint grain all
-    over the image, which a judge reads as extra objects and which later passes would redraw; a second changed
-    region is a ghost object or an earlier object the pass wiped out. A layout model's pass keeps only what lies
-    ``within`` the box it was given. ``threshold=0`` keeps ``drawn`` unchanged.
-    """
+    """``drawn`` where it changed the canvas (:func:`changed`), the canvas elsewhere: a pass keeps its object, not
+    the grain of a short-trained model; ``threshold=0`` keeps ``drawn``."""
     if threshold <= 0:
         return drawn
     return canvas + changed(canvas, drawn, threshold, one_region, within) * (drawn - canvas)
 
 
 def boxes(before: torch.Tensor, after: torch.Tensor, chunk: int = 256) -> torch.Tensor:
-    """(N, 4) integer boxes ``y0, x0, y1, x1`` (ends exclusive) around what ``after`` adds to ``before`` (uint8 or
-    float images (N, 3, H, W)): the added object with its shadow. An image that adds nothing gets the whole frame.
-
-    ``before`` is first matched to ``after``'s light (:func:`relit`), so a render whose light differs a little
-    from its parent's (Blender's CLEVR) or a one-object image lit unlike the median floor still gives the object's
-    box, and the threshold rises with the image's sample noise (``GRAIN_SHARE``).
-    """
+    """(N, 4) boxes ``y0, x0, y1, x1`` (ends exclusive) around what uint8 or float ``after`` adds to ``before``
+    (:func:`added`); the whole frame where it adds nothing."""
     out = []
     for start in range(0, len(after), chunk):
         a, b = (to_float(v[start:start + chunk]) if v.dtype == torch.uint8 else v[start:start + chunk]
@@ -156,17 +127,15 @@ def boxes(before: torch.Tensor, after: torch.Tensor, chunk: int = 256) -> torch.
 
 
 def added(before: torch.Tensor, after: torch.Tensor, one_region: bool = True) -> torch.Tensor:
-    """0/1 mask (N, 1, H, W) of what float images ``after`` add to ``before`` (:func:`changed`), with ``before`` first
-    matched to ``after``'s light (:func:`relit`) and the threshold raised by the image's sample noise
-    (``GRAIN_SHARE``); what :func:`boxes` and :func:`objects_on` find."""
+    """:func:`changed` of float images with ``before`` under ``after``'s light (:func:`relit`) and the threshold
+    raised by the image's grain (``GRAIN_SHARE``)."""
     before = relit(before, after)
     grain = _local_change(before, after).flatten(1).median(1).values[:, None, None, None]  # 0 where nothing is noisy
     return changed(before, after, EDIT_THRESHOLD + GRAIN_SHARE * grain, one_region)
 
 
 def objects_on(floor: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
-    """(N, 1, H, W) bool of where images (N, 3, H, W) in [-1, 1] differ from the empty ``floor`` (3, H, W): their
-    objects and shadows, every region (:func:`added`); most of an image whose floor, camera or light is another."""
+    """(N, 1, H, W) bool of where images in [-1, 1] differ from the empty ``floor`` (3, H, W), every region."""
     return added(floor.to(images).expand_as(images), images, one_region=False) > 0
 
 
@@ -183,16 +152,8 @@ def mask_boxes(mask: torch.Tensor) -> torch.Tensor:
 
 
 def relit(before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
-    """``before`` (N, 3, H, W) floats in [-1, 1] under ``after``'s light: scaled, per image and channel, by a gain
-    that varies smoothly (quadratically) across the frame, fitted by least squares to the pixels the added object
-    leaves alone.
-
-    A light that is brighter or dimmer (a scene's own lamps, a step's slight change) scales gamma-encoded pixels
-    as it scales linear ones, so one gain serves floor and objects. The fit starts from one gain per channel (the
-    median ratio) and is refitted ``RELIGHT_ROUNDS`` times to the ``RELIGHT_KEEP`` share of pixels it explains best.
-    Where ``after`` shows ``before`` exactly outside the object (our clean renders), it returns ``before`` (to float
-    rounding), so boxes there are those of the plain difference.
-    """
+    """``before`` (N, 3, H, W) in [-1, 1] under ``after``'s light: times a per-image, per-channel quadratic gain,
+    least-squares fitted to the ``RELIGHT_KEEP`` share of pixels it explains best (docs/data.md)."""
     h, w = after.shape[-2:]
     y, x = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
     x, y = x.flatten(), y.flatten()
@@ -266,9 +227,8 @@ class TrainingBoxes:
 
 
 def training_boxes(images: torch.Tensor, parents: torch.Tensor) -> TrainingBoxes:
-    """The boxes a layout model learns from uint8 ``images`` (N, 3, H, W) with ``parents`` (:func:`pairs`): what each
-    training image adds to the image it extends, the empty floor (:func:`background`) for a one-object image
-    (:func:`boxes`). The Trainer and ``cddpm boxes`` both call this."""
+    """The boxes a layout model learns from uint8 ``images`` with ``parents`` (:func:`pairs`): what each adds to its
+    parent or the empty floor; what the Trainer and ``cddpm boxes`` use."""
     index = torch.nonzero(parents != NONE).flatten()
     floor = background(images[parents == EMPTY])
     box = boxes(parent_images(images, parents, floor, index), images[index])
@@ -277,9 +237,8 @@ def training_boxes(images: torch.Tensor, parents: torch.Tensor) -> TrainingBoxes
                          depth(parents)[index], images.shape[-1])
 
 
-def root_boxes(root: str | Path, size: int = 64) -> tuple[list[str], TrainingBoxes]:
-    """The training image names of an i-CLEVR root and their boxes at ``size`` x ``size`` (what ``cddpm boxes``
-    reports): the same loading, pairs and floor as a layout model's training."""
+def root_boxes(root: str | Path, size: int = IMAGE_SIZE) -> tuple[list[str], TrainingBoxes]:
+    """A root's training image names and their boxes at ``size`` (``cddpm boxes``), loaded as training loads them."""
     ds = ICLEVRDataset(root, size=size, preload=True)
     names = list(ds.mapping)
     parents, _ = pairs(names, list(ds.mapping.values()))
@@ -287,8 +246,8 @@ def root_boxes(root: str | Path, size: int = 64) -> tuple[list[str], TrainingBox
 
 
 def check_boxes_target(path: str | Path, root: str | Path, force: bool) -> Path:
-    """``path`` as a Path when ``cddpm boxes --json`` may write it: never into ``root``'s images or cache nor over its
-    json files, and over an existing file only with ``force`` and only when it holds boxes (what this wrote)."""
+    """``path`` when ``cddpm boxes --json`` may write it: outside ``root``'s files, and over a file only with
+    ``force`` when it holds boxes."""
     path = check_file_target(path, "--json")
     here, root = path.resolve(), Path(root).resolve()
     if here.parent == root and here.name in RENDER_FILES or any(p in (root / "iclevr", root / ".cache")
@@ -299,11 +258,12 @@ def check_boxes_target(path: str | Path, root: str | Path, force: bool) -> Path:
             raise FileExistsError(f"--json {path} exists; pass --force to replace it or choose another path")
         try:
             old = json.loads(path.read_text())
-            assert isinstance(old, dict) and all(isinstance(k, str) and isinstance(v, list) and len(v) == 4 and
-                                                 all(isinstance(i, int) for i in v) for k, v in old.items())
-        except (OSError, UnicodeDecodeError, ValueError, AssertionError):
+        except (OSError, UnicodeDecodeError, ValueError):
+            old = None
+        if not isinstance(old, dict) or not all(isinstance(v, list) and len(v) == 4 and
+                                                all(isinstance(i, int) for i in v) for v in old.values()):
             raise FileExistsError(f"--json {path} is not a boxes file of cddpm boxes; --force only replaces those, "
-                                  "so choose another path") from None
+                                  "so choose another path")
     return path
 
 
@@ -314,8 +274,8 @@ def write_boxes(path: str | Path, names: Sequence[str], found: TrainingBoxes) ->
 
 
 def layout_table(box: torch.Tensor, classes: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """(24, LAYOUT_PER_CLASS, 4): for each class, boxes drawn (with replacement) from the training boxes of objects
-    of that class, the layout prior a layout model samples from (all boxes for a class no image adds)."""
+    """(24, LAYOUT_PER_CLASS, 4), the layout prior: per class, boxes drawn from its training boxes (from all boxes
+    for a class no image adds)."""
     if not len(box):
         raise ValueError(f"every training box is larger than {MAX_BOX_AREA} of the frame, so a layout model has no "
                          "place to put objects; check the data with `cddpm boxes --data ROOT`")
@@ -329,9 +289,8 @@ def layout_table(box: torch.Tensor, classes: torch.Tensor, generator: torch.Gene
 
 def place(table: torch.Tensor, classes: torch.Tensor, occupied: torch.Tensor,
           gens: Sequence[torch.Generator]) -> torch.Tensor:
-    """One box (N, 4) per row for an object of class ``classes[i]``: the first of ``PLACE_TRIES`` draws from the
-    class's row of ``table`` (with the row's generator) that lies at most ``MAX_OVERLAP`` under the boxes placed so
-    far (``occupied`` (N, 1, H, W) bool), else the draw that overlaps least."""
+    """One box (N, 4) per row: the first of ``PLACE_TRIES`` draws from its class's ``table`` row at most
+    ``MAX_OVERLAP`` under ``occupied`` (N, 1, H, W), else the least covered."""
     chosen = []
     for c, taken, gen in zip(classes.tolist(), occupied[:, 0], gens):
         tries = table[c, torch.randint(table.shape[1], (PLACE_TRIES,), generator=gen).to(table.device)]
@@ -342,9 +301,8 @@ def place(table: torch.Tensor, classes: torch.Tensor, occupied: torch.Tensor,
 
 
 def _dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:
-    """Each pixel of a 0/1 ``mask`` (N, 1, H, W) set where its (2 radius + 1)^2 neighbourhood holds a 1: what
-    ``F.max_pool2d`` gives, as row and column maxima of shifted copies (10x faster on CPU, where max_pool2d also
-    computes indices; box extraction over a training set spent most of its minute there)."""
+    """``F.max_pool2d`` of a 0/1 ``mask`` with a (2 radius + 1) window, as maxima of shifted copies: 10x faster
+    on CPU."""
     h, w = mask.shape[-2:]
     padded = F.pad(mask, (radius,) * 4)
     rows = functools.reduce(torch.maximum, (padded[..., dy:dy + h, :] for dy in range(2 * radius + 1)))

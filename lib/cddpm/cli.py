@@ -63,18 +63,17 @@ def _fidelity_options(args) -> dict:
 def _default(source, name: str):
     """``name``'s default in ``source`` (a dataclass or a function: the one place it is set), or None."""
     if dataclasses.is_dataclass(source):
-        found = next((f for f in dataclasses.fields(source) if f.name == name), None)
-        if found is None:
-            return None
-        return found.default_factory() if found.default_factory is not dataclasses.MISSING else (
-            None if found.default is dataclasses.MISSING else found.default)
+        found = {f.name: f for f in dataclasses.fields(source)}.get(name)
+        if found is not None and found.default_factory is not dataclasses.MISSING:
+            return found.default_factory()
+        return None if found is None or found.default is dataclasses.MISSING else found.default
     parameter = inspect.signature(source).parameters.get(name)
     return None if parameter is None or parameter.default is inspect.Parameter.empty else parameter.default
 
 
 def _defaults_from(module: str, name: str) -> type[argparse.HelpFormatter]:
     """A help formatter that ends each option's help with its default in ``module.name``, imported only when the
-    help is shown (building the parser imports no torch); a left-out option (None) takes it, see ``_fill``."""
+    help is shown (building the parser imports no torch); a left-out option (None) takes it."""
 
     class DefaultsFrom(argparse.HelpFormatter):
         def _get_help_string(self, action: argparse.Action) -> str:
@@ -92,14 +91,6 @@ def _defaults_from(module: str, name: str) -> type[argparse.HelpFormatter]:
             return f"{action.help} [{value}]"
 
     return DefaultsFrom
-
-
-def _fill(args: argparse.Namespace, source) -> argparse.Namespace:
-    """``args`` with each option left out (None) set to its default in ``source``."""
-    for key, value in vars(args).items():
-        if value is None:
-            setattr(args, key, _default(source, key))
-    return args
 
 
 # --- render ------------------------------------------------------------------------------------
@@ -142,10 +133,8 @@ def _render(args) -> int:
     if read is not None and is_within(read, args.out):
         raise ValueError(f"--out {args.out} holds the input {read}, which a render would replace; choose another --out")
     if args.conditions or args.split:
-        if args.conditions:
-            conditions = data.load_condition_file(args.conditions)
-        else:
-            conditions = data.load_condition_lists(args.data, args.split)
+        conditions = (data.load_condition_file(args.conditions) if args.conditions
+                      else data.load_condition_lists(args.data, args.split))
         path = render.render_conditions(conditions, per_condition=args.per_condition, **common)
     elif args.labels_from:
         splits = {split: data.load_condition_lists(args.labels_from, split) for split in SPLITS}
@@ -215,11 +204,8 @@ def _add_batch(sub) -> None:
 def _batch(args) -> int:
     from .workflow.batch import Batch, run_batch
 
-    _fill(args, Batch)
-    result = run_batch(Batch(run=args.run, name=args.name, seeds=args.seeds, checkpoints=args.checkpoints,
-                             splits=args.splits, samplers=args.samplers, steps=args.steps, guidance=args.guidance,
-                             evaluator=args.evaluator, data=args.data, device=args.device, notebooks=args.notebooks,
-                             outputs=args.outputs, force=args.force))
+    fields = {f.name for f in dataclasses.fields(Batch)}  # an option left out (None) takes Batch's default
+    result = run_batch(Batch(**{k: v for k, v in vars(args).items() if k in fields and v is not None}))
     _print_json(result)
     return 1 if result["failed"] else 0
 
@@ -285,7 +271,8 @@ def _add_sample(sub) -> None:
                      help="a test.json-style file of object lists (e.g. from cddpm probes); outputs named after it")
     src.add_argument("--layout", type=Path, metavar="FILE",
                      help='layout models: a JSON list of scenes, each a list of {"object": "red cube", "box": '
-                          "[y0, x0, y1, x1]} (64x64 pixels; box optional); outputs named after it (docs/placement.md)")
+                          f"[y0, x0, y1, x1]}} ({IMAGE_SIZE}x{IMAGE_SIZE} pixels; box optional); outputs named after "
+                          "it (docs/placement.md)")
     p.add_argument("--data", type=Path, default=None, help="i-CLEVR root of --split (default: the run's)")
     _add_sampling(p)
     p.add_argument("--batch-size", type=int, default=SAMPLE_BATCH)
@@ -328,7 +315,7 @@ def _add_add(sub) -> None:
     p.add_argument("--labels", required=True, metavar="OBJECTS", help='the objects to add, comma-separated, e.g. '
                    '"red cube,blue sphere"')
     p.add_argument("--box", action="append", metavar="Y0,X0,Y1,X1", help="layout models: the box of the next object "
-                   "in 64x64 pixels (ends exclusive); give none, or one per object")
+                   f"in {IMAGE_SIZE}x{IMAGE_SIZE} pixels (ends exclusive); give none, or one per object")
     p.add_argument("--out", required=True, type=Path, help="output folder")
     _add_sampling(p)
     p.set_defaults(func=_add)
@@ -353,7 +340,8 @@ def _box(text: str) -> list[int]:
     except ValueError:
         box = []
     if len(box) != 4:
-        raise ValueError(f"--box {text} must be four whole numbers y0,x0,y1,x1 in 64x64 pixels, e.g. 8,8,40,40")
+        raise ValueError(f"--box {text} must be four whole numbers y0,x0,y1,x1 in {IMAGE_SIZE}x{IMAGE_SIZE} pixels, "
+                         "e.g. 8,8,40,40")
     return box
 
 
@@ -417,8 +405,8 @@ def _add_train_evaluator(sub) -> None:
     p.add_argument("--lr", type=float, help="peak learning rate of the one-cycle schedule")
     p.add_argument("--pos-weight", type=float, help="BCE weight of present objects (fewer misses)")
     p.add_argument("--seed", type=int, help="initialisation, validation split, batch order, augmentation")
-    p.add_argument("--train-size", type=int, help="learn from images read at this size and upsampled to 64x64 (32: "
-                   "the course's own judge, which forgives blur)")
+    p.add_argument("--train-size", type=int, help="learn from images read at this size and upsampled "
+                   f"to {IMAGE_SIZE}x{IMAGE_SIZE} (32: the course's own judge, which forgives blur)")
     _add_device(p)
     p.add_argument("--mixed-precision", choices=MIXED_PRECISIONS, help="autocast; auto: bf16 where the hardware "
                    "computes it natively, fp16 on GPUs before Ampere, else fp32")
@@ -517,7 +505,8 @@ def _evaluate(args) -> int:
         result = evaluator.evaluate_folder(judge, args.images, root, name, with_per_image=args.per_image,
                                            conditions=lists, **_fidelity_options(args))
         if result["resized"]:
-            print(f"note: resized {result['resized']} images in {args.images} to 64x64", file=sys.stderr)
+            print(f"note: resized {result['resized']} images in {args.images} to {IMAGE_SIZE}x{IMAGE_SIZE}",
+                  file=sys.stderr)
     else:
         result = evaluator.evaluate_root(judge, args.root, with_per_image=args.per_image, **_fidelity_options(args))
     if args.reference:
@@ -584,8 +573,6 @@ def _add_train(sub) -> None:
 
 
 def _train(args) -> int:
-    import dataclasses
-
     from accelerate import PartialState
 
     from . import model, train

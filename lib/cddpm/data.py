@@ -1,8 +1,5 @@
-"""The official i-CLEVR layout: ``objects.json``, ``train.json``, ``test.json``, ``new_test.json``, ``iclevr/*.png``.
-
-Images are resized directly to ``size`` x ``size`` (no crop, like the course's evaluator) and scaled
-to [-1, 1]. ``preload=True`` decodes a split once into a uint8 tensor cached under ``root/.cache``.
-"""
+"""The official i-CLEVR layout (``objects.json``, ``{train,test,new_test}.json``, ``iclevr/*.png``): labels, and
+images resized straight to ``size`` (no crop, like the course's evaluator) in [-1, 1]."""
 from __future__ import annotations
 
 import hashlib
@@ -19,10 +16,9 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from . import labels as L
-from .choices import HELD_OUT, SPLITS
+from .choices import HELD_OUT, IMAGE_SIZE, SPLITS
 from .paths import atomic_write
 
-CONDITION_SPLITS = SPLITS
 ROOT_FILES = ("objects.json", "train.json", *(f"{split}.json" for split in SPLITS))  # beside iclevr/
 NUMBERED_PNG = re.compile(r"^(0|[1-9]\d*)\.png$")  # generated images: 0.png .. N-1.png in condition order
 _SCENE_STEP = re.compile(r"^(.*)_(\d+)$")
@@ -39,10 +35,8 @@ def scene_step(name: str) -> tuple[str, int | None]:
 def _root(root: str | os.PathLike) -> Path:
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(
-            f"i-CLEVR root {root} does not exist; render one with `cddpm render --out {root}` "
-            "or point --data at your copy of the course files"
-        )
+        raise FileNotFoundError(f"i-CLEVR root {root} does not exist; render one with `cddpm render --out {root}` "
+                                "or point --data at your copy of the course files")
     return root
 
 
@@ -54,13 +48,6 @@ def read_json(path: Path):
         return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"malformed json in {path} ({err}); restore the file or render the root again") from None
-
-
-def check_objects(root: str | os.PathLike) -> None:
-    """Refuse a root whose ``objects.json`` differs from the built-in class order."""
-    path = _root(root) / "objects.json"
-    if read_json(path) != L.objects_dict():
-        raise ValueError(f"{path} differs from the i-CLEVR class order built into cddpm; use the course's objects.json")
 
 
 def check_lists(entries: list, path: str | os.PathLike) -> list[list[str]]:
@@ -77,7 +64,9 @@ def check_lists(entries: list, path: str | os.PathLike) -> list[list[str]]:
 def _read_split(root: str | os.PathLike, split: str, kind: type, shape: str) -> tuple[Path, dict | list]:
     """``ROOT/{split}.json`` of a root with the course's objects.json, checked to be a ``kind`` (``shape`` says what)."""
     root = _root(root)
-    check_objects(root)
+    if read_json(root / "objects.json") != L.objects_dict():
+        raise ValueError(f"{root / 'objects.json'} differs from the i-CLEVR class order built into cddpm; use the "
+                         "course's objects.json")
     path = root / f"{split}.json"
     content = read_json(path)
     if not isinstance(content, kind):
@@ -97,8 +86,8 @@ def load_mapping(root: str | os.PathLike, split: str = "train") -> dict[str, lis
 
 def load_condition_lists(root: str | os.PathLike, split: str = "test") -> list[list[str]]:
     """The object lists of ``test.json`` or ``new_test.json``, in file order."""
-    if split not in CONDITION_SPLITS:
-        raise ValueError(f"unknown condition split {split!r}; use one of {', '.join(CONDITION_SPLITS)}")
+    if split not in SPLITS:
+        raise ValueError(f"unknown condition split {split!r}; use one of {', '.join(SPLITS)}")
     path, conditions = _read_split(root, split, list, "hold a list of object lists")
     return check_lists(conditions, path)
 
@@ -120,8 +109,7 @@ def load_conditions(root: str | os.PathLike, split: str = "test") -> torch.Tenso
 
 
 def _to_rgb(im: Image.Image) -> Image.Image:
-    """RGB with 8 bits a channel; 16- and 32-bit integer grey images are scaled down (PIL's convert would clip
-    them to white)."""
+    """RGB with 8 bits a channel; 16- and 32-bit grey images are scaled down (PIL's convert clips them)."""
     if im.mode.startswith("I"):
         values = np.asarray(im).astype(np.float64)
         bits = 16 if im.mode.startswith("I;16") or values.max(initial=0) <= 65535 else 32
@@ -149,9 +137,7 @@ def read_image(source: str | os.PathLike | Image.Image, size: int) -> np.ndarray
 
 
 def _resized(rgb: Image.Image, size: int) -> np.ndarray:
-    if rgb.size != (size, size):
-        rgb = rgb.resize((size, size), Image.BILINEAR)
-    return np.asarray(rgb, dtype=np.uint8).transpose(2, 0, 1).copy()
+    return np.asarray(rgb.resize((size, size), Image.BILINEAR), dtype=np.uint8).transpose(2, 0, 1).copy()
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:
@@ -165,14 +151,10 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
 
 
 class ICLEVRDataset(Dataset):
-    """(image in [-1, 1] of shape (3, size, size), multi-hot (24,)) pairs of an i-CLEVR root.
+    """(image (3, size, size) in [-1, 1], multi-hot (24,)) pairs of a root's ``{split}.json``; ``preload`` decodes
+    all into ``self.images`` (uint8) once, cached in ``root/.cache`` until the json or an image changes."""
 
-    ``split`` names a ``{split}.json`` mapping file names to object lists (``train`` for the course).
-    With ``preload`` all images are decoded once into ``self.images`` (uint8, N x 3 x size x size),
-    cached in ``root/.cache/{split}_{size}.pt`` and rebuilt when the json or any image changes.
-    """
-
-    def __init__(self, root: str | os.PathLike, split: str = "train", size: int = 64, preload: bool = False,
+    def __init__(self, root: str | os.PathLike, split: str = "train", size: int = IMAGE_SIZE, preload: bool = False,
                  cache_dir: str | os.PathLike | None = None, workers: int = 8):
         self.root = _root(root)
         self.size = size
@@ -221,10 +203,7 @@ class ICLEVRDataset(Dataset):
 
 
 def split_scenes(names: Sequence[str], val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Train/validation indices with whole scenes held out: ``CLEVR_train_000123_{0,1,2}.png`` share a scene.
-
-    A scene is the file name without its last ``_<digits>`` part; other names are a scene each.
-    """
+    """Train/validation indices with whole scenes (:func:`scene_step`) held out."""
     scenes = [scene_step(name)[0] for name in names]
     unique = sorted(set(scenes))
     order = torch.randperm(len(unique), generator=torch.Generator().manual_seed(seed)).tolist()
@@ -237,8 +216,7 @@ def split_scenes(names: Sequence[str], val_fraction: float, seed: int) -> tuple[
 
 
 def held_out(names: Sequence[str]) -> torch.Tensor:
-    """Which images of a root are its held-out set: ``HELD_OUT`` of its scenes, whole, the same for every caller.
-    A profile keeps them out of training on a root it did not render, and checks its judge on them."""
+    """Which images of a root are its held-out set: ``HELD_OUT`` of its scenes, whole, the same for every caller."""
     mask = torch.zeros(len(names), dtype=torch.bool)
     mask[split_scenes(names, HELD_OUT, seed=0)[1]] = True
     return mask

@@ -1,20 +1,5 @@
-"""``CddpmPipeline``: a trained model as a diffusers pipeline, and ``export``, which writes one from a run folder.
-
-    pipe = CddpmPipeline.from_pretrained("outputs/export/demo")          # needs cddpm installed, not the run
-    images = pipe(["red sphere", "cyan cube,gray cylinder"], num_inference_steps=20, guidance_scale=3.0, seed=0).images
-    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)     # any diffusers sampler of the same schedule
-
-Every image is ``cddpm.sample.generate``'s, and ``seed=s`` gives image i the generator
-``cddpm.sample.generators(s, [i])``, so ``pipe(labels, seed=s, num_inference_steps=K, guidance_scale=w,
-edit_threshold=e)`` draws the images of ``cddpm sample --labels ... --seed s --steps K --guidance w --edit-threshold e``
-(64x64, the same PNG bytes; both draw ``batch_size`` labels at a time, 64 by default); ``boxes=`` places a layout
-model's objects (``cddpm sample --layout``) and ``image=`` adds them to a picture (``cddpm add``, docs/placement.md).
-An export's scheduler is ``cddpm sample``'s default sampler, DPM-Solver++, built from the run's training schedule.
-
-    OUT/model_index.json, unet/, scheduler/   diffusers' ``save_pretrained`` layout
-    OUT/README.md                            the model card: data, preset, conditioning, training, accuracy
-    OUT/.cddpm-export                        the files the export wrote (what ``--force`` may replace)
-"""
+"""``CddpmPipeline``, a trained model as a diffusers pipeline drawing ``cddpm sample``'s images, and ``export``,
+which writes one from a run folder (docs/training-and-sampling.md#the-diffusers-pipeline)."""
 import json
 import os
 from collections.abc import Sequence
@@ -27,7 +12,7 @@ from PIL import Image
 
 from . import labels as L
 from . import runs, sample
-from .choices import DEFAULT_SAMPLER, EDIT_THRESHOLD, SAMPLE_BATCH
+from .choices import DEFAULT_SAMPLER, EDIT_THRESHOLD, IMAGE_SIZE, SAMPLE_BATCH
 from .data import read_image, to_float, to_uint8
 from .model import ConditionalUNet
 from .paths import atomic_write, claim_folder
@@ -54,14 +39,9 @@ class CddpmPipeline(DiffusionPipeline):
                  batch_size: int = SAMPLE_BATCH, edit_threshold: float = EDIT_THRESHOLD,
                  boxes: Sequence[Sequence[sample.Box | None] | None] | None = None,
                  image: Picture | Sequence[Picture] | None = None) -> ImagePipelineOutput | tuple:
-        """One 64x64 image per item of ``labels`` (a list of object names, or one comma-separated string; a bare
-        string is one image), drawn by :func:`cddpm.sample.generate` as ``cddpm sample`` draws them: with
-        classifier-free guidance ``guidance_scale`` (1: plain conditional) from ``seed``, or from ``generator`` (one,
-        or one per image), else from torch's global random state; ``batch_size`` images at a time; a canvas model's
-        pass keeps only changes above ``edit_threshold`` (0: the whole drawn image). A layout model puts each object
-        in its box of ``boxes`` (per image, one ``[y0, x0, y1, x1]`` in 64x64 pixels or None per object, as
-        ``cddpm sample --layout``); a canvas model adds the objects to ``image`` (a PIL image, a file, or a tensor
-        (3, H, W) in [0, 1] like ``output_type="pt"``; one for all, or one per image) as ``cddpm add`` does."""
+        """One image per item of ``labels`` (object names, or a comma-separated string), drawn as ``cddpm sample``
+        draws them from ``seed``, ``generator`` (one, or one per image) or torch's global random state; ``boxes`` and
+        ``image`` (a PIL image, a file or a (3, H, W) tensor in [0, 1]; one, or one per image) as docs/placement.md."""
         labels = [labels] if isinstance(labels, str) else labels
         conditions = [L.parse(c) if isinstance(c, str) else L.check(c) for c in labels]
         if not conditions:
@@ -91,8 +71,7 @@ class CddpmPipeline(DiffusionPipeline):
         return ImagePipelineOutput(images=images) if return_dict else (images,)
 
     def _pictures(self, image: Picture | Sequence[Picture], n: int) -> torch.Tensor:
-        """``image`` (one picture, or one per image) as ``start`` (n, 3, S, S) in [-1, 1], each read as training reads
-        a file (:func:`cddpm.data.read_image`)."""
+        """``image`` (one picture, or one per image) as ``start`` (n, 3, S, S), read as training reads a file."""
         many = isinstance(image, Sequence) and not isinstance(image, str)
         pictures = list(image) if many else [image] * n
         if len(pictures) != n:
@@ -146,7 +125,8 @@ def model_card(run: str | os.PathLike, config: dict, folder: Path, ema: bool) ->
     rows = [("data", f"`{config['data']}`{images}"),
             ("preset", config["train"].get("preset") or "none"),
             ("conditioning", f"{model['conditioning']}{canvas}"),
-            ("resolution", f"{model['sample_size']}x{model['sample_size']}, images returned at 64x64"),
+            ("resolution", f"{model['sample_size']}x{model['sample_size']}, images returned at "
+                           f"{IMAGE_SIZE}x{IMAGE_SIZE}"),
             ("steps trained", str(state["step"])),
             ("train seconds", f"{seconds:.0f}" if seconds is not None else "not recorded"),
             ("accuracy", _accuracy(run, state["step"])),

@@ -1,11 +1,5 @@
-"""Sampling: diffusers samplers, classifier-free (and optional classifier) guidance, the course outputs.
-
-Every sampler is a diffusers scheduler built ``from_config`` of the run's training scheduler, so all
-share its noise schedule and one loop drives them through the common ``step()`` contract. Image ``i``
-owns a CPU ``torch.Generator`` seeded from ``(seed, i)`` that draws its starting noise and, for the
-stochastic DDPM sampler, its per-step noise: the same seed gives the same images whatever the batch
-size and the same starting noise on any device.
-"""
+"""Sampling: diffusers samplers of the run's training schedule, classifier-free (and classifier) guidance, the
+course outputs; image i draws all its noise from a generator seeded by (seed, i) (docs/training-and-sampling.md)."""
 from __future__ import annotations
 
 import math
@@ -37,6 +31,7 @@ from .choices import (
     DENOISE_LABELS,
     EDIT_THRESHOLD,
     GUIDANCE,
+    IMAGE_SIZE,
     SAMPLE_BATCH,
     SEED,
 )
@@ -54,21 +49,16 @@ from .device import resolve as resolve_device
 from .paths import claim_folder, write_json
 from .progress import tqdm
 
-# DDPM/DDIM use "trailing" timesteps so that few-step sampling starts at t = T-1 (pure noise), not at
-# T - T/K as "leading" does; at 1000 steps both are identical. DPM-Solver keeps its "linspace" default.
-# DPM-Solver++ clips its x0 prediction to [-1, 1] ("thresholding" with sample_max_value 1, like the clip_sample
-# of DDPM/DDIM): under squaredcos_cap_v2, alpha_bar at t = 999 is almost 0, and the unclipped x0 = (x - sigma
-# eps) / alpha of the first step blows up (measured: |x| ~ 1e4 after 20 steps of a trained 32x32 whole-scene model).
+# "trailing" timesteps: few-step DDPM/DDIM start at t = T-1 (pure noise). DPM-Solver++ clips its x0 to [-1, 1]:
+# under the cosine schedule the unclipped first step blows up (measured: |x| ~ 1e4 after 20 steps).
 SAMPLERS: dict[str, tuple[type[SchedulerMixin], dict]] = {
     "ddpm": (DDPMScheduler, {"timestep_spacing": "trailing"}),
     "ddim": (DDIMScheduler, {"timestep_spacing": "trailing"}),
     "dpmsolver": (DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++", "solver_order": 2,
                                                 "thresholding": True, "sample_max_value": 1.0}),
 }
-COURSE_SIZE = 64
-Box = Sequence[int]  # y0, x0, y1, x1 of an object in the course's 64x64 pixels, ends exclusive (canvas boxes' order)
-
-# differentiable log p(requested set | image) (N,) of images (N, 3, 64, 64) in [-1, 1] and multi-hot (N, 24)
+Box = Sequence[int]  # y0, x0, y1, x1 of an object in the course's IMAGE_SIZE pixels, ends exclusive
+# differentiable log p(requested set | image) (N,) of images (N, 3, IMAGE_SIZE, IMAGE_SIZE) in [-1, 1] and (N, 24)
 Guide = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -120,9 +110,8 @@ def check_whole(name: str, value: object, low: int, high: int | None = None) -> 
 
 @dataclass(frozen=True)
 class SampleRequest:
-    """How to draw: sampler and steps (None: its ``DEFAULT_STEPS``; checked against the schedule when it is built),
-    classifier-free guidance, seed, images drawn at once, a canvas pass's edit threshold, classifier guidance.
-    Checked when made; an error names a value as ``names`` does (default: ``cddpm sample``'s flags)."""
+    """How to draw (steps None: the sampler's ``DEFAULT_STEPS``), checked when made; errors name a value as
+    ``names`` does (default: ``cddpm sample``'s flags)."""
 
     sampler: str = DEFAULT_SAMPLER
     steps: int | None = None
@@ -167,8 +156,7 @@ def set_steps(sampler: SchedulerMixin, steps: int, name: str = "--steps") -> Sch
 
 
 def _built(sampler: SchedulerMixin | dict, request: SampleRequest) -> SchedulerMixin:
-    """``sampler`` itself when it is built (the request's steps then None or its own), else the request's sampler of
-    that training scheduler config."""
+    """``sampler`` when built (the request's steps None or its own), else the request's sampler of that config."""
     if isinstance(sampler, dict):
         return make_sampler(request.sampler, sampler, request.steps)
     if request.steps is not None and request.steps != sampler.num_inference_steps:
@@ -178,7 +166,7 @@ def _built(sampler: SchedulerMixin | dict, request: SampleRequest) -> SchedulerM
 
 def resize(images: torch.Tensor, size: int | None) -> torch.Tensor:
     """Bilinear, antialiased resize to ``size`` x ``size`` (``None`` or the same size: unchanged)."""
-    if size is None or images.shape[-1] == size and images.shape[-2] == size:
+    if size is None or images.shape[-2:] == (size, size):
         return images
     return F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
 
@@ -197,26 +185,21 @@ def _predict(model: torch.nn.Module, x: torch.Tensor, t: torch.Tensor, cond: tor
 
 def _apply_guide(sampler: SchedulerMixin, pred: torch.Tensor, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor,
                  guide: Guide, scale: float) -> torch.Tensor:
-    """Shift the prediction so that its predicted x0 moves by ``scale`` * grad_x0 log p(set | x0).
-
-    The gradient is taken w.r.t. the predicted x0 (clamped to [-1, 1] and resized to 64x64 for the
-    guide), not through the denoiser, so a guided step costs one guide forward and backward.
-    """
+    """Shift the prediction so that its x0 moves by ``scale`` * grad_x0 log p(set | x0); the gradient skips the
+    denoiser, so a guided step costs one guide forward and backward."""
     ab = sampler.alphas_cumprod.to(x.device, x.dtype)[t]
     a, s = ab.sqrt(), (1 - ab).sqrt()
     v_pred = sampler.config.prediction_type == "v_prediction"
     x0 = (a * x - s * pred if v_pred else (x - s * pred) / a).detach().requires_grad_(True)
-    log_p = guide(resize(x0.clamp(-1, 1), COURSE_SIZE), cond)
+    log_p = guide(resize(x0.clamp(-1, 1), IMAGE_SIZE), cond)
     grad = torch.autograd.grad(log_p.sum(), x0)[0]
     return pred - scale * grad / s if v_pred else pred - scale * grad * a / s
 
 
 def check_boxes(model: torch.nn.Module, conditions: Sequence[Sequence[str]],
                 boxes: Sequence[Sequence[Box | None] | None] | None) -> torch.Tensor | None:
-    """The given boxes of the conditions' objects as (N, K, 4) at the model's sample size (-1 where an object is
-    placed as usual), None for none; a one-line error for a box outside the 64x64 frame, with a side shorter than
-    the model's training boxes of its class, or more than ``canvas.MAX_OVERLAP`` under the image's earlier given
-    boxes (the rule :func:`cddpm.canvas.place` follows)."""
+    """The given boxes as (N, K, 4) at the model's sample size (-1: placed as usual), or None; a one-line error
+    for a box that docs/placement.md refuses."""
     if boxes is None:
         return None
     if not model.config.layout:
@@ -226,7 +209,7 @@ def check_boxes(model: torch.nn.Module, conditions: Sequence[Sequence[str]],
         return None
     if len(boxes) != len(conditions):
         raise ValueError(f"{len(boxes)} box lists for {len(conditions)} images; give one per image (None: all placed)")
-    size, table, frame = model.config.sample_size, model.layout_boxes.cpu(), COURSE_SIZE
+    size, table, frame = model.config.sample_size, model.layout_boxes.cpu(), IMAGE_SIZE
     out = torch.full((len(conditions), max(map(len, conditions), default=0), 4), -1, dtype=torch.long)
     for i, (objects, row) in enumerate(zip(conditions, boxes)):
         if row is None:
@@ -261,8 +244,8 @@ def check_boxes(model: torch.nn.Module, conditions: Sequence[Sequence[str]],
 
 
 def check_start(model: torch.nn.Module, start: torch.Tensor | None, n: int) -> torch.Tensor | None:
-    """``start``, the pictures (n, 3, S, S) in [-1, 1] that a canvas model adds objects to instead of the empty
-    floor (read a file with ``cddpm.data.read_image(path, S)``), or None; else a one-line error."""
+    """``start``, the pictures (n, 3, S, S) in [-1, 1] a canvas model adds objects to, or None; else a one-line
+    error."""
     if start is None:
         return None
     if not model.config.canvas:
@@ -281,12 +264,8 @@ def check_start(model: torch.nn.Module, start: torch.Tensor | None, n: int) -> t
 def denoise(model: torch.nn.Module, sampler: SchedulerMixin, cond: torch.Tensor, gens: list[torch.Generator],
             request: SampleRequest, guide: Guide | None = None, canvas: torch.Tensor | None = None,
             target: torch.Tensor | None = None) -> Iterator[torch.Tensor]:
-    """Yield x_T (the starting noise) and then x_t after every sampler step, for one batch of conditions, with the
-    request's guidance scales (``guide``: the classifier's).
-
-    ``canvas``: the images a canvas model adds ``cond``'s object to; ``target``: the multi-hot the guide should
-    find (default ``cond``).
-    """
+    """Yield x_T and then x_t after every sampler step for one batch; ``canvas``: what a canvas model adds ``cond``
+    to, ``target``: the multi-hot ``guide`` should find (default ``cond``)."""
     device = next(model.parameters()).device
     size = model.config.sample_size
     sampler.set_timesteps(sampler.num_inference_steps)  # resets multistep state; CPU timesteps like diffusers pipelines
@@ -308,18 +287,9 @@ def draw(model: torch.nn.Module, sampler: SchedulerMixin, conditions: Sequence[S
          gens: list[torch.Generator], request: SampleRequest = SampleRequest(), guide: Guide | None = None,
          on_step: Callable[[int], object] | None = None, boxes: Sequence[Sequence[Box | None] | None] | None = None,
          start: torch.Tensor | None = None) -> Iterator[torch.Tensor]:
-    """Yield every state from the starting noise to the final images (N, 3, S, S) of N label lists (:func:`denoise`'s);
-    ``on_step(n)`` after each sampler step that moved n images (a progress bar's ``update``).
-
-    A canvas model draws one object per pass (the lists' order), each pass starting from fresh noise of the same
-    per-image generators onto the last pass's images, beginning with the empty floor (or the pictures ``start``,
-    :func:`check_start`); rows with fewer objects keep their finished image. A pass keeps only what it changed
-    (:func:`cddpm.canvas.composite` with the request's ``edit_threshold``; 0 keeps the whole drawn image) and is
-    quantised to 8 bits like the training images. A layout model's pass first draws its object's box with the row's
-    generator (:func:`cddpm.canvas.place`), away from the boxes so far, the image's given ``boxes``
-    (:func:`check_boxes`) and the objects found on ``start`` (:func:`cddpm.canvas.objects_on`), or takes its given
-    box, and keeps only what it drew inside it.
-    """
+    """Yield every state from the noise to the final images (N, 3, S, S) of N label lists; ``on_step(n)`` after
+    each step that moved n images. A canvas model draws one object per pass onto the floor (or ``start``), keeping
+    what :func:`cddpm.canvas.composite` keeps, quantised to 8 bits; a layout model first places (or takes) its box."""
     tick = on_step or (lambda n: None)
     given, start = check_boxes(model, conditions, boxes), check_start(model, start, len(conditions))
     if not model.config.canvas:
@@ -366,15 +336,13 @@ def passes(model: torch.nn.Module, conditions: Sequence[Sequence[str]]) -> int:
 
 def generate(model: torch.nn.Module, sampler: SchedulerMixin | dict, labels: torch.Tensor | Sequence[Sequence[str]],
              request: SampleRequest = SampleRequest(), guide: Guide | None = None,
-             gens: Sequence[torch.Generator] | None = None, size: int | None = COURSE_SIZE,
+             gens: Sequence[torch.Generator] | None = None, size: int | None = IMAGE_SIZE,
              on_step: Callable[[int], object] | None = None,
              boxes: Sequence[Sequence[Box | None] | None] | None = None, start: torch.Tensor | None = None
              ) -> torch.Tensor:
-    """Images in [-1, 1] (N, 3, size, size) on the CPU for N label lists (or an (N, 24) multi-hot, objects then in
-    class order), in order, drawn as ``request`` says, ``batch_size`` at a time, image i from ``gens[i]`` (default:
-    :func:`generators` of the request's seed). ``sampler``: a training scheduler config (the request's sampler is
-    built from it) or a sampler already built (its own steps); ``on_step``, ``boxes`` (where a layout model puts each
-    object) and ``start`` (pictures to add the objects to) as in :func:`draw`."""
+    """Images in [-1, 1] (N, 3, size, size) on the CPU for N label lists (or an (N, 24) multi-hot), ``batch_size``
+    at a time, image i from ``gens[i]`` (default: the request's seed); ``sampler``: a training scheduler config or a
+    built sampler; the rest as in :func:`draw`."""
     conditions = L.decode(labels) if isinstance(labels, torch.Tensor) else [L.check(c) for c in labels]
     check_boxes(model, conditions, boxes)  # both said before any image is drawn
     check_start(model, start, len(conditions))
@@ -393,24 +361,19 @@ def generate(model: torch.nn.Module, sampler: SchedulerMixin | dict, labels: tor
 
 def denoise_frames(model: torch.nn.Module, sampler: SchedulerMixin | dict, labels: Sequence[str] = DENOISE_LABELS,
                    frames: int = DENOISE_FRAMES, request: SampleRequest = SampleRequest(), guide: Guide | None = None,
-                   size: int | None = COURSE_SIZE) -> torch.Tensor:
-    """``frames`` evenly spaced states (F, 3, size, size) from pure noise to the final image for one label list;
-    ``sampler`` and ``request`` as in :func:`generate`."""
+                   size: int | None = IMAGE_SIZE) -> torch.Tensor:
+    """``frames`` evenly spaced states (F, 3, size, size) from noise to the final image of one label list."""
     states = list(draw(model, _built(sampler, request), [L.check(labels)], generators(request.seed, [0]), request,
                        guide))
     keep = np.unique(np.linspace(0, len(states) - 1, frames).round().astype(int))
     return resize(torch.cat([states[i] for i in keep]).float().clamp(-1, 1).cpu(), size).clamp(-1, 1)
 
 
-def save_images(images: torch.Tensor, folder: str | os.PathLike) -> list[Path]:
+def save_images(images: torch.Tensor, folder: Path) -> None:
     """Write images in [-1, 1] as ``folder/{i}.png``."""
-    folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    paths = []
     for i, image in enumerate(to_uint8(images)):
-        paths.append(folder / f"{i}.png")
-        Image.fromarray(image.permute(1, 2, 0).numpy()).save(paths[-1])
-    return paths
+        Image.fromarray(image.permute(1, 2, 0).numpy()).save(folder / f"{i}.png")
 
 
 MARKER = ".cddpm-sample"  # written before sampling starts: an interrupted output is still recognised as ours
@@ -418,8 +381,7 @@ _OUTPUTS = re.compile(r"^(grid_|captions_).+\.png$|^denoise\.png$|^metrics\.json
 
 
 def check_out(out: str | os.PathLike, name: str) -> Path:
-    """Refuse an ``out`` that is a file, lies under one, or holds anything but earlier sample outputs (numbered PNGs
-    only in ``images/{name}``); touches nothing."""
+    """Refuse an ``out`` that holds anything but earlier sample outputs (numbered PNGs in ``images/{name}``)."""
     def foreign(out: Path) -> list[str] | None:
         if not ((out / "metrics.json").is_file() or (out / MARKER).is_file()):
             return None
@@ -435,8 +397,8 @@ def check_out(out: str | os.PathLike, name: str) -> Path:
 
 
 def prepare_out(out: str | os.PathLike, name: str) -> Path:
-    """:func:`check_out`, then claim ``out``: clear ``images/{name}`` of its numbered PNGs and remove ``metrics.json``
-    (so nothing stale stays beside the new images, even if this run is interrupted), and write the marker."""
+    """:func:`check_out`, then clear ``images/{name}`` and ``metrics.json`` (nothing stale stays, even after an
+    interruption) and write the marker."""
     out = check_out(out, name)
     for png in (out / "images" / name).glob("*.png"):
         png.unlink()
@@ -450,8 +412,7 @@ def prepare_out(out: str | os.PathLike, name: str) -> Path:
 
 
 def read_layout(path: str | os.PathLike) -> tuple[list[list[str]], list[list[list[int] | None]]]:
-    """The scenes of a layout file, a JSON list of scenes, each a list of ``{"object": NAME, "box": [y0, x0, y1, x1]}``
-    (box optional: placed as usual), as label lists and their boxes (:func:`check_boxes` checks the boxes)."""
+    """A layout file's scenes (docs/placement.md) as label lists and their boxes (:func:`check_boxes` checks these)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"layout file {path} does not exist; give a JSON list of scenes such as "
@@ -471,6 +432,16 @@ def read_layout(path: str | os.PathLike) -> tuple[list[list[str]], list[list[lis
     return check_lists(conditions, path), boxes
 
 
+def _timed(model: torch.nn.Module, schedule: SchedulerMixin, conditions: list[list[str]], request: SampleRequest,
+           progress: bool, **kwargs) -> tuple[torch.Tensor, float]:
+    """:func:`generate` under a progress bar: the images and the seconds they took."""
+    begin = time.perf_counter()
+    with tqdm(total=passes(model, conditions) * len(schedule.timesteps), disable=not progress, unit="img-step",
+              desc=f"{request.sampler} {schedule.num_inference_steps} steps") as bar:
+        images = generate(model, schedule, conditions, request, on_step=bar.update, **kwargs)
+    return images, time.perf_counter() - begin
+
+
 def sample_split(run: str | os.PathLike, out: str | os.PathLike, request: SampleRequest = SampleRequest(), *,
                  split: str | None = None, labels: Sequence[Sequence[str]] | None = None,
                  conditions: str | os.PathLike | None = None, layout: str | os.PathLike | None = None,
@@ -478,16 +449,8 @@ def sample_split(run: str | os.PathLike, out: str | os.PathLike, request: Sample
                  checkpoint: str = "last", ema: bool = True, judge: Judge | None = None, guide: NamedGuide | None = None,
                  denoise_labels: Sequence[str] = DENOISE_LABELS, frames: int = DENOISE_FRAMES,
                  device: str | torch.device | None = None, progress: bool = True) -> dict:
-    """Sample a split's conditions (or given label lists, a ``conditions`` file like test.json, or a ``layout`` file of
-    scenes with boxes, :func:`read_layout`) as ``request`` says with a checkpoint of ``run`` (``guide`` guides when
-    the request's classifier guidance is on) and write the course outputs and ``metrics.json`` to ``out``.
-
-    Writes ``out/images/{split}/{i}.png``, ``out/grid_{split}.png`` (plus ``captions_{split}.png``, each
-    image titled with its objects), ``out/denoise.png`` (``frames`` states of ``denoise_labels``) and
-    ``out/metrics.json`` (with what ``judge`` measures when it is given);
-    label lists are written under the name ``labels``, a conditions or layout file under its stem.
-    Returns the metrics.
-    """
+    """``cddpm sample``: draw one of a split, label lists, a conditions file or a layout file with a checkpoint of
+    ``run`` and write the course outputs and ``metrics.json`` (returned) to ``out``."""
     if sum(x is not None for x in (split, labels, conditions, layout)) != 1:
         raise ValueError("give exactly one of a split (test or new_test), label lists, a conditions file or a layout "
                          "file to sample")
@@ -497,9 +460,7 @@ def sample_split(run: str | os.PathLike, out: str | os.PathLike, request: Sample
         raise ValueError("classifier guidance needs --guide-evaluator PATH (an evaluator other than the judging one)")
     if guide is not None and not request.classifier_guidance:
         raise ValueError("--guide-evaluator only acts with --classifier-guidance S > 0; give both or neither")
-    boxes = None
-    if layout is not None:
-        conditions, boxes = read_layout(layout)
+    conditions, boxes = read_layout(layout) if layout is not None else (conditions, None)
     named = layout if layout is not None else conditions
     name = split if split is not None else Path(named).stem if named is not None else "labels"
     check_out(out, name)  # before the model loads
@@ -520,12 +481,7 @@ def sample_split(run: str | os.PathLike, out: str | os.PathLike, request: Sample
     if judge is not None:
         judge.check(L.encode_batch(conditions), root)
     out = prepare_out(out, name)
-
-    start = time.perf_counter()
-    with tqdm(total=passes(model, conditions) * len(schedule.timesteps), disable=not progress, unit="img-step",
-              desc=f"{request.sampler} {schedule.num_inference_steps} steps") as bar:
-        images = generate(model, schedule, conditions, request, guide, on_step=bar.update, boxes=boxes)
-    wall = time.perf_counter() - start
+    images, wall = _timed(model, schedule, conditions, request, progress, guide=guide, boxes=boxes)
     save_images(images, out / "images" / name)
     figures.save_grid(images, out / f"grid_{name}.png")
     figures.save_captioned_grid(images, [", ".join(c) for c in conditions], out / f"captions_{name}.png")
@@ -553,11 +509,8 @@ def add_to_image(run: str | os.PathLike, image: str | os.PathLike, labels: Seque
                  request: SampleRequest = SampleRequest(), *, boxes: Sequence[Box | None] | None = None,
                  checkpoint: str = "last", ema: bool = True, device: str | torch.device | None = None,
                  progress: bool = True) -> dict:
-    """Add ``labels``' objects, one pass each in their order, to the picture ``image`` (any i-CLEVR-like file, read as
-    training reads it: :func:`cddpm.data.read_image`) with a canvas checkpoint of ``run``; a layout model puts each
-    in its box of ``boxes`` (one per object, or None) or places it away from what differs from its empty floor.
-    Writes ``out/images/{image's stem}/0.png`` (64x64, drawn from the request's seed) and ``out/metrics.json``;
-    returns the metrics."""
+    """``cddpm add``: draw ``labels``' objects onto the picture ``image`` (in ``boxes`` where given) with a canvas
+    checkpoint of ``run``; writes ``out/images/{stem}/0.png`` and ``metrics.json`` (returned)."""
     labels, image = L.check(labels), Path(image)
     if not image.is_file():
         raise FileNotFoundError(f"--image {image} does not exist; give the picture (a PNG) to add objects to")
@@ -570,11 +523,7 @@ def add_to_image(run: str | os.PathLike, image: str | os.PathLike, labels: Seque
     check_boxes(model, [labels], rows)
     schedule = make_sampler(request.sampler, config["scheduler"], request.steps)
     out = prepare_out(out, image.stem)
-    begin = time.perf_counter()
-    with tqdm(total=len(labels) * len(schedule.timesteps), disable=not progress, unit="img-step",
-              desc=f"{request.sampler} {schedule.num_inference_steps} steps") as bar:
-        images = generate(model, schedule, [labels], request, on_step=bar.update, boxes=rows, start=start)
-    wall = time.perf_counter() - begin
+    images, wall = _timed(model, schedule, [labels], request, progress, boxes=rows, start=start)
     save_images(images, out / "images" / image.stem)
     metrics = dict(image=str(image.resolve()), added=labels, boxes=rows and rows[0], n=1, run=str(run),
                    checkpoint=folder.name, ema=ema, sampler=request.sampler, steps=schedule.num_inference_steps,

@@ -16,11 +16,11 @@ from torchvision.models import resnet18
 
 from .. import data
 from .. import labels as L
+from ..choices import IMAGE_SIZE
 from ..paths import atomic_write, read_error
 from ..provenance import conditions_sha
 from . import metrics
 
-SIZE = 64
 TRAINED_ON = "train_json_sha1"  # the checkpoint key of the train.json hash a judge learned (an extra key the course's
                                 # evaluator.py ignores)
 FEATURES = 512  # the pooled features ResNet18's fc layer reads
@@ -78,9 +78,9 @@ def _mismatch(expected: dict[str, torch.Tensor], found: dict) -> str:
 def _check_shape(images: torch.Tensor) -> None:
     if not isinstance(images, torch.Tensor):
         raise ValueError(f"expected a torch.Tensor of images, got a {type(images).__name__}")
-    if images.dim() != 4 or tuple(images.shape[1:]) != (3, SIZE, SIZE):
-        raise ValueError(f"expected images of shape (N, 3, {SIZE}, {SIZE}), got {tuple(images.shape)}; "
-                         f"resize to {SIZE}x{SIZE} RGB first (cddpm.sample.resize)")
+    if images.dim() != 4 or tuple(images.shape[1:]) != (3, IMAGE_SIZE, IMAGE_SIZE):
+        raise ValueError(f"expected images of shape (N, 3, {IMAGE_SIZE}, {IMAGE_SIZE}), got {tuple(images.shape)}; "
+                         f"resize to {IMAGE_SIZE}x{IMAGE_SIZE} RGB first (cddpm.sample.resize)")
 
 
 def check_images(images: torch.Tensor) -> None:
@@ -237,10 +237,10 @@ def read_folder(folder: str | os.PathLike, count: int) -> tuple[torch.Tensor, in
         path = folder / f"{i}.png"
         try:
             with Image.open(path) as im:
-                resized += im.size != (SIZE, SIZE)
+                resized += im.size != (IMAGE_SIZE, IMAGE_SIZE)
         except (UnidentifiedImageError, OSError) as err:
             raise ValueError(f"unreadable image {path} ({err}); write it again") from None
-        arrays.append(torch.from_numpy(data.read_image(path, SIZE)))
+        arrays.append(torch.from_numpy(data.read_image(path, IMAGE_SIZE)))
     return torch.stack(arrays), resized
 
 
@@ -288,7 +288,7 @@ def evaluate_root(evaluator: Evaluator, root: str | os.PathLike, split: str = "t
                   floor_reference: str | os.PathLike | None = None, inception: bool = False) -> dict:
     """Metrics of a labelled i-CLEVR root (e.g. ground-truth renders): each image of ``split.json`` against its labels;
     FD and KID as in :func:`evaluate_folder`."""
-    dataset = data.ICLEVRDataset(root, split, size=SIZE, preload=True)
+    dataset = data.ICLEVRDataset(root, split, preload=True)
     if len(dataset) == 0:
         raise ValueError(f"{root}/{split}.json lists no images; render the root again")
     scores = evaluator.scores(data.to_float(dataset.images), check_range=False)

@@ -12,14 +12,14 @@ import torch
 import torch.nn.functional as F
 
 from .. import budget, data
-from ..choices import DEFAULT_PRECISION
+from ..choices import DEFAULT_PRECISION, IMAGE_SIZE
 from ..data import held_out, split_scenes
 from ..device import choose_precision, describe_precision
 from ..device import resolve as resolve_device
 from ..paths import check_output_file, json_holding, write_json
 from ..progress import tqdm
 from ..provenance import mapping_sha
-from .evaluator import SIZE, Evaluator, build_network, summarize
+from .evaluator import Evaluator, build_network, summarize
 
 REPORT_KEYS = ("checkpoint", "train_images", "validation", "history")  # how the .json beside a checkpoint is known
 
@@ -39,7 +39,7 @@ def augment(images: torch.Tensor, generator: torch.Generator | None = None, max_
 def train_evaluator(root: str | os.PathLike, out: str | os.PathLike, epochs: int = 12, batch_size: int = 64,
                     lr: float = 1e-3, seed: int = 0, val_fraction: float = 0.05, pos_weight: float = 2.0,
                     device: str | torch.device | None = None, mixed_precision: str = DEFAULT_PRECISION,
-                    force: bool = False, progress: bool = True, train_size: int = SIZE,
+                    force: bool = False, progress: bool = True, train_size: int = IMAGE_SIZE,
                     minutes: float | None = None, hold_out: bool = False) -> dict:
     """Train the course's ResNet18 with BCE on ``root``'s train.json (AdamW, one-cycle); save it to ``out`` and its
     validation accuracies beside it; returns that report. The options are explained in docs/evaluator.md."""
@@ -51,8 +51,8 @@ def train_evaluator(root: str | os.PathLike, out: str | os.PathLike, epochs: int
     if (epochs < 1 or batch_size < 2 or not 0 <= val_fraction < 1 or pos_weight <= 0
             or not (minutes is None or minutes > 0)):
         raise ValueError("need epochs >= 1, batch size >= 2, 0 <= val_fraction < 1, pos_weight > 0 and minutes > 0")
-    if not 8 <= train_size <= SIZE:
-        raise ValueError(f"--train-size {train_size} must lie in 8..{SIZE} (the course's judge: 32)")
+    if not 8 <= train_size <= IMAGE_SIZE:
+        raise ValueError(f"--train-size {train_size} must lie in 8..{IMAGE_SIZE} (the course's judge: 32)")
     device = resolve_device(device)
     precision, reason = choose_precision(mixed_precision, device)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
@@ -61,7 +61,7 @@ def train_evaluator(root: str | os.PathLike, out: str | os.PathLike, epochs: int
 
     def as_judged(images: torch.Tensor) -> torch.Tensor:  # uint8 at train_size -> float at 64x64
         x = data.to_float(images)
-        return x if train_size == SIZE else F.interpolate(x, size=(SIZE, SIZE), mode="bilinear", align_corners=False)
+        return x if train_size == IMAGE_SIZE else F.interpolate(x, IMAGE_SIZE, mode="bilinear", align_corners=False)
 
     names = [p.name for p in dataset.files]
     if hold_out:

@@ -1,6 +1,6 @@
 """What a synthetic scene holds: balanced labels, test conditions and object placement. Objects are placed one at a
 time from a generator keyed by (seed, scene key), so a scene's first k objects never depend on later ones; each must
-stay ``MIN_VISIBLE`` visible when cast at ``CHECK_SIZE``, whatever size is rendered."""
+stay ``MIN_VISIBLE`` visible when cast at the course's ``IMAGE_SIZE``, whatever size is rendered."""
 from __future__ import annotations
 
 import math
@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import labels as L
+from ..choices import IMAGE_SIZE
 from . import raycast as R
 
 # the CLEVR palette and sizes (radius of the bounding circle, Blender units)
@@ -21,7 +22,6 @@ KINDS = {"sphere": R.SPHERE, "cube": R.CUBE, "cylinder": R.CYLINDER}
 AREA = 3.0  # object centres lie in [-AREA, AREA]^2, like CLEVR
 GAP = 0.2  # least floor distance between two objects' bounding circles
 MIN_VISIBLE = 0.8  # least fraction of an object's footprint that no other object hides
-CHECK_SIZE = 64
 MAX_TRIES = 1000
 # official split shapes: test.json holds 6/12/14 conditions of 1/2/3 objects, new_test.json 12/20 of 2/3
 SPLIT_LENGTHS = {"test": [1] * 6 + [2] * 12 + [3] * 14, "new_test": [2] * 12 + [3] * 20}
@@ -103,7 +103,7 @@ def batch(images: Sequence[Sequence[Thing]]) -> R.Scenes:
     return s
 
 
-def in_frame(thing: Thing, size: int = CHECK_SIZE) -> bool:
+def in_frame(thing: Thing, size: int = IMAGE_SIZE) -> bool:
     """Whether the object's bounding box projects inside the image."""
     r = thing.radius
     x, y, z = np.meshgrid([thing.x - r, thing.x + r], [thing.y - r, thing.y + r], [0.0, 2 * r])
@@ -115,7 +115,7 @@ def layout(keys: Sequence[tuple[int, ...]], label_lists: Sequence[Sequence[str]]
     """Place the objects of many scenes at once; scene i draws from the generator (seed, *keys[i])."""
     rngs = [np.random.default_rng([seed, *key]) for key in keys]
     scenes: list[list[Thing]] = [[] for _ in keys]
-    check = R.renderer(CHECK_SIZE, R.SAMPLES)
+    check = R.renderer(IMAGE_SIZE, R.SAMPLES)
     for k in range(L.MAX_OBJECTS):
         todo = [i for i, labels in enumerate(label_lists) if len(labels) > k]
         for _ in range(MAX_TRIES):

@@ -99,7 +99,7 @@ def judge_on_ground_truth(p: profiles.Profile, judge: ev.Evaluator) -> dict[str,
     if provenance.rendered(root):
         return {f"ground-truth renders of {split}": ev.evaluate_root(judge, ground_truth(p, split))
                 for split in p.splits}
-    dataset = data.ICLEVRDataset(root, "train", size=ev.SIZE, preload=True)
+    dataset = data.ICLEVRDataset(root, "train", preload=True)
     held = held_out([f.name for f in dataset.files])
     if not held.any():
         raise ValueError(f"{root} has too few scenes to hold any out for checking the judge; give a larger root")

@@ -13,15 +13,15 @@ from PIL import Image, ImageDraw
 
 from .. import labels as L
 from .. import runs
+from ..choices import IMAGE_SIZE
 from ..device import resolve as resolve_device
 from ..figures import grid, loss_figure
 from ..render.scenes import RGB
-from ..sample import COURSE_SIZE, SampleRequest, generate
+from ..sample import SampleRequest, generate
 
 
 class LiveLoss:
-    """An ``on_log`` callback for ``train``: redraws the loss curve (:func:`cddpm.figures.loss_figure`) in place at
-    every log record."""
+    """An ``on_log`` callback for ``train``: redraws the loss curve in place at every log record."""
 
     def __init__(self):
         self.records: list[dict] = []
@@ -41,21 +41,20 @@ class LiveLoss:
 
 
 Box = tuple[int, int, int, int]
-PREVIEW_SCALE = 3  # the placement preview shows the 64x64 frame at 192x192 pixels
+PREVIEW_SCALE = 3  # preview pixels per image pixel
 FLOOR = (128, 128, 128)
 
 
 def layout(chosen: Sequence[str], places: Mapping[str, tuple[bool, tuple[int, int], tuple[int, int]]]
            ) -> list[Box | None] | None:
-    """One image's ``boxes`` for ``generate`` from the panel's state (per object: placed?, its rows, its columns):
-    ``(y0, x0, y1, x1)`` for each placed object of ``chosen``, None for the others; None when none is placed."""
+    """One image's ``boxes`` for ``generate`` from the panel's (placed?, rows, columns) per object; None if none."""
     boxes = [(ys[0], xs[0], ys[1], xs[1]) if on else None for on, ys, xs in (places[name] for name in chosen)]
     return boxes if any(boxes) else None
 
 
 def _preview(chosen: Sequence[str], boxes: Sequence[Box | None] | None) -> bytes:
     """PNG of the frame, scaled up, with each placed object's box outlined in its colour and named."""
-    frame = Image.new("RGB", (COURSE_SIZE * PREVIEW_SCALE,) * 2, FLOOR)
+    frame = Image.new("RGB", (IMAGE_SIZE * PREVIEW_SCALE,) * 2, FLOOR)
     draw = ImageDraw.Draw(frame)
     for name, box in zip(chosen, boxes or ()):
         if box:
@@ -69,15 +68,14 @@ def _preview(chosen: Sequence[str], boxes: Sequence[Box | None] | None) -> bytes
 
 def sampler_panel(run: str | os.PathLike, request: SampleRequest = SampleRequest(), checkpoint: str = "last",
                   images: int = 8) -> W.VBox:
-    """A grid of 24 object check boxes, for each ticked object an optional box (rows and columns sliders, drawn on a
-    preview of the frame), and a Sample button that draws ``images`` samples of the ticked set as ``request`` says
-    (its seed is the panel's first). Errors show in the status line."""
+    """24 object check boxes, an optional box per ticked object (sliders on a preview), and a Sample button that
+    draws ``images`` samples of the ticked set as ``request`` says; errors show in the status line."""
     device = resolve_device()
     model, config, _ = runs.load_model(run, checkpoint, device=device)
     ticks = {name: W.Checkbox(description=name, indent=False, layout=W.Layout(width="auto", margin="0 12px 0 0"))
              for name in L.CLASSES}
     ticks["red sphere"].value = True
-    span = dict(value=(16, 48), min=0, max=COURSE_SIZE, layout=W.Layout(width="300px"))
+    span = dict(value=(IMAGE_SIZE // 4, 3 * IMAGE_SIZE // 4), min=0, max=IMAGE_SIZE, layout=W.Layout(width="300px"))
     places = {name: (W.Checkbox(description=f"place {name}", indent=False, layout=W.Layout(width="170px")),
                      W.IntRangeSlider(description="rows", **span), W.IntRangeSlider(description="columns", **span))
               for name in L.CLASSES}
@@ -109,8 +107,7 @@ def sampler_panel(run: str | os.PathLike, request: SampleRequest = SampleRequest
             L.check(chosen)
             drawn = dataclasses.replace(request, seed=seed_box.value)
             status.value = f"sampling {images} x {', '.join(chosen)} ..."
-            placed = {"boxes": [boxes] * images} if boxes else {}
-            samples = generate(model, config["scheduler"], [chosen] * images, drawn, **placed)
+            samples = generate(model, config["scheduler"], [chosen] * images, drawn, boxes=boxes and [boxes] * images)
         except ValueError as err:
             status.value = str(err)
             return
