@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from cddpm.choices import IMAGE_SIZE
 from cddpm.data import read_image, to_float
 from cddpm.figures import save_captioned_grid
 
@@ -36,7 +37,7 @@ def main() -> None:
     for i in chosen:
         for title, folder in columns:
             path = args.reference / "iclevr" / f"condition_{i:03d}_000.png" if folder is None else Path(folder) / f"{i}.png"
-            images.append(to_float(torch.from_numpy(read_image(path, 64))))
+            images.append(to_float(torch.from_numpy(read_image(path, IMAGE_SIZE))))
             captions.append(f"{title}: {', '.join(conditions[i])}")
     print(save_captioned_grid(torch.stack(images), captions, args.out, ncols=len(columns), scale=1.6))
 
