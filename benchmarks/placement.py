@@ -2,7 +2,8 @@
 
 Boxes come from the root's held-out ground-truth scenes (:func:`cddpm.data.held_out`, their boxes as a layout model
 learns them: :func:`cddpm.canvas.training_boxes`): condition i of the split takes the boxes of steps 0..k-1 of the
-next held-out scene whose boxes the model accepts for its objects (:func:`cddpm.sample.check_boxes`). Reports
+next held-out scene whose boxes the model accepts for its objects (:func:`cddpm.sample.check_boxes`); with
+``--boxes class`` each object takes the next held-out box of an object of its own class instead. Reports
 
 - ``in_box``: the share of requested objects whose drawn region (what its pass changed, :func:`cddpm.canvas.changed`)
   has IoU >= 0.5 with its box (target >= 0.95), and the mean IoU;
@@ -81,6 +82,38 @@ def layouts(model, conditions, scene_boxes) -> tuple[list[list[list[int]]], int]
     return chosen, skipped
 
 
+def class_pools(lists, scene_index, scene_boxes) -> dict[str, list[list[int]]]:
+    """Per class, the boxes of the held-out scenes' objects of that class (each object's box at the step it was added)."""
+    pools: dict[str, list[list[int]]] = {}
+    for scene, boxes in zip(scene_index, scene_boxes):
+        for k, (image, box) in enumerate(zip(scene, boxes)):
+            seen = set(lists[scene[k - 1]]) if k else set()
+            for name in (o for o in lists[image] if o not in seen):
+                pools.setdefault(name, []).append(box)
+    return pools
+
+
+def class_layouts(model, conditions, pools) -> tuple[list[list[list[int]]], int]:
+    """Per condition, for each object the next held-out box of its own class, the set retried until the model
+    accepts it; sets refused."""
+    at = dict.fromkeys(pools, 0)
+    chosen, refused = [], 0
+    for objects in conditions:
+        while True:
+            boxes = [pools[o][at[o] % len(pools[o])] for o in objects]
+            for o in objects:
+                at[o] += 1
+            try:
+                sample.check_boxes(model, [objects], [boxes])
+                chosen.append(boxes)
+                break
+            except ValueError:
+                refused += 1
+                if refused > 100 * len(conditions):
+                    raise ValueError(f"no held-out boxes of its classes fit {objects}") from None
+    return chosen, refused
+
+
 def pass_canvases(model, schedule, conditions, boxes, request) -> list[torch.Tensor]:
     """The images after each pass (stage) of a placed sampling: :func:`cddpm.sample.draw` yields, per pass, its
     starting noise, one state per step and then the composited images."""
@@ -100,6 +133,8 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--guidance", type=float, default=1.0)
+    p.add_argument("--boxes", choices=("scene", "class"), default="scene", help="scene: the next held-out scene's "
+                   "boxes, step by step; class: for each object a held-out box of an object of its own class")
     p.add_argument("--adds", type=int, default=32, help="held-out scenes to add one object to")
     p.add_argument("--out", type=Path, required=True, help="JSON file of the results")
     args = p.parse_args()
@@ -112,7 +147,10 @@ def main() -> None:
     conditions = load_condition_lists(root, args.split)
     start = time.perf_counter()
     images, lists, scene_index, scene_boxes = held_out_scenes(root, args.cache)
-    boxes, skipped = layouts(model, conditions, scene_boxes)
+    if args.boxes == "scene":
+        boxes, skipped = layouts(model, conditions, scene_boxes)
+    else:
+        boxes, skipped = class_layouts(model, conditions, class_pools(lists, scene_index, scene_boxes))
 
     canvases = pass_canvases(model, schedule, conditions, boxes, request)
     before, per_object = model.background.float().cpu().expand(len(conditions), -1, -1, -1), []
@@ -150,7 +188,7 @@ def main() -> None:
 
     result = dict(
         run=str(args.run), checkpoint=folder.name, evaluator=str(args.evaluator), data=str(root), split=args.split,
-        seed=args.seed, sampler=request.sampler, steps=schedule.num_inference_steps, guidance=args.guidance,
+        seed=args.seed, boxes=args.boxes, sampler=request.sampler, steps=schedule.num_inference_steps, guidance=args.guidance,
         objects=len(per_object), held_out_scenes=len(scene_boxes), scenes_skipped=skipped,
         in_box=round((per_object >= IOU).float().mean().item(), 4), mean_iou=round(per_object.mean().item(), 4),
         placed=evaluate_images(judge, placed_images, labels), unplaced=evaluate_images(judge, unplaced, labels),

@@ -16,6 +16,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import make_root
@@ -99,6 +100,27 @@ def test_panel_places_an_object_in_its_box_and_says_a_bad_box(tmp_path, monkeypa
     described(panel, "rows").value = (8, 40)
     find(panel, "sample").click()
     assert status.value.endswith(", placed)") and picture.value != unplaced
+
+
+def test_panel_adds_the_ticked_objects_to_a_picture(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from cddpm.workflow.widgets import sampler_panel
+
+    smoke_outputs(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    Image.new("RGBA", (320, 240), (30, 160, 60, 255)).save(tmp_path / "green.png")  # the course's size and mode
+    panel = sampler_panel(profiles.get("smoke").run)
+    status, picture, onto = find(panel, "status"), find(panel, "picture"), find(panel, "onto")
+    on_floor = picture.value
+    onto.value = str(tmp_path / "missing.png")
+    find(panel, "sample").click()
+    assert "missing.png" in status.value and picture.value == on_floor  # said in the status line, nothing drawn
+    onto.value = str(tmp_path / "green.png")
+    find(panel, "sample").click()
+    assert status.value.endswith(f"added to {tmp_path / 'green.png'})")
+    shown = np.asarray(Image.open(io.BytesIO(picture.value)).convert("RGB"))[2:-2, 2:66]  # the first image
+    assert (np.abs(shown.astype(int) - (30, 160, 60)).max(-1) <= 2).mean() > 0.5  # mostly the picture, kept
 
 
 def free_port() -> int:

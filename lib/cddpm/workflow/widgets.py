@@ -7,6 +7,7 @@ import os
 from collections.abc import Mapping, Sequence
 
 import ipywidgets as W
+import torch
 from IPython.display import Image as ShowImage
 from IPython.display import display
 from PIL import Image, ImageDraw
@@ -14,6 +15,7 @@ from PIL import Image, ImageDraw
 from .. import labels as L
 from .. import runs
 from ..choices import IMAGE_SIZE
+from ..data import read_image, to_float
 from ..device import resolve as resolve_device
 from ..figures import grid, loss_figure
 from ..render.scenes import RGB
@@ -68,8 +70,9 @@ def _preview(chosen: Sequence[str], boxes: Sequence[Box | None] | None) -> bytes
 
 def sampler_panel(run: str | os.PathLike, request: SampleRequest = SampleRequest(), checkpoint: str = "last",
                   images: int = 8) -> W.VBox:
-    """24 object check boxes, an optional box per ticked object (sliders on a preview), and a Sample button that
-    draws ``images`` samples of the ticked set as ``request`` says; errors show in the status line."""
+    """24 object check boxes, an optional box per ticked object (sliders on a preview), an optional picture to add
+    them to, and a Sample button that draws ``images`` samples of the ticked set as ``request`` says; errors show in
+    the status line."""
     device = resolve_device()
     model, config, _ = runs.load_model(run, checkpoint, device=device)
     ticks = {name: W.Checkbox(description=name, indent=False, layout=W.Layout(width="auto", margin="0 12px 0 0"))
@@ -83,6 +86,8 @@ def sampler_panel(run: str | os.PathLike, request: SampleRequest = SampleRequest
     placing = W.VBox()
     preview = W.Image(format="png")
     seed_box = W.IntText(value=request.seed, description="seed", layout=W.Layout(width="160px"))
+    onto = W.Text(placeholder="empty floor, or a picture's path to add to", description="onto",
+                  layout=W.Layout(width="420px")).add_class("cddpm-onto")
     # the cddpm-* classes are what tests/test_browser.py finds them by
     button = W.Button(description="Sample", button_style="primary").add_class("cddpm-sample")
     status = W.Label().add_class("cddpm-status")
@@ -106,16 +111,20 @@ def sampler_panel(run: str | os.PathLike, request: SampleRequest = SampleRequest
         try:
             L.check(chosen)
             drawn = dataclasses.replace(request, seed=seed_box.value)
+            path = onto.value.strip()
+            start = path and to_float(torch.from_numpy(read_image(path, model.config.sample_size)))
             status.value = f"sampling {images} x {', '.join(chosen)} ..."
-            samples = generate(model, config["scheduler"], [chosen] * images, drawn, boxes=boxes and [boxes] * images)
-        except ValueError as err:
+            samples = generate(model, config["scheduler"], [chosen] * images, drawn, boxes=boxes and [boxes] * images,
+                               start=start.expand(images, -1, -1, -1) if path else None)
+        except (ValueError, OSError) as err:  # OSError: a picture that cannot be read
             status.value = str(err)
             return
         png = io.BytesIO()
         Image.fromarray(grid(samples, nrow=images).permute(1, 2, 0).numpy()).save(png, format="PNG")
         picture.value = png.getvalue()
         status.value = (f"{', '.join(chosen)} (seed {drawn.seed}, {drawn.sampler} {drawn.steps or 'default'} steps, "
-                        f"guidance {drawn.guidance}{', placed' if boxes else ''})")
+                        f"guidance {drawn.guidance}{', placed' if boxes else ''}"
+                        f"{f', added to {path}' if path else ''})")
 
     for widget in [*ticks.values(), *(w for ws in places.values() for w in ws)]:
         widget.observe(refresh, "value")
@@ -123,4 +132,4 @@ def sampler_panel(run: str | os.PathLike, request: SampleRequest = SampleRequest
     refresh()
     on_click()
     grid_rows = [W.HBox([ticks[f"{c} {s}"] for c in L.COLOURS], layout=W.Layout(flex_flow="row wrap")) for s in L.SHAPES]
-    return W.VBox([*grid_rows, W.HBox([placing, preview]), W.HBox([seed_box, button]), status, picture])
+    return W.VBox([*grid_rows, W.HBox([placing, preview]), W.HBox([seed_box, onto, button]), status, picture])
