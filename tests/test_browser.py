@@ -139,7 +139,7 @@ def jupyterlab(root: Path) -> Iterator[str]:
            "PYTHONPATH": os.pathsep.join([str(ROOT / "lib"), *filter(None, [os.environ.get("PYTHONPATH")])])}
     quiet = home / "settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
     quiet.parent.mkdir(parents=True)
-    quiet.write_text('{"doNotDisturbMode": true}')  # no news toast over the panel
+    quiet.write_text('{"doNotDisturbMode": true, "fetchNews": "false", "checkForUpdates": false}')  # no toast over the panel
     command = [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", "--ServerApp.ip=127.0.0.1",
                f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--ServerApp.root_dir={root}",
                f"--LabApp.user_settings_dir={home / 'settings'}", f"--LabApp.workspaces_dir={home / 'workspaces'}"]
@@ -220,8 +220,12 @@ def run_notebook(driver, url: str, timeout: float = 120):
 def test_panel_in_jupyterlab(lab):
     from selenium.webdriver.common.by import By
 
+    def press(element) -> None:  # as a person would: scrolled to the middle of the window, then clicked
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", element)
+        element.click()
+
     def tick(name: str) -> None:
-        driver.find_element(By.XPATH, f"//label[span[.='{name}']]/input").click()
+        press(driver.find_element(By.XPATH, f"//label[span[.='{name}']]/input"))
 
     with chromium() as driver:
         wait = run_notebook(driver, lab)
@@ -229,7 +233,7 @@ def test_panel_in_jupyterlab(lab):
         picture = driver.find_element(By.CSS_SELECTOR, ".cddpm-picture")
         first = picture.get_attribute("src")
         tick("blue cube")
-        driver.find_element(By.CSS_SELECTOR, ".cddpm-sample").click()
+        press(driver.find_element(By.CSS_SELECTOR, ".cddpm-sample"))
         wait.until(lambda d: status.text.startswith("blue cube, red sphere (seed") and picture.get_attribute("src") != first)
         size = wait.until(lambda d: d.execute_script(
             "const img = arguments[0]; return img.complete && img.naturalWidth && [img.naturalHeight, img.naturalWidth]",
@@ -238,6 +242,6 @@ def test_panel_in_jupyterlab(lab):
         shown = picture.get_attribute("src")
         tick("cyan cube")
         tick("red cube")
-        driver.find_element(By.CSS_SELECTOR, ".cddpm-sample").click()
+        press(driver.find_element(By.CSS_SELECTOR, ".cddpm-sample"))
         wait.until(lambda d: "exceed the limit of 3" in status.text)
         assert picture.get_attribute("src") == shown
