@@ -56,14 +56,19 @@ def find(widget, name: str):
     return next((w for w in found if w is not None), None)
 
 
-def test_panel_samples_the_ticked_set_and_reports_errors(tmp_path, monkeypatch):
-    from PIL import Image
-
+@pytest.fixture
+def panel(tmp_path, monkeypatch):
+    """The 03_sample panel on a micro smoke run, driven from Python; the test's folder is the working one."""
     from cddpm.workflow.widgets import sampler_panel
 
     smoke_outputs(tmp_path)
     monkeypatch.chdir(tmp_path)
-    panel = sampler_panel(profiles.get("smoke").run)
+    return sampler_panel(profiles.get("smoke").run)
+
+
+def test_panel_samples_the_ticked_set_and_reports_errors(panel):
+    from PIL import Image
+
     status, picture = find(panel, "status"), find(panel, "picture")
     ticks = {w.description: w for row in panel.children[:3] for w in row.children}  # the 3 rows of 8 objects
     ticks["blue cube"].value = True
@@ -85,12 +90,7 @@ def described(widget, text: str):
     return next((w for w in found if w is not None), None)
 
 
-def test_panel_places_an_object_in_its_box_and_says_a_bad_box(tmp_path, monkeypatch):
-    from cddpm.workflow.widgets import sampler_panel
-
-    smoke_outputs(tmp_path)
-    monkeypatch.chdir(tmp_path)
-    panel = sampler_panel(profiles.get("smoke").run)
+def test_panel_places_an_object_in_its_box_and_says_a_bad_box(panel):
     status, picture = find(panel, "status"), find(panel, "picture")
     unplaced = picture.value
     described(panel, "place red sphere").value = True
@@ -102,15 +102,10 @@ def test_panel_places_an_object_in_its_box_and_says_a_bad_box(tmp_path, monkeypa
     assert status.value.endswith(", placed)") and picture.value != unplaced
 
 
-def test_panel_adds_the_ticked_objects_to_a_picture(tmp_path, monkeypatch):
+def test_panel_adds_the_ticked_objects_to_a_picture(panel, tmp_path):
     from PIL import Image
 
-    from cddpm.workflow.widgets import sampler_panel
-
-    smoke_outputs(tmp_path)
-    monkeypatch.chdir(tmp_path)
     Image.new("RGBA", (320, 240), (30, 160, 60, 255)).save(tmp_path / "green.png")  # the course's size and mode
-    panel = sampler_panel(profiles.get("smoke").run)
     status, picture, onto = find(panel, "status"), find(panel, "picture"), find(panel, "onto")
     on_floor = picture.value
     onto.value = str(tmp_path / "missing.png")
