@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from cddpm.choices import IMAGE_SIZE
-from cddpm.data import read_image, to_float
+from cddpm.data import read_picture
 from cddpm.figures import save_captioned_grid
 
 
@@ -37,7 +37,7 @@ def main() -> None:
     for i in chosen:
         for title, folder in columns:
             path = args.reference / "iclevr" / f"condition_{i:03d}_000.png" if folder is None else Path(folder) / f"{i}.png"
-            images.append(to_float(torch.from_numpy(read_image(path, IMAGE_SIZE))))
+            images.append(read_picture(path, IMAGE_SIZE))
             captions.append(f"{title}: {', '.join(conditions[i])}")
     print(save_captioned_grid(torch.stack(images), captions, args.out, ncols=len(columns), scale=1.6))
 

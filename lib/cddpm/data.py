@@ -140,6 +140,12 @@ def _resized(rgb: Image.Image, size: int) -> np.ndarray:
     return np.asarray(rgb.resize((size, size), Image.BILINEAR), dtype=np.uint8).transpose(2, 0, 1).copy()
 
 
+def read_picture(source: str | os.PathLike | Image.Image, size: int) -> torch.Tensor:
+    """One picture as floats (3, size, size) in [-1, 1], read as :func:`read_image` reads training images: a sampling
+    ``start``."""
+    return to_float(torch.from_numpy(read_image(source, size)))
+
+
 def to_float(images: torch.Tensor) -> torch.Tensor:
     """uint8 [0, 255] -> float [-1, 1]: the evaluator's normalisation."""
     return images.float().div(127.5).sub(1.0)

@@ -13,7 +13,7 @@ from PIL import Image
 from . import labels as L
 from . import runs, sample
 from .choices import DEFAULT_SAMPLER, EDIT_THRESHOLD, IMAGE_SIZE, SAMPLE_BATCH
-from .data import read_image, to_float, to_uint8
+from .data import read_picture, to_uint8
 from .model import ConditionalUNet
 from .paths import atomic_write, claim_folder
 
@@ -82,8 +82,8 @@ class CddpmPipeline(DiffusionPipeline):
                 if picture.dim() != 3 or picture.shape[0] != 3:
                     raise ValueError(f"a picture tensor must be (3, H, W) in [0, 1], got {tuple(picture.shape)}")
                 picture = Image.fromarray(to_uint8(picture.float().cpu() * 2 - 1).permute(1, 2, 0).numpy())
-            read.append(torch.from_numpy(read_image(picture, self.unet.config.sample_size)))
-        return to_float(torch.stack(read))
+            read.append(read_picture(picture, self.unet.config.sample_size))
+        return torch.stack(read)
 
 
 def export(run: str | os.PathLike, out: str | os.PathLike, checkpoint: str = "last", ema: bool = True,

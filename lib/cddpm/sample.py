@@ -40,8 +40,8 @@ from .data import (
     check_lists,
     load_condition_file,
     load_condition_lists,
-    read_image,
     read_json,
+    read_picture,
     to_float,
     to_uint8,
 )
@@ -254,7 +254,7 @@ def check_start(model: torch.nn.Module, start: torch.Tensor | None, n: int) -> t
     if not isinstance(start, torch.Tensor) or tuple(start.shape) != (n, 3, size, size):
         got = tuple(start.shape) if isinstance(start, torch.Tensor) else type(start).__name__
         raise ValueError(f"start must be a tensor ({n}, 3, {size}, {size}), one picture per image at the model's "
-                         f"size, got {got}; read a file with cddpm.data.read_image(path, {size})")
+                         f"size, got {got}; read a file with cddpm.data.read_picture(path, {size})")
     if not start.is_floating_point() or not torch.isfinite(start).all() or start.abs().max() > 1:
         raise ValueError("start must hold floats in [-1, 1] (cddpm.data.to_float of uint8 pixels)")
     return start
@@ -518,7 +518,7 @@ def add_to_image(run: str | os.PathLike, image: str | os.PathLike, labels: Seque
     check_out(out, image.stem)  # before the model loads
     device = resolve_device(device)
     model, config, folder = runs.load_model(run, checkpoint, ema, device)
-    start = to_float(torch.from_numpy(read_image(image, model.config.sample_size)))[None]
+    start = read_picture(image, model.config.sample_size)[None]
     check_start(model, start, 1)
     check_boxes(model, [labels], rows)
     schedule = make_sampler(request.sampler, config["scheduler"], request.steps)

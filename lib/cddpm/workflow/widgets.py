@@ -7,7 +7,6 @@ import os
 from collections.abc import Mapping, Sequence
 
 import ipywidgets as W
-import torch
 from IPython.display import Image as ShowImage
 from IPython.display import display
 from PIL import Image, ImageDraw
@@ -15,7 +14,7 @@ from PIL import Image, ImageDraw
 from .. import labels as L
 from .. import runs
 from ..choices import IMAGE_SIZE
-from ..data import read_image, to_float
+from ..data import read_picture
 from ..device import resolve as resolve_device
 from ..figures import grid, loss_figure
 from ..render.scenes import RGB
@@ -112,7 +111,7 @@ def sampler_panel(run: str | os.PathLike, request: SampleRequest = SampleRequest
             L.check(chosen)
             drawn = dataclasses.replace(request, seed=seed_box.value)
             path = onto.value.strip()
-            start = path and to_float(torch.from_numpy(read_image(path, model.config.sample_size)))
+            start = path and read_picture(path, model.config.sample_size)
             status.value = f"sampling {images} x {', '.join(chosen)} ..."
             samples = generate(model, config["scheduler"], [chosen] * images, drawn, boxes=boxes and [boxes] * images,
                                start=start.expand(images, -1, -1, -1) if path else None)
