@@ -33,15 +33,6 @@ from cddpm.render import scenes as S
 THRESHOLD = 0.9  # the target: IoU >= 0.9 for >= 95% of the training images
 
 
-def iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """IoU of boxes (N, 4) y0, x0, y1, x1 (ends exclusive)."""
-    h = (torch.minimum(a[:, 2], b[:, 2]) - torch.maximum(a[:, 0], b[:, 0])).clamp(min=0)
-    w = (torch.minimum(a[:, 3], b[:, 3]) - torch.maximum(a[:, 1], b[:, 1])).clamp(min=0)
-    area = lambda x: (x[:, 2] - x[:, 0]) * (x[:, 3] - x[:, 1])  # noqa: E731
-    inter = h * w
-    return inter / (area(a) + area(b) - inter)
-
-
 def naive_boxes(root: Path, size: int) -> torch.Tensor:
     """Boxes of every training image without the light fit: |child - parent| thresholded, median floor for k = 0."""
     ds = ICLEVRDataset(root, size=size, preload=True)
@@ -109,21 +100,21 @@ def main(argv: list[str] | None = None) -> dict:
     for k in found.step.unique().tolist():
         here = found.step == k
         report["steps"][f"k={k}"] = {
-            "boxes vs clean render": distribution(iou(found.box[here], clean.box[here])),
-            "boxes vs truth": distribution(iou(found.box[here], truth[here])),
-            "naive vs clean render": distribution(iou(naive[here], clean.box[here])),
-            "naive vs truth": distribution(iou(naive[here], truth[here])),
-            "truth vs clean render": distribution(iou(truth[here], clean.box[here])),
+            "boxes vs clean render": distribution(C.iou(found.box[here], clean.box[here])),
+            "boxes vs truth": distribution(C.iou(found.box[here], truth[here])),
+            "naive vs clean render": distribution(C.iou(naive[here], clean.box[here])),
+            "naive vs truth": distribution(C.iou(naive[here], truth[here])),
+            "truth vs clean render": distribution(C.iou(truth[here], clean.box[here])),
             "median box area (clean, truth, boxes, naive)": [round(float(area(b[here]).median()), 3)
                                                              for b in (clean.box, truth, found.box, naive)],
             "larger than half the frame (boxes, naive)": [int((area(b[here]) > C.MAX_BOX_AREA).sum())
                                                           for b in (found.box, naive)],
         }
-    report["all"] = {"boxes vs clean render": distribution(iou(found.box, clean.box)),
-                     "boxes vs truth": distribution(iou(found.box, truth)),
-                     "naive vs clean render": distribution(iou(naive, clean.box)),
-                     "naive vs truth": distribution(iou(naive, truth)),
-                     "truth vs clean render": distribution(iou(truth, clean.box))}
+    report["all"] = {"boxes vs clean render": distribution(C.iou(found.box, clean.box)),
+                     "boxes vs truth": distribution(C.iou(found.box, truth)),
+                     "naive vs clean render": distribution(C.iou(naive, clean.box)),
+                     "naive vs truth": distribution(C.iou(naive, truth)),
+                     "truth vs clean render": distribution(C.iou(truth, clean.box))}
     print(json.dumps(report, indent=2))
     return report
 

@@ -34,13 +34,6 @@ from cddpm.evaluation.evaluator import Evaluator, evaluate_images
 IOU = 0.5  # an object is in its box when its drawn region's box overlaps the requested one this much
 
 
-def iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """IoU of boxes (N, 4) y0, x0, y1, x1 (ends exclusive)."""
-    inter = (torch.minimum(a[:, 2:], b[:, 2:]) - torch.maximum(a[:, :2], b[:, :2])).clamp(min=0).prod(1)
-    area = lambda x: (x[:, 2:] - x[:, :2]).prod(1)  # noqa: E731
-    return inter / (area(a) + area(b) - inter)
-
-
 def held_out_scenes(root: Path, cache: Path | None) -> tuple[torch.Tensor, list[list[str]], list[list[int]],
                                                                list[list[list[int]]]]:
     """The held-out images (uint8), their label lists, and per held-out scene (in name order) its images' indices
@@ -157,7 +150,7 @@ def main() -> None:
     for s, ((rows, _, _), after) in enumerate(zip(C.stages(conditions), canvases)):
         drawn = C.changed(before[rows], after[rows], request.edit_threshold, one_region=False)
         wanted = torch.tensor([boxes[i][s] for i in rows])
-        per_object.append(torch.where(drawn.flatten(1).any(1), iou(C.mask_boxes(drawn), wanted), 0.0))
+        per_object.append(torch.where(drawn.flatten(1).any(1), C.iou(C.mask_boxes(drawn), wanted), 0.0))
         before = after
     per_object = torch.cat(per_object)
     placed_images = canvases[-1].clamp(-1, 1)

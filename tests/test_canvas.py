@@ -434,3 +434,9 @@ def test_a_budgeted_layout_run_finds_its_boxes_once(tmp_path, capsys, monkeypatc
     assert calls == [1]  # the speed probe's throwaway Trainer and the run share one extraction
     said = [line for line in capsys.readouterr().err.splitlines() if line.startswith("layout boxes, step 0")]
     assert len(said) == 1
+
+
+def test_iou_pairs_box_i_with_box_i():
+    a = torch.tensor([[0, 0, 10, 10], [0, 0, 10, 10], [0, 0, 10, 10]])
+    b = torch.tensor([[0, 0, 10, 10], [20, 20, 30, 30], [0, 5, 10, 15]])  # same, apart, half across
+    assert C.iou(a, b).tolist() == pytest.approx([1.0, 0.0, 50 / 150])
