@@ -28,6 +28,7 @@ import torch
 from cddpm import canvas as C
 from cddpm import labels as L
 from cddpm import runs, sample
+from cddpm.choices import IMAGE_SIZE
 from cddpm.data import ICLEVRDataset, held_out, load_condition_lists, scene_step, to_float, to_uint8
 from cddpm.evaluation.evaluator import Evaluator, evaluate_images
 
@@ -38,7 +39,7 @@ def held_out_scenes(root: Path, cache: Path | None) -> tuple[torch.Tensor, list[
                                                                list[list[list[int]]]]:
     """The held-out images (uint8), their label lists, and per held-out scene (in name order) its images' indices
     and boxes by step."""
-    ds = ICLEVRDataset(root, size=64, preload=True, cache_dir=cache)
+    ds = ICLEVRDataset(root, preload=True, cache_dir=cache)
     names = list(ds.mapping)
     index = torch.nonzero(held_out(names)).flatten().tolist()
     sub_names, lists = [names[i] for i in index], [ds.mapping[names[i]] for i in index]
@@ -175,7 +176,7 @@ def main() -> None:
     truth = [lists[scene_index[j][k]] for j, k in picks]
     result_boxed = sample.generate(model, schedule, added, request, boxes=add_boxes, start=start_images)
     result_free = sample.generate(model, schedule, added, request, start=start_images)
-    outside = ~torch.stack([C.box_mask(torch.tensor(b), 64)[0, 0] > 0 for b in add_boxes])[:, None].expand(-1, 3, -1, -1)
+    outside = ~torch.stack([C.box_mask(torch.tensor(b), IMAGE_SIZE)[0, 0] > 0 for b in add_boxes])[:, None].expand(-1, 3, -1, -1)
     grey = (to_uint8(result_boxed).float() - to_uint8(start_images).float()).abs()
     wall = time.perf_counter() - start
 
