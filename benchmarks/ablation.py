@@ -27,8 +27,9 @@ import torch
 
 from cddpm import runs
 from cddpm.choices import DEFAULT_SAMPLER
-from cddpm.data import load_condition_lists
+from cddpm.data import load_condition_lists, to_uint8
 from cddpm.evaluation.evaluator import Evaluator, evaluate_images
+from cddpm.evaluation.fidelity import measure
 from cddpm.labels import encode_batch
 from cddpm.paths import write_json
 from cddpm.sample import SampleRequest, generate
@@ -47,6 +48,9 @@ ARMS: dict[str, list[str]] = {
     # layout64 at full resolution (no 2x2 fold): one more, narrower level at 64x64
     "layout64-p1": ["--preset", "layout64", *COMMON, "--model", "patch_size=1", "block_out_channels=16,32,64,64,128",
                     "attention_levels=4"],
+    # layout64 drawing each object in a 32x32 window around its box at full resolution (no fold): the same UNet
+    # grid, so about the same cost per step; boxes of 32 px or less on a side (85% of the training boxes) fit whole
+    "layout64-crop32": ["--preset", "layout64", *COMMON, "--model", "crop=32", "patch_size=1"],
 }
 
 
@@ -102,20 +106,45 @@ def score_run(arm: str, seed: int, run: Path, data: str, evaluator: Evaluator, g
                 scores = evaluate_images(evaluator, images, encode_batch(conditions))
                 row[split] = {k: scores[k] for k in METRICS}
                 row[f"{split}_sample_s"] = round(time.perf_counter() - start, 2)
+                if folder == found[-1]:  # kept for the fidelity columns (seeds pooled)
+                    kept = images_file(results.parent, arm, seed, split, g)
+                    kept.parent.mkdir(parents=True, exist_ok=True)
+                    torch.save(to_uint8(images), kept)
             with results.open("a") as f:
                 f.write(json.dumps(row) + "\n")
             print(json.dumps(row), flush=True)
 
 
-def report(results: Path, plot: Path | None, arms: list[str] | None = None, seeds: list[int] | None = None) -> str:
-    """Markdown table (last checkpoint, best guidance by mean top-k) and the accuracy-vs-minutes plot."""
+def images_file(out: Path, arm: str, seed: int, split: str, guidance: float) -> Path:
+    """Where the last checkpoint's samples of one split and guidance are kept (uint8)."""
+    return out / "images" / f"{arm}-s{seed}" / f"{split}-g{guidance:g}.pt"
+
+
+def fidelity(out: Path, rows: list[dict], data: str, judge: Evaluator, gt: Path) -> str:
+    """FD (seeds pooled) of test / new_test against ``gt/SPLIT``, and its floor from ``gt/SPLIT_floorN`` (N: the
+    seeds, one render per condition each, as many images as the samples): "a / b (a' / b' x floor)"."""
+    fds, ratios = [], []
+    for split in ("test", "new_test"):
+        images = torch.cat([torch.load(images_file(out, r["arm"], r["seed"], split, r["guidance"])) for r in rows])
+        labels = encode_batch(load_condition_lists(data, split) * len(rows))
+        measured = measure(judge, images, labels, gt / split, gt / f"{split}_floor{len(rows)}")
+        fds.append(f"{measured['fd']:.2f}")
+        ratios.append(f"{measured['fd_over_floor']:.1f}")
+    return f"{' / '.join(fds)} ({' / '.join(ratios)}x)"
+
+
+def report(results: Path, plot: Path | None, arms: list[str] | None = None, seeds: list[int] | None = None,
+           data: str | None = None, judge: Evaluator | None = None, gt: Path | None = None) -> str:
+    """Markdown table (last checkpoint, best guidance by mean top-k) and the accuracy-vs-minutes plot; with a
+    ``judge`` and ``gt`` renders of ``data``'s conditions, FD in its features (:func:`fidelity`) for the arms whose
+    images were kept."""
     rows = [r for r in runs.read_metrics(results) if (not arms or r["arm"] in arms) and (seeds is None or r["seed"] in seeds)]
     last = defaultdict(list)
     for r in rows:
         if r["last"]:
             last[(r["arm"], r["guidance"])].append(r)
-    lines = ["| arm | guidance | seeds | minutes | top-k test | top-k new_test | exact-set test | exact-set new_test |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| arm | guidance | seeds | minutes | top-k test | top-k new_test | exact-set test | exact-set new_test | "
+             "extra objects | FD test / new_test (x floor) |", "|---|---|---|---|---|---|---|---|---|---|"]
     for arm in dict.fromkeys(r["arm"] for r in rows):
         options = {g: rs for (a, g), rs in last.items() if a == arm}
         if not options:
@@ -123,6 +152,10 @@ def report(results: Path, plot: Path | None, arms: list[str] | None = None, seed
         g, rs = max(options.items(), key=lambda kv: statistics.mean(
             (r["test"]["topk"] + r["new_test"]["topk"]) / 2 for r in kv[1]))
         cells = [as_text(*mean_std([r[s][m] for r in rs])) for m in ("topk", "exact_set") for s in ("test", "new_test")]
+        cells.append(" / ".join(f"{statistics.mean(r[s]['extra_object_rate'] for r in rs):.2f}"
+                                for s in ("test", "new_test")))
+        kept = all(images_file(results.parent, arm, r["seed"], s, g).is_file() for r in rs for s in ("test", "new_test"))
+        cells.append(fidelity(results.parent, rs, data, judge, gt) if judge is not None and gt is not None and kept else "")
         lines.append(f"| {arm} | {g:g} | {len(rs)} | {statistics.mean(r['minutes'] for r in rs):.1f} | "
                      + " | ".join(cells) + " |")
     if plot is not None:
@@ -162,11 +195,16 @@ def main() -> None:
     p.add_argument("--report", action="store_true", help="print the table of OUT/results.jsonl")
     p.add_argument("--plot", type=Path, default=None, help="with --report: write the curves PNG here")
     p.add_argument("--only-seeds", action="store_true", help="with --report: only the runs of --seeds (and --arms)")
+    p.add_argument("--gt", type=Path, default=None,
+                   help="with --report: ground-truth renders GT/test, GT/new_test and floors GT/SPLIT_floorN (N seeds; "
+                        "the demo's OUTPUTS/gt/KEY) for an FD column in the --evaluator's features")
     args = p.parse_args()
     torch.manual_seed(0)
     results = args.out / "results.jsonl"
     if args.report:
-        print(report(results, args.plot, args.arms, args.seeds if args.only_seeds else None))
+        judge = Evaluator.load(args.evaluator) if args.gt else None
+        print(report(results, args.plot, args.arms, args.seeds if args.only_seeds else None, args.data, judge,
+                     args.gt))
         return
     args.out.mkdir(parents=True, exist_ok=True)
     evaluator = Evaluator.load(args.evaluator)

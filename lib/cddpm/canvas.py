@@ -200,6 +200,49 @@ def box_mask(box: torch.Tensor, size: int) -> torch.Tensor:
     return ((rows[:, :, None] & cols[:, None, :]).float() * 2 - 1)[:, None]
 
 
+def window(box: torch.Tensor, crop: int, size: int) -> torch.Tensor:
+    """(N, 2) top-left corners ``y, x`` of crop x crop windows centred on boxes (N, 4), moved inside the frame."""
+    return ((box[:, :2] + box[:, 2:]) // 2 - crop // 2).clamp(0, size - crop)
+
+
+def _window_index(n: int, corner: torch.Tensor, crop: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Advanced indices (image, row, column) of each window's pixels, broadcasting to (n, crop, crop)."""
+    steps = torch.arange(crop, device=corner.device)
+    return (torch.arange(n, device=corner.device)[:, None, None], (corner[:, 0, None] + steps)[:, :, None],
+            (corner[:, 1, None] + steps)[:, None, :])
+
+
+def cut(images: torch.Tensor, corner: torch.Tensor, crop: int) -> torch.Tensor:
+    """The crop x crop windows (N, C, crop, crop) of images (N, C, H, W) at ``corner`` (N, 2)."""
+    n, rows, cols = _window_index(len(images), corner, crop)
+    return images[n, :, rows, cols].permute(0, 3, 1, 2)
+
+
+def paste(images: torch.Tensor, patches: torch.Tensor, corner: torch.Tensor) -> torch.Tensor:
+    """A copy of images (N, C, H, W) with ``patches`` (N, C, crop, crop) put back at ``corner``: :func:`cut`'s
+    inverse."""
+    n, rows, cols = _window_index(len(images), corner, patches.shape[-1])
+    out = images.clone()
+    out[n, :, rows, cols] = patches.permute(0, 2, 3, 1).to(out.dtype)
+    return out
+
+
+def position(corner: torch.Tensor, crop: int, size: int) -> torch.Tensor:
+    """(N, 2, crop, crop): each window pixel's row and column in the size x size frame, in [-1, 1] (where the light
+    and the camera see it)."""
+    steps = torch.arange(crop, device=corner.device)
+    y, x = ((corner[:, i, None] + steps) * (2 / (size - 1)) - 1 for i in (0, 1))
+    return torch.stack([y[:, :, None].expand(-1, -1, crop), x[:, None, :].expand(-1, crop, -1)], 1)
+
+
+def around(context: torch.Tensor, box: torch.Tensor, crop: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A crop model's input: ``context`` (N, C, S, S) cut to the window of each box (N, 4) with its
+    :func:`position` channels, and the windows' corners."""
+    corner = window(box, crop, context.shape[-1])
+    return torch.cat([cut(context, corner, crop), position(corner, crop, context.shape[-1]).to(context.dtype)],
+                     1), corner
+
+
 def depth(parents: torch.Tensor) -> torch.Tensor:
     """Each image's step (its ``k`` in ``NAME_k.png``): 0 for an image drawn on the empty floor (or one that extends
     nothing), its parent's step + 1 otherwise."""

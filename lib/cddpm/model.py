@@ -36,6 +36,8 @@ class ModelConfig:
     scale_shift: bool = False  # AdaGN: the time/label embedding scales and shifts each block's features
     canvas: bool = False       # add one object to a canvas image (i-CLEVR's one-object-at-a-time structure)
     layout: bool = False       # canvas models: also take the object's box as one more input channel
+    crop: int = 0              # layout models: draw each object in a crop x crop window around its box, told where
+                               # the window lies (2 position channels); 0: the whole frame
 
     def __post_init__(self):
         self.block_out_channels = tuple(int(c) for c in self.block_out_channels)
@@ -50,10 +52,18 @@ class ModelConfig:
             raise ValueError(f"patch_size={self.patch_size} must be >= 1 and divide sample_size={self.sample_size}")
         if self.layout and not self.canvas:
             raise ValueError("layout=True needs canvas=True: the box says where a canvas model adds its object")
+        if self.crop and not (self.layout and 0 < self.crop <= self.sample_size and self.crop % self.patch_size == 0):
+            raise ValueError(f"crop={self.crop} needs layout=True and a side from 1 to sample_size={self.sample_size} "
+                             f"that patch_size={self.patch_size} divides; 0 draws whole frames")
         odd = [c for c in self.block_out_channels if c % self.norm_num_groups]
         if odd:
             raise ValueError(f"block_out_channels {odd} not divisible by norm_num_groups={self.norm_num_groups}; "
                              "change one of them")
+
+    @property
+    def drawn(self) -> int:
+        """The side of what one pass draws: the crop, else the whole frame."""
+        return self.crop or self.sample_size
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -141,7 +151,7 @@ class ConditionalUNet(ModelMixin, ConfigMixin):
                  attention_head_dim: int = ModelConfig.attention_head_dim,
                  norm_num_groups: int = ModelConfig.norm_num_groups, dropout: float = ModelConfig.dropout,
                  scale_shift: bool = ModelConfig.scale_shift, canvas: bool = ModelConfig.canvas,
-                 layout: bool = ModelConfig.layout):
+                 layout: bool = ModelConfig.layout, crop: int = ModelConfig.crop):
         super().__init__()
         # register_to_config has stored the arguments in self.config; ModelConfig validates them
         self.spec = config = ModelConfig(**{f.name: self.config[f.name] for f in dataclasses.fields(ModelConfig)})
@@ -149,7 +159,7 @@ class ConditionalUNet(ModelMixin, ConfigMixin):
         attn = set(config.attention_levels)
         channels = 3 * config.patch_size ** 2
         common = dict(
-            sample_size=config.sample_size // config.patch_size,
+            sample_size=config.drawn // config.patch_size,
             in_channels=(channels + self.canvas_channels * config.patch_size ** 2
                          + (NUM_CLASSES if config.conditioning == "concat" else 0)),
             out_channels=channels,
@@ -173,8 +183,9 @@ class ConditionalUNet(ModelMixin, ConfigMixin):
 
     @property
     def canvas_channels(self) -> int:
-        """Channels of the ``canvas`` input: the image (3) and, for a layout model, the box (1); 0 for other models."""
-        return (3 + self.spec.layout) if self.spec.canvas else 0
+        """Channels of the ``canvas`` input: the image (3), for a layout model the box (1) and for a crop model the
+        window's position (2, :func:`cddpm.canvas.position`); 0 for other models."""
+        return (3 + self.spec.layout + 2 * bool(self.spec.crop)) if self.spec.canvas else 0
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor,
                 canvas: torch.Tensor | None = None) -> torch.Tensor:
@@ -183,7 +194,8 @@ class ConditionalUNet(ModelMixin, ConfigMixin):
         if self.config.canvas:
             if canvas is None or canvas.shape[1] != self.canvas_channels:
                 raise ValueError(f"a canvas model needs canvas=(N, {self.canvas_channels}, H, W): the image to add the "
-                                 f"object to{' and the box mask (cddpm.canvas.box_mask)' if self.spec.layout else ''}")
+                                 f"object to{' and the box mask (cddpm.canvas.box_mask)' if self.spec.layout else ''}"
+                                 f"{', cut around the box with its position (cddpm.canvas.around)' if self.spec.crop else ''}")
             x = torch.cat([x, canvas.to(x.dtype)], dim=1)
         if p > 1:
             x = F.pixel_unshuffle(x, p)

@@ -267,7 +267,7 @@ def denoise(model: torch.nn.Module, sampler: SchedulerMixin, cond: torch.Tensor,
     """Yield x_T and then x_t after every sampler step for one batch; ``canvas``: what a canvas model adds ``cond``
     to, ``target``: the multi-hot ``guide`` should find (default ``cond``)."""
     device = next(model.parameters()).device
-    size = model.config.sample_size
+    size = model.spec.drawn
     sampler.set_timesteps(sampler.num_inference_steps)  # resets multistep state; CPU timesteps like diffusers pipelines
     cond = cond.to(device)
     target = cond if target is None else target.to(device)
@@ -292,6 +292,9 @@ def draw(model: torch.nn.Module, sampler: SchedulerMixin, conditions: Sequence[S
     what :func:`cddpm.canvas.composite` keeps, quantised to 8 bits; a layout model first places (or takes) its box."""
     tick = on_step or (lambda n: None)
     given, start = check_boxes(model, conditions, boxes), check_start(model, start, len(conditions))
+    if model.spec.crop and guide is not None and request.classifier_guidance:
+        raise ValueError("classifier guidance reads whole frames and this crop model draws each object in a "
+                         f"{model.spec.crop}x{model.spec.crop} window; leave --classifier-guidance out")
     if not model.config.canvas:
         for k, x in enumerate(denoise(model, sampler, L.encode_batch(conditions), gens, request, guide)):
             if k:  # state 0 is the starting noise, not a step
@@ -311,7 +314,7 @@ def draw(model: torch.nn.Module, sampler: SchedulerMixin, conditions: Sequence[S
         taken = taken.any(1, keepdim=True)  # a -1 row (no box) is the empty box 0, 0, 0, 0
     for s, (rows, added, so_far) in enumerate(C.stages(conditions)):
         index = torch.tensor(rows, device=current.device)
-        context, within = current[index], None
+        context, within, corner = current[index], None, None
         if model.config.layout:
             free = occupied[index] if given is None else occupied[index] | taken[index]
             box = C.place(model.layout_boxes, added.argmax(1), free, [gens[i] for i in rows])
@@ -320,12 +323,17 @@ def draw(model: torch.nn.Module, sampler: SchedulerMixin, conditions: Sequence[S
             mask = C.box_mask(box, current.shape[-1]).to(current.dtype)
             context, within = torch.cat([context, mask], 1), (mask > 0).to(current.dtype)
             occupied[index] |= mask > 0
+            if model.spec.crop:  # the pass draws the window around the box; the frame outside it stays
+                context, corner = C.around(context, box, model.spec.crop)
+                within = C.cut(within, corner, model.spec.crop)
+        before = current[index] if corner is None else C.cut(current[index], corner, model.spec.crop)
+        frame = (lambda drawn: drawn) if corner is None else (lambda drawn: C.paste(current[index], drawn, corner))
         for k, x in enumerate(denoise(model, sampler, added, [gens[i] for i in rows], request, guide, context, so_far)):
             if k:
                 tick(len(rows))
-            yield current.index_copy(0, index, x.to(current.dtype))
-        kept = C.composite(current[index], x.to(current.dtype).clamp(-1, 1), request.edit_threshold, within=within)
-        current = current.index_copy(0, index, to_float(to_uint8(kept.float())).to(current.dtype))
+            yield current.index_copy(0, index, frame(x.to(current.dtype)))
+        kept = C.composite(before, x.to(current.dtype).clamp(-1, 1), request.edit_threshold, within=within)
+        current = current.index_copy(0, index, frame(to_float(to_uint8(kept.float())).to(current.dtype)))
         yield current
 
 

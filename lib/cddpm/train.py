@@ -110,6 +110,9 @@ class TrainConfig:
             raise ValueError(f"ema_decay={self.ema_decay} must lie in [0, 1), e.g. 0.9999")
         if self.prediction_type not in PREDICTION_TYPES:
             raise ValueError(f"unknown prediction type {self.prediction_type!r}; use one of {', '.join(PREDICTION_TYPES)}")
+        if self.hflip and self.model.crop:
+            raise ValueError("hflip=True with a crop model would mirror the crop but not its position channels; "
+                             "leave --hflip out")
         if self.mixed_precision not in MIXED_PRECISIONS:
             raise ValueError(f"unknown mixed precision {self.mixed_precision!r}; use one of {', '.join(MIXED_PRECISIONS)}")
 
@@ -192,6 +195,9 @@ class Batches:
             base = to_float(canvas.parent_images(self.images, self.parents, self.floor, index))
         if self.boxes is not None:
             base = torch.cat([base, canvas.box_mask(self.boxes[index], x.shape[-1]).to(base.dtype)], 1)
+            if cfg.model.crop:
+                base, corner = canvas.around(base, self.boxes[index], cfg.model.crop)
+                x = canvas.cut(x, corner, cfg.model.crop)
         if cfg.hflip:
             flip = (torch.rand(len(x), device=x.device) < 0.5)[:, None, None, None]
             x = torch.where(flip, x.flip(3), x)
