@@ -48,9 +48,9 @@ ARMS: dict[str, list[str]] = {
     # layout64 at full resolution (no 2x2 fold): one more, narrower level at 64x64
     "layout64-p1": ["--preset", "layout64", *COMMON, "--model", "patch_size=1", "block_out_channels=16,32,64,64,128",
                     "attention_levels=4"],
-    # layout64 drawing each object in a 32x32 window around its box at full resolution (no fold): the same UNet
-    # grid, so about the same cost per step; boxes of 32 px or less on a side (85% of the training boxes) fit whole
-    "layout64-crop32": ["--preset", "layout64", *COMMON, "--model", "crop=32", "patch_size=1"],
+    # layout64 drawing each object in a 32x32 window around its box at full resolution (no fold): the crop64 preset,
+    # which is layout64 with --model crop=32 patch_size=1
+    "layout64-crop32": ["--preset", "crop64", *COMMON],
 }
 
 

@@ -440,3 +440,91 @@ def test_iou_pairs_box_i_with_box_i():
     a = torch.tensor([[0, 0, 10, 10], [0, 0, 10, 10], [0, 0, 10, 10]])
     b = torch.tensor([[0, 0, 10, 10], [20, 20, 30, 30], [0, 5, 10, 15]])  # same, apart, half across
     assert C.iou(a, b).tolist() == pytest.approx([1.0, 0.0, 50 / 150])
+
+
+CROP = dataclasses.replace(LAYOUT, crop=8, patch_size=1)
+
+
+def test_windows_lie_in_the_frame_centred_on_their_boxes_and_paste_undoes_cut():
+    box = torch.tensor([[4, 4, 12, 12], [0, 0, 3, 3], [13, 10, 16, 16]])
+    corner = C.window(box, 8, 16)
+    assert corner.tolist() == [[4, 4], [0, 0], [8, 8]]  # centred, else moved inside the frame
+    images = torch.randn(3, 3, 16, 16)
+    patches = C.cut(images, corner, 8)
+    assert patches.shape == (3, 3, 8, 8) and torch.equal(patches[2], images[2, :, 8:, 8:])
+    assert torch.equal(C.paste(images, patches, corner), images)
+    pasted = C.paste(images, torch.zeros_like(patches), corner)
+    assert pasted[0, :, 4:12, 4:12].eq(0).all() and torch.equal(pasted[0, :, :4], images[0, :, :4])
+    where = C.position(corner, 8, 16)
+    assert where.shape == (3, 2, 8, 8) and where[1, :, 0, 0].tolist() == [-1, -1] and where[2, :, -1, -1].tolist() == [1, 1]
+    assert torch.equal(where[0, 0, :, 0], where[0, 0, :, 5]) and torch.equal(where[0, 1, 0], where[0, 1, 3])  # rows, columns
+
+
+def test_a_crop_model_needs_a_layout_and_a_window_the_fold_divides():
+    with pytest.raises(ValueError, match="crop=8 needs layout=True"):
+        dataclasses.replace(MICRO, crop=8)
+    with pytest.raises(ValueError, match="patch_size=2"):
+        dataclasses.replace(LAYOUT, crop=7)
+    with pytest.raises(ValueError, match="crop=32 needs"):
+        dataclasses.replace(LAYOUT, crop=32)  # larger than the frame
+    model = ConditionalUNet(CROP).eval()
+    assert model.canvas_channels == 6 and model.unet.config.sample_size == 8
+    with pytest.raises(ValueError, match="cddpm.canvas.around"):
+        model(torch.randn(2, 3, 8, 8), torch.tensor([5, 5]), L.encode_batch([["red cube"]] * 2),
+              torch.zeros(2, 4, 8, 8))
+
+
+def test_crop_training_cuts_each_pair_and_its_parent_around_the_box_and_learns(tmp_path):
+    root = scenes_root(tmp_path / "data")
+    cfg = TrainConfig(data=str(root), out=str(tmp_path / "run"), model=CROP, max_steps=120, batch_size=6,
+                      lr=3e-3, warmup=5, p_uncond=0.0, log_every=1, save_every=100, prediction_type="epsilon")
+    with pytest.raises(ValueError, match="hflip"):
+        dataclasses.replace(cfg, hflip=True)
+    ds = ICLEVRDataset(root, size=16, preload=True)
+    parents, added = C.pairs(list(ds.mapping), list(ds.mapping.values()))
+    trainer = Trainer(cfg, ds.images, added, parents=parents)
+    x, label, base = trainer.batches(0)
+    assert x.shape == (6, 3, 8, 8) and base.shape == (6, 6, 8, 8)
+    index = trainer.batches._order[:6]
+    box = trainer.batches.boxes[index]
+    corner = C.window(box, 8, 16)
+    whole = ds.images[index].float() / 127.5 - 1
+    assert torch.equal(x, C.cut(whole, corner, 8))
+    assert torch.equal(base[:, 3:4], C.cut(C.box_mask(box, 16), corner, 8))
+    assert torch.equal(base[:, 4:], C.position(corner, 8, 16))
+    changed = (x - base[:, :3]).abs().amax(1, keepdim=True) > 0
+    assert (changed & ~(base[:, 3:4] > 0)).sum() == 0  # what each image adds lies in its box, in the window
+    losses = []
+    train(cfg, on_log=lambda r: losses.append(r["loss"]))
+    assert sum(losses[-8:]) / 8 < 0.5 * sum(losses[:8]) / 8
+    model, config, _ = runs.load_model(tmp_path / "run")
+    images = sample.generate(model, config["scheduler"], [["red cube", "blue sphere"]] * 2, SampleRequest(steps=4),
+                             size=None)
+    assert images.shape == (2, 3, 16, 16)
+    with pytest.raises(ValueError, match="classifier guidance reads whole frames"):
+        sample.generate(model, config["scheduler"], [["red cube"]], SampleRequest(steps=2, classifier_guidance=1.0),
+                        guide=lambda images, cond: images.mean((1, 2, 3)))
+
+
+class CropPainter(BoxPainter):
+    """BoxPainter drawing 8x8 windows: it must be handed the window around each box, pasted back in place."""
+
+    def __init__(self):
+        super().__init__()
+        self.config = dataclasses.replace(CROP)
+
+    def forward(self, x, t, labels, canvas):
+        assert x.shape[-2:] == canvas.shape[-2:] == (8, 8) and canvas.shape[1] == 6
+        eps = super().forward(x, t, labels, canvas[:, :4])
+        self.seen[-1] = (len(x), canvas.clone())
+        return eps
+
+
+def test_crop_sampling_draws_each_object_in_its_window_and_leaves_the_frame():
+    model = CropPainter()
+    images = sample.generate(model, dict(train_scheduler().config), [["cyan cube", "gray cylinder"]],
+                             SampleRequest(steps=10), size=None)
+    changed = (images[0].abs().amax(0) > 0.2)
+    assert changed[:8, :8].all() and changed[8:, 8:].all() and not changed[:8, 8:].any() and not changed[8:, :8].any()
+    corners = sorted(round(c[0, 4, 0, 0].item(), 4) for _, c in model.seen[::10])  # the windows' top rows
+    assert corners == [-1.0, round(8 * 2 / 15 - 1, 4)]

@@ -23,9 +23,11 @@ def test_parse_overrides_types_each_field():
                                                                                      scale_shift=True)
 
 
-def test_the_default_design_without_its_canvas_is_the_measured_whole_scene_model():
-    """The p2-embed arm of docs/ablations.md: the default preset with ``--model canvas=false layout=false``."""
-    whole = preset(DEFAULT_PRESET, **parse_overrides(["canvas=false", "layout=false"]))
+def test_the_layout_design_without_its_canvas_is_the_measured_whole_scene_model():
+    """The p2-embed arm of docs/ablations.md: layout64 with ``--model canvas=false layout=false``; crop64 is layout64
+    drawing 32x32 windows unfolded."""
+    assert preset(DEFAULT_PRESET) == preset("layout64", **parse_overrides(["crop=32", "patch_size=1"]))
+    whole = preset("layout64", **parse_overrides(["canvas=false", "layout=false"]))
     assert whole == ModelConfig(sample_size=64, patch_size=2, scale_shift=True, block_out_channels=(32, 64, 64, 128),
                                 attention_levels=(3,), layers_per_block=1, norm_num_groups=16)
 

@@ -60,11 +60,6 @@ class ModelConfig:
             raise ValueError(f"block_out_channels {odd} not divisible by norm_num_groups={self.norm_num_groups}; "
                              "change one of them")
 
-    @property
-    def drawn(self) -> int:
-        """The side of what one pass draws: the crop, else the whole frame."""
-        return self.crop or self.sample_size
-
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
@@ -75,10 +70,15 @@ PRESETS: dict[str, ModelConfig] = {
     "canvas64": ModelConfig(sample_size=64, patch_size=2, scale_shift=True, canvas=True,
                             block_out_channels=(32, 64, 64, 128), attention_levels=(3,), layers_per_block=1,
                             norm_num_groups=16),
-    # canvas64 told where each object goes (a box from the training layouts of its class): the default
+    # canvas64 told where each object goes (a box from the training layouts of its class)
     "layout64": ModelConfig(sample_size=64, patch_size=2, scale_shift=True, canvas=True, layout=True,
                             block_out_channels=(32, 64, 64, 128), attention_levels=(3,), layers_per_block=1,
                             norm_num_groups=16),
+    # layout64 drawing each object in a 32x32 window around its box at full resolution, told where the window lies:
+    # the same UNet grid, so about the same cost per step (docs/ablations.md): the default
+    "crop64": ModelConfig(sample_size=64, patch_size=1, scale_shift=True, canvas=True, layout=True, crop=32,
+                          block_out_channels=(32, 64, 64, 128), attention_levels=(3,), layers_per_block=1,
+                          norm_num_groups=16),
     # the layout design at GPU widths, full resolution; fits a 16 GB T4 at batch 64 in fp16
     "colab": ModelConfig(block_out_channels=(64, 128, 256, 256), attention_levels=(2, 3), layers_per_block=2,
                          scale_shift=True, canvas=True, layout=True),
@@ -159,7 +159,7 @@ class ConditionalUNet(ModelMixin, ConfigMixin):
         attn = set(config.attention_levels)
         channels = 3 * config.patch_size ** 2
         common = dict(
-            sample_size=config.drawn // config.patch_size,
+            sample_size=(config.crop or config.sample_size) // config.patch_size,
             in_channels=(channels + self.canvas_channels * config.patch_size ** 2
                          + (NUM_CLASSES if config.conditioning == "concat" else 0)),
             out_channels=channels,

@@ -204,7 +204,7 @@ def check_boxes(model: torch.nn.Module, conditions: Sequence[Sequence[str]],
         return None
     if not model.config.layout:
         if any(box is not None for row in boxes if isinstance(row, Sequence) for box in row):
-            raise ValueError("boxes need a layout model (ModelConfig.layout: e.g. the layout64 preset); this run "
+            raise ValueError("boxes need a layout model (ModelConfig.layout: e.g. the crop64 preset); this run "
                              "places no boxes, so leave them out")
         return None
     if len(boxes) != len(conditions):
@@ -267,7 +267,7 @@ def denoise(model: torch.nn.Module, sampler: SchedulerMixin, cond: torch.Tensor,
     """Yield x_T and then x_t after every sampler step for one batch; ``canvas``: what a canvas model adds ``cond``
     to, ``target``: the multi-hot ``guide`` should find (default ``cond``)."""
     device = next(model.parameters()).device
-    size = model.spec.drawn
+    size = model.config.crop or model.config.sample_size  # a crop model draws its window
     sampler.set_timesteps(sampler.num_inference_steps)  # resets multistep state; CPU timesteps like diffusers pipelines
     cond = cond.to(device)
     target = cond if target is None else target.to(device)
@@ -292,9 +292,9 @@ def draw(model: torch.nn.Module, sampler: SchedulerMixin, conditions: Sequence[S
     what :func:`cddpm.canvas.composite` keeps, quantised to 8 bits; a layout model first places (or takes) its box."""
     tick = on_step or (lambda n: None)
     given, start = check_boxes(model, conditions, boxes), check_start(model, start, len(conditions))
-    if model.spec.crop and guide is not None and request.classifier_guidance:
+    if model.config.crop and guide is not None and request.classifier_guidance:
         raise ValueError("classifier guidance reads whole frames and this crop model draws each object in a "
-                         f"{model.spec.crop}x{model.spec.crop} window; leave --classifier-guidance out")
+                         f"{model.config.crop}x{model.config.crop} window; leave --classifier-guidance out")
     if not model.config.canvas:
         for k, x in enumerate(denoise(model, sampler, L.encode_batch(conditions), gens, request, guide)):
             if k:  # state 0 is the starting noise, not a step
@@ -323,10 +323,10 @@ def draw(model: torch.nn.Module, sampler: SchedulerMixin, conditions: Sequence[S
             mask = C.box_mask(box, current.shape[-1]).to(current.dtype)
             context, within = torch.cat([context, mask], 1), (mask > 0).to(current.dtype)
             occupied[index] |= mask > 0
-            if model.spec.crop:  # the pass draws the window around the box; the frame outside it stays
-                context, corner = C.around(context, box, model.spec.crop)
-                within = C.cut(within, corner, model.spec.crop)
-        before = current[index] if corner is None else C.cut(current[index], corner, model.spec.crop)
+            if model.config.crop:  # the pass draws the window around the box; the frame outside it stays
+                context, corner = C.around(context, box, model.config.crop)
+                within = C.cut(within, corner, model.config.crop)
+        before = current[index] if corner is None else C.cut(current[index], corner, model.config.crop)
         frame = (lambda drawn: drawn) if corner is None else (lambda drawn: C.paste(current[index], drawn, corner))
         for k, x in enumerate(denoise(model, sampler, added, [gens[i] for i in rows], request, guide, context, so_far)):
             if k:
