@@ -314,7 +314,8 @@ def draw(model: torch.nn.Module, sampler: SchedulerMixin, conditions: Sequence[S
         taken = taken.any(1, keepdim=True)  # a -1 row (no box) is the empty box 0, 0, 0, 0
     for s, (rows, added, so_far) in enumerate(C.stages(conditions)):
         index = torch.tensor(rows, device=current.device)
-        context, within, corner = current[index], None, None
+        here = current[index]  # these rows' images before the pass
+        context, within, corner = here, None, None
         if model.config.layout:
             free = occupied[index] if given is None else occupied[index] | taken[index]
             box = C.place(model.layout_boxes, added.argmax(1), free, [gens[i] for i in rows])
@@ -326,8 +327,11 @@ def draw(model: torch.nn.Module, sampler: SchedulerMixin, conditions: Sequence[S
             if model.config.crop:  # the pass draws the window around the box; the frame outside it stays
                 context, corner = C.around(context, box, model.config.crop)
                 within = C.cut(within, corner, model.config.crop)
-        before = current[index] if corner is None else C.cut(current[index], corner, model.config.crop)
-        frame = (lambda drawn: drawn) if corner is None else (lambda drawn: C.paste(current[index], drawn, corner))
+        before = context[:, :3]  # ``here``, cut to the window for a crop model
+
+        def frame(drawn: torch.Tensor) -> torch.Tensor:  # the pass's output as whole frames of these rows
+            return drawn if corner is None else C.paste(here, drawn, corner)
+
         for k, x in enumerate(denoise(model, sampler, added, [gens[i] for i in rows], request, guide, context, so_far)):
             if k:
                 tick(len(rows))
