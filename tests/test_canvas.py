@@ -295,11 +295,16 @@ class BoxPainter(Painter):
         return eps
 
 
-def test_layout_sampling_places_each_object_in_a_free_box_and_keeps_only_the_box():
-    model = BoxPainter()
+def changed_by_two_objects(model: torch.nn.Module) -> torch.Tensor:
+    """(16, 16) bool: where a painter's sample of two objects differs from the empty floor."""
     images = sample.generate(model, dict(train_scheduler().config), [["cyan cube", "gray cylinder"]],
                              SampleRequest(steps=10), size=None)
-    changed = (images[0].abs().amax(0) > 0.2)
+    return images[0].abs().amax(0) > 0.2
+
+
+def test_layout_sampling_places_each_object_in_a_free_box_and_keeps_only_the_box():
+    model = BoxPainter()
+    changed = changed_by_two_objects(model)
     quadrants = [changed[:8, :8].all(), changed[8:, 8:].all()]
     assert all(quadrants) and not changed[:8, 8:].any() and not changed[8:, :8].any()  # two boxes, nothing else
     boxes_seen = [c[:, 3] > 0 for _, c in model.seen]
@@ -522,9 +527,7 @@ class CropPainter(BoxPainter):
 
 def test_crop_sampling_draws_each_object_in_its_window_and_leaves_the_frame():
     model = CropPainter()
-    images = sample.generate(model, dict(train_scheduler().config), [["cyan cube", "gray cylinder"]],
-                             SampleRequest(steps=10), size=None)
-    changed = (images[0].abs().amax(0) > 0.2)
+    changed = changed_by_two_objects(model)
     assert changed[:8, :8].all() and changed[8:, 8:].all() and not changed[:8, 8:].any() and not changed[8:, :8].any()
     corners = sorted(round(c[0, 4, 0, 0].item(), 4) for _, c in model.seen[::10])  # the windows' top rows
     assert corners == [-1.0, round(8 * 2 / 15 - 1, 4)]
