@@ -48,6 +48,15 @@ def test_batch_two_seeds_report(smoke_run, capsys):
     assert len(json.loads(capsys.readouterr().out)["skipped"]) == 4
 
 
+def test_batch_weights_reach_the_batch(monkeypatch, capsys):
+    seen = []
+    monkeypatch.setattr(batch, "run_batch", lambda b: seen.append(b) or {"failed": []})
+    assert cli.main(["batch", "--run", "r", "--name", "n", "--evaluator", "e.pth", "--weights", "raw", "ema"]) == 0
+    assert seen[0].weights == ["raw", "ema"] and [c["weights"] for c in seen[0].combinations()[:2]] == ["raw", "ema"]
+    assert cli.main(["batch", "--run", "r", "--name", "n", "--evaluator", "e.pth"]) == 0
+    assert seen[1].weights == ["ema"]  # the default: the EMA
+
+
 def test_batch_missing_run(tmp_path, capsys):
     assert cli.main(["batch", "--run", str(tmp_path / "nope"), "--name", "x", "--evaluator", "e.pth"]) == 2
     assert "not a training run" in capsys.readouterr().err
@@ -134,9 +143,51 @@ def test_the_demo_prints_its_plan_first_and_shows_its_notebooks_as_they_run(tmp_
     assert f"render 16 scenes into {p.data_root}: 0.5 min (estimated)" in plan
     assert "judge  train a judge of the data: 1.5 min (a budget" in plan  # filed under the key of data not yet there
     assert f"train  train crop64 into {p.run}: 4 min (a budget" in plan
-    assert "6 runs of dpmsolver 3 steps (test + new_test, guidance 3)" in plan and ": 2 min (estimated)" in plan
+    assert "6 runs of dpmsolver 3 steps (test + new_test, guidance 3, ema weights)" in plan and ": 2 min (estimated)" in plan
     assert "in all 8 min\n" in plan
     assert "01_data took" in calls[1][2]  # each stage's time, as it ends
+
+
+def test_the_demo_trains_for_what_its_fixed_work_left_of_its_budget(tmp_path, monkeypatch):
+    import dataclasses
+    import time
+
+    from cddpm.evaluation import evaluator
+    from cddpm.workflow import profiles, steps
+
+    demo = profiles.PROFILES["demo"]  # its estimates add up to its budget: 02_train alone trains for the rest
+    assert demo.render_minutes + demo.evaluator_minutes + demo.train["minutes"] + demo.sample_minutes == \
+        demo.demo_minutes
+    monkeypatch.chdir(tmp_path)
+    clock = [0.0]
+    params = {}
+
+    def execute(nb, out, given, stream=False):  # 01_data takes 4 minutes of the demo's clock
+        params[nb.name] = given
+        clock[0] += 240.0 if nb.name == "01_data.ipynb" else 0.0
+
+    monkeypatch.setattr(time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(batch, "_execute", execute)
+    monkeypatch.setattr(batch, "run_batch", lambda b: {"failed": [], "report": None})
+    monkeypatch.setattr(evaluator.Evaluator, "load", staticmethod(lambda *args: None))
+    monkeypatch.setattr(steps, "judge_on_ground_truth", lambda p, judge: {})
+    monkeypatch.setattr(profiles, "evaluator_path", lambda p: tmp_path / "e.pth")
+    budgeted = dataclasses.replace(profiles.PROFILES["smoke"], demo_minutes=12, sample_minutes=2, ddpm_steps=None)
+    monkeypatch.setitem(profiles.PROFILES, "smoke", budgeted)
+    assert batch.run_demo("smoke", notebooks=str(ROOT / "notebooks"), outputs="out") == 0
+    assert params["02_train.ipynb"]["minutes"] == 12 - 4 - 2 and "minutes" not in params["01_data.ipynb"]
+    clock[0] = 0.0
+    monkeypatch.setitem(profiles.PROFILES, "smoke", dataclasses.replace(budgeted, demo_minutes=5))
+    batch.run_demo("smoke", notebooks=str(ROOT / "notebooks"), outputs="out")
+    assert params["02_train.ipynb"]["minutes"] == batch.MIN_TRAIN_MINUTES  # a slow machine still trains
+    p = profiles.get("smoke", outputs="out")  # a run that has begun keeps the budget it was sized to
+    (Path(p.run) / "checkpoints" / "step-3").mkdir(parents=True)
+    (Path(p.run) / "config.json").write_text(json.dumps({"model": {}, "train": {}, "scheduler": {}, "data": "d",
+                                                        "budget": {"minutes": 7.25, "steps": 900}}))
+    assert batch.training_minutes(p, 999.0) == 7.25
+    assert "for what is left of 12 minutes after the stages above, less 2 for sampling: 10 min" in "\n".join(
+        batch.demo_plan(dataclasses.replace(budgeted, run="elsewhere", data_root="nowhere", evaluator_minutes=None,
+                                            evaluator="e.pth")))
 
 
 def test_the_plan_says_what_is_already_there(tmp_path, monkeypatch):
@@ -146,7 +197,7 @@ def test_the_plan_says_what_is_already_there(tmp_path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
     p = dataclasses.replace(profiles.PROFILES["demo"], data_root="mine", evaluator="judge.pth", run="run",
-                            train=dict(max_steps=7))
+                            train=dict(max_steps=7), demo_minutes=None)
     (tmp_path / "mine").mkdir()
     (tmp_path / "judge.pth").write_bytes(b"")
     plan = "\n".join(batch.demo_plan(p))

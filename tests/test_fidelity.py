@@ -158,7 +158,7 @@ def test_the_report_shows_fd_and_kid_columns_where_measured(tmp_path):
                 exact_set=0.8, extra_object_rate=0.1, **extra)))
     rows = report.summarise(report.collect(tmp_path / "b"))
     table = report.markdown_table(rows).splitlines()
-    assert table[0].endswith("| FD | FD floor | KID |") and table[1].count("---") == 12
+    assert table[0].endswith("| FD | FD floor | KID |") and table[1].count("---") == 13
     test_row = next(line for line in table if line.startswith("| test "))
     assert test_row.endswith("| 3.000 ± 1.414 | 1.000 ± 0.000 | 0.0300 ± 0.0141 |")
     assert next(line for line in table if line.startswith("| new_test ")).endswith("| – | – | – |")
@@ -176,7 +176,8 @@ def test_the_demo_measures_its_pooled_samples_against_ground_truth(world, tmp_pa
     assert not (tmp_path / "outputs").exists()
     names = list(data.load_mapping(world["gt"][3]))
     for seed in p.seeds:  # seed s's image i: the s-th render of condition i
-        folder = folders.samples(p.outputs, p.batch) / folders.tag("test", seed, "last", p.sampler, p.steps, 2.0) / "images" / "test"
+        folder = folders.samples(p.outputs, p.batch) / folders.tag("test", seed, "last", p.sampler, p.steps, 2.0,
+                                                                   p.weights) / "images" / "test"
         folder.mkdir(parents=True)
         for i in range(len(CONDITIONS)):
             shutil.copyfile(world["gt"][3] / "iclevr" / names[2 * i + seed], folder / f"{i}.png")

@@ -34,6 +34,27 @@ def test_summary_mean_std_and_table(tmp_path):
     assert "| 0.600 ± 0.141 |" in table and "| 0.400 | 0.200 |" in table
 
 
+def test_raw_weights_and_other_settings_are_rows_of_their_own_not_seeds(tmp_path):
+    acc = {("test", 1.0, 0): (0.5, 0.25), ("test", 1.0, 1): (0.7, 0.35)}
+    root = write_batch(tmp_path / "b", acc)
+    raw = root / "test__seed0__last-raw__dpmsolver20__g1"
+    raw.mkdir()
+    record = json.loads((root / "test__seed0__last__dpmsolver20__g1" / "metrics.json").read_text())
+    (raw / "metrics.json").write_text(json.dumps({**record, "ema": False, "topk": 0.9}))
+    rows = report.summarise(report.collect(root))
+    assert [(r["weights"], r["seeds"], r["topk"]) for r in rows] == [("ema", 2, pytest.approx(0.6)), ("raw", 1, 0.9)]
+    table = report.markdown_table(rows).splitlines()
+    assert table[0].startswith("| split | checkpoint | weights |") and "edit threshold" not in table[0]
+    guided = root / "test__seed0__last__dpmsolver20__g1__cg"
+    guided.mkdir()
+    (guided / "metrics.json").write_text(json.dumps({**record, "classifier_guidance": 2.0}))
+    rows = report.summarise(report.collect(root))
+    assert len(rows) == 3  # classifier guidance 2 is not a third seed of the plain setting
+    table = report.markdown_table(rows).splitlines()
+    assert "| classifier guidance |" in table[0] and table[1].count("---") == len(table[0].split("|")) - 2
+    assert any("| 2.0 | 1 | 0.500 |" in line for line in table)
+
+
 def test_build_writes_table_and_figures(tmp_path):
     acc = {(s, w, seed): (0.3 + 0.1 * w, 0.1 * w) for s in ("test", "new_test") for w in (1.0, 2.0, 3.0) for seed in (0, 1)}
     run = tmp_path / "run"
@@ -64,6 +85,12 @@ def test_batch_combinations_and_names():
     combos = b.combinations()
     assert len(combos) == 2 * 2 * 2
     assert {c["tag"] for c in combos} >= {"test__seed0__last__dpmsolver10__g1", "test__seed1__last__dpmsolver20__g2.5"}
+    assert {c["weights"] for c in combos} == {"ema"}
+    both = Batch(run="r", name="n", evaluator="e.pth", seeds=[0], splits=["test"], weights=["ema", "raw"]).combinations()
+    assert [(c["weights"], c["tag"]) for c in both] == [("ema", "test__seed0__last__dpmsolver20__g1"),
+                                                        ("raw", "test__seed0__last-raw__dpmsolver20__g1")]
+    with pytest.raises(ValueError, match="use ema and/or raw"):
+        Batch(run="r", name="n", evaluator="e.pth", weights=["best"])
 
 
 def test_metrics_table():

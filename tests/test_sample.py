@@ -433,13 +433,21 @@ def test_the_notebook_sampling_step_fills_from_the_profile_and_names_the_batch_f
     monkeypatch.chdir(tmp_path)
     p = profiles.get("smoke", run=str(run), evaluator=str(tmp_path / "missing.pth"), steps=2)
     metrics, out = steps.sample(p, "test", steps.profile_request(p, seed=3))
-    assert out == folders.samples(p.outputs, p.batch) / folders.tag("test", 3, "last", p.sampler, 2, max(p.guidance))
-    assert (metrics["sampler"], metrics["steps"], metrics["guidance"]) == (p.sampler, 2, max(p.guidance))
+    assert out == folders.samples(p.outputs, p.batch) / folders.tag("test", 3, "last", p.sampler, 2, max(p.guidance),
+                                                                    "raw")  # the smoke profile's weights, the demo's
+    assert (metrics["sampler"], metrics["steps"], metrics["guidance"], metrics["ema"]) == (p.sampler, 2,
+                                                                                          max(p.guidance), False)
     assert "topk" not in metrics and "no evaluator at" in capsys.readouterr().err  # said, not silent
     with pytest.raises(FileNotFoundError, match="nowhere.pth"):
         steps.sample(p, "test", evaluator="nowhere.pth")  # one named by the user must exist, as in `cddpm sample`
     judge = profiles.get("smoke", run=str(run), evaluator=str(evaluators[0]), steps=2)
     assert "topk" in steps.sample(judge, "new_test", out_dir=str(tmp_path / "o"))[0]
+    ema = profiles.get("smoke", run=str(run), evaluator=str(tmp_path / "missing.pth"), steps=2, weights="ema")
+    metrics, out = steps.sample(ema, "test", steps.profile_request(ema, seed=3))
+    assert out.name == folders.tag("test", 3, "last", p.sampler, 2, max(p.guidance)) and metrics["ema"]
+    assert out.name.split("__")[2] == "last" != folders.tag("test", 3, "last", p.sampler, 2, 1.0, "raw").split("__")[2]
+    with pytest.raises(ValueError, match="weights='best'; use one of ema, raw"):
+        profiles.get("smoke", weights="best")
 
 
 # --- provenance: what a sample folder records, and `cddpm evaluate --images` checking against it ---------------

@@ -35,6 +35,7 @@ from .choices import (
     SCENES,
     SEED,
     SPLITS,
+    WEIGHTS,
 )
 
 
@@ -187,6 +188,7 @@ def _add_batch(sub) -> None:
                    "OUTPUTS/report/NAME")
     p.add_argument("--seeds", type=int, nargs="+", help="sampling seeds")
     p.add_argument("--checkpoints", nargs="+", help="last and/or step-N")
+    p.add_argument("--weights", nargs="+", choices=WEIGHTS, help="the checkpoints' EMA and/or raw weights")
     p.add_argument("--splits", nargs="+", choices=SPLITS, help="condition splits")
     p.add_argument("--samplers", nargs="+", choices=SAMPLERS, help="DDPM, DDIM or DPM-Solver++")
     p.add_argument("--steps", type=int, nargs="+", help="sampling steps")

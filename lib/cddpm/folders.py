@@ -48,8 +48,10 @@ def samples(outputs: str | os.PathLike, batch: str) -> Path:
     return Path(outputs) / "samples" / batch
 
 
-def tag(split: str, seed: int, checkpoint: str, sampler: str, steps: int, guidance: float) -> str:
-    """The name of one combination: its sample folder and (after ``03_sample__``) its executed notebook."""
+def tag(split: str, seed: int, checkpoint: str, sampler: str, steps: int, guidance: float, weights: str = "ema") -> str:
+    """The name of one combination: its sample folder and (after ``03_sample__``) its executed notebook; the raw
+    weights add ``-raw`` to the checkpoint."""
+    checkpoint += "" if weights == "ema" else f"-{weights}"
     return f"{split}__seed{seed}__{checkpoint}__{sampler}{steps}__g{guidance:g}"
 
 

@@ -17,19 +17,21 @@ from ..choices import (
     DEFAULT_STEPS,
     GUIDANCE,
     SPLITS,
+    WEIGHTS,
 )
 from ..progress import tqdm
 
 
 @dataclass
 class Batch:
-    """One papermill batch over seeds x checkpoints x splits x steps x guidance scales."""
+    """One papermill batch over seeds x checkpoints x weights x splits x steps x guidance scales."""
 
     run: str
     name: str
     evaluator: str                     # the judge: required, so that no batch is judged by a default it did not name
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
     checkpoints: list[str] = field(default_factory=lambda: ["last"])
+    weights: list[str] = field(default_factory=lambda: ["ema"])  # ema and/or raw
     splits: list[str] = field(default_factory=lambda: list(SPLITS))
     samplers: list[str] = field(default_factory=lambda: [DEFAULT_SAMPLER])
     steps: list[int] = field(default_factory=lambda: [DEFAULT_STEPS[DEFAULT_SAMPLER]])
@@ -45,20 +47,22 @@ class Batch:
     def __post_init__(self):
         from ..sample import SampleRequest
 
-        lists = dict(seeds=self.seeds, checkpoints=self.checkpoints, splits=self.splits, samplers=self.samplers,
-                     steps=self.steps, guidance=self.guidance)
+        lists = dict(seeds=self.seeds, checkpoints=self.checkpoints, weights=self.weights, splits=self.splits,
+                     samplers=self.samplers, steps=self.steps, guidance=self.guidance)
         empty = [k for k, v in lists.items() if not v]
         if empty:
             raise ValueError(f"batch {', '.join(empty)} must not be empty; give at least one value each")
+        if set(self.weights) - set(WEIGHTS):
+            raise ValueError(f"batch weights {self.weights}: use {' and/or '.join(WEIGHTS)}")
         for sampler, steps, w, seed in itertools.product(self.samplers, self.steps, self.guidance, self.seeds):
             SampleRequest(sampler=sampler, steps=steps, guidance=w, seed=seed)  # refuses a bad value in one line
 
     def combinations(self) -> list[dict]:
         """Every combination as the parameters 03_sample.ipynb takes, plus its ``tag``."""
-        return [dict(tag=folders.tag(split, seed, ckpt, sampler, steps, w), split=split, seed=seed, checkpoint=ckpt,
-                     sampler=sampler, steps=steps, guidance=float(w))
-                for split, seed, ckpt, sampler, steps, w in itertools.product(
-                    self.splits, self.seeds, self.checkpoints, self.samplers, self.steps, self.guidance)]
+        return [dict(tag=folders.tag(split, seed, ckpt, sampler, steps, w, weights), split=split, seed=seed,
+                     checkpoint=ckpt, weights=weights, sampler=sampler, steps=steps, guidance=float(w))
+                for split, seed, ckpt, weights, sampler, steps, w in itertools.product(
+                    self.splits, self.seeds, self.checkpoints, self.weights, self.samplers, self.steps, self.guidance)]
 
     @property
     def record_dir(self) -> Path:
@@ -204,6 +208,10 @@ def demo_plan(p) -> list[str]:
                               "epochs", None, ""))
     if runs.checkpoints(p.run):
         rows.append(("train", f"continue {p.run} to the length it started with", None, ""))
+    elif p.demo_minutes is not None:
+        rest = p.demo_minutes - sum(m or 0 for _, _, m, _ in rows) - p.sample_minutes
+        rows.append(("train", f"train {preset} into {p.run}, for what is left of {p.demo_minutes:g} minutes after the "
+                              f"stages above, less {p.sample_minutes:g} for sampling", rest, "by the estimates; " + sized))
     elif p.train.get("minutes") is not None:
         rows.append(("train", f"train {preset} into {p.run}", p.train["minutes"], sized))
     else:
@@ -211,13 +219,31 @@ def demo_plan(p) -> list[str]:
     arms = [(p.sampler, p.steps, p.seeds)] + ([("ddpm", p.ddpm_steps, p.ddpm_seeds or p.seeds)] if p.ddpm_steps else [])
     sampling = " and ".join(f"{len(seeds) * len(p.splits) * len(p.guidance)} runs of {sampler} {steps} steps"
                             for sampler, steps, seeds in arms)
-    rows.append(("sample", f"{sampling} ({' + '.join(p.splits)}, guidance {' '.join(f'{w:g}' for w in p.guidance)}), "
+    rows.append(("sample", f"{sampling} ({' + '.join(p.splits)}, guidance {' '.join(f'{w:g}' for w in p.guidance)}, "
+                           f"{p.weights} weights), "
                            "the report and the judge on ground truth", p.sample_minutes, "estimated"))
     lines = [f"  {stage:<7}{what}: " + ("not estimated" if m is None else f"{m:g} min" + (f" ({how})" if how else ""))
              for stage, what, m, how in rows]
     known = [m for _, _, m, _ in rows if m is not None]
     return lines + [f"  {'in all':<7}{sum(known):g} min" + (" and the stages not estimated" if len(known) < len(rows)
                                                              else "")]
+
+
+MIN_TRAIN_MINUTES = 1.0  # the demo's training, however little of its budget the fixed work left
+
+
+def training_minutes(p, spent_s: float) -> float | None:
+    """02_train's minutes in the demo: what ``p.demo_minutes`` leaves after ``spent_s`` seconds of data and judge and
+    ``p.sample_minutes`` of sampling; a run that has begun keeps the minutes it was sized to (so that it resumes
+    exactly); None: the profile's own training length."""
+    from .. import runs
+
+    if p.demo_minutes is None:
+        return None
+    if runs.checkpoints(p.run):
+        sized = runs.read_config(p.run).get("budget")
+        return sized and sized["minutes"]
+    return round(max(MIN_TRAIN_MINUTES, p.demo_minutes - spent_s / 60 - p.sample_minutes), 2)
 
 
 def run_demo(profile: str | None = None, notebooks: str = DEFAULT_NOTEBOOKS, outputs: str = DEFAULT_OUTPUTS,
@@ -251,7 +277,12 @@ def run_demo(profile: str | None = None, notebooks: str = DEFAULT_NOTEBOOKS, out
     print(f"demo [{p.name}]: the plan (minutes from cddpm/profiles.py)", *demo_plan(p), sep="\n", flush=True)
     given = {k: v for k, v in dict(profile=p.name, outputs=outputs, data_root=data, device=device).items()
              if v is not None}
-    for name, extra in (("01_data", {"evaluator": evaluator} if evaluator else {}), ("02_train", {})):
+    for name in ("01_data", "02_train"):
+        extra = {"evaluator": evaluator} if name == "01_data" and evaluator else {}
+        minutes = training_minutes(p, time.perf_counter() - start) if name == "02_train" else None
+        if minutes is not None:
+            extra["minutes"] = minutes
+            print(f"demo [{p.name}]: the training's budget: {minutes:g} minutes", flush=True)
         print(f"demo [{p.name}]: executing {name}.ipynb -> {record_dir / name}.ipynb", flush=True)
         begun = time.perf_counter()
         _execute(_notebook(notebooks, f"{name}.ipynb"), record_dir / f"{name}.ipynb", {**given, **extra}, stream=True)
@@ -262,7 +293,7 @@ def run_demo(profile: str | None = None, notebooks: str = DEFAULT_NOTEBOOKS, out
     failed = []
     for i, (samplers, arm_steps, seeds) in enumerate(arms):
         result = run_batch(Batch(run=p.run, name=p.batch, evaluator=judge_path, seeds=list(seeds),
-                                 splits=list(p.splits), samplers=samplers, steps=arm_steps, guidance=list(p.guidance),
+                                 weights=[p.weights], splits=list(p.splits), samplers=samplers, steps=arm_steps, guidance=list(p.guidance),
                                  data=p.data_root, device=device, profile=p.name, outputs=outputs,
                                  notebooks=notebooks, report=i == len(arms) - 1))
         failed += result["failed"]

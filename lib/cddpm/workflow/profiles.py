@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import folders
-from ..choices import DEFAULT_OUTPUTS, DEFAULT_SAMPLER, DEFAULT_STEPS, PER_CONDITION, SCENES, SPLITS
+from ..choices import DEFAULT_OUTPUTS, DEFAULT_SAMPLER, DEFAULT_STEPS, PER_CONDITION, SCENES, SPLITS, WEIGHTS
 
 LENGTH = ("max_steps", "epochs", "minutes")  # the training fields that set a run's length: one given replaces all
 
@@ -35,24 +35,28 @@ class Profile:
     sampler: str = DEFAULT_SAMPLER
     steps: int = DEFAULT_STEPS[DEFAULT_SAMPLER]
     guidance: tuple[float, ...] = (1.0, 3.0)
+    weights: str = "ema"                    # ema | raw: which weights of the checkpoint draw (docs/ablations.md)
     ddpm_steps: int | None = None           # steps of a DDPM arm beside the profile's sampler in `cddpm demo`
     ddpm_seeds: tuple[int, ...] | None = None  # seeds of that arm; None: the profile's seeds
     batch: str | None = None                # batch (and run) name; None: the profile's name, plus the data's key
                                             # on other data than the synthetic set
     render_minutes: float | None = None     # what the demo's plan expects of its fixed work: rendering the data,
     sample_minutes: float | None = None     # and the sampling batch with its report and judge check (estimates)
+    demo_minutes: float | None = None       # `cddpm demo`'s whole budget: its training gets what data and judge left
+                                            # of it, less sample_minutes; None: the training's own minutes
 
 
 PROFILES: dict[str, Profile] = {
     # the default design at CI size: seconds of every step
     "smoke": Profile("smoke", outputs=str(Path(DEFAULT_OUTPUTS) / "smoke"), scenes=16, evaluator_epochs=1,
                      gt_per_condition=1, train=dict(max_steps=4, batch_size=8), seeds=(0, 1), steps=3,
-                     guidance=(1.0, 2.0), ddpm_steps=3),
+                     guidance=(1.0, 2.0), weights="raw", ddpm_steps=3),
     # `make demo` fits 20 minutes on 2 cores of any speed: judge and training get minutes and size their work to the
-    # machine; rendering and sampling are fixed work, estimated for a slow CPU (docs/any-cpu.md)
-    # guidance 1: crop64's best at 6 minutes (docs/ablations.md)
-    "demo": Profile("demo", evaluator_epochs=None, evaluator_minutes=2, train=dict(minutes=9), guidance=(1.0,),
-                    render_minutes=3, sample_minutes=5),
+    # machine; rendering and sampling are fixed work, estimated for a slow CPU (docs/any-cpu.md), and the training
+    # takes what they leave (10 minutes by the estimates, 02_train's own length); guidance 1: crop64's best at 6
+    # minutes, and the raw weights: a run this short ends above its EMA (docs/ablations.md)
+    "demo": Profile("demo", evaluator_epochs=None, evaluator_minutes=2, train=dict(minutes=10), guidance=(1.0,),
+                    weights="raw", render_minutes=3, sample_minutes=5, demo_minutes=20),
     # one CPU hour of the same design, judged by the full evaluator; DDPM-1000 on one seed
     "cpu": Profile("cpu", evaluator_epochs=None, train=dict(minutes=60), seeds=(0, 1, 2, 3, 4), guidance=(1.0, 3.0),
                    ddpm_steps=1000, ddpm_seeds=(0,)),
@@ -119,6 +123,8 @@ def get(name: str | None = None, **overrides) -> Profile:
         kept = {k: v for k, v in p.train.items() if not (k in LENGTH and training.keys() & set(LENGTH))}
         p = dataclasses.replace(p, train={**kept, **training})
     p = dataclasses.replace(p, **{k: v for k, v in overrides.items() if k in own and v is not None})
+    if p.weights not in WEIGHTS:
+        raise ValueError(f"weights={p.weights!r}; use one of {', '.join(WEIGHTS)}")
     synthetic = folders.synthetic_data(p.outputs)
     if p.data_root is None or Path(p.data_root) == synthetic:
         p, suffix = dataclasses.replace(p, data_root=str(synthetic)), ""

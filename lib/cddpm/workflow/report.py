@@ -14,7 +14,9 @@ from matplotlib.figure import Figure
 from ..figures import loss_curve
 from ..paths import write_json, write_text
 
-KEYS = ("split", "checkpoint", "sampler", "steps", "guidance")
+KEYS = ("split", "checkpoint", "weights", "sampler", "steps", "guidance")
+SETTINGS = {"classifier_guidance": "classifier guidance", "edit_threshold": "edit threshold"}  # also grouped by; a
+                                                                   # column of the table only where they differ
 METRICS = ("topk", "exact_set", "extra_object_rate")
 FIDELITY = {"fd": "FD", "fd_floor": "FD floor", "kid_mean": "KID"}  # columns of rows whose every seed has them
 
@@ -28,7 +30,8 @@ def collect(batch_dir: str | os.PathLike) -> list[dict]:
     for path in sorted(batch_dir.glob("*/metrics.json")):
         record = json.loads(path.read_text())
         if "topk" in record:
-            records.append({**record, "dir": str(path.parent)})
+            weights = "ema" if record.get("ema", True) else "raw"
+            records.append({**record, "weights": weights, "dir": str(path.parent)})
     if not records:
         raise ValueError(f"no evaluated metrics.json under {batch_dir}; sample with --evaluator to get accuracies")
     return records
@@ -40,13 +43,14 @@ def mean_std(values: list[float]) -> tuple[float, float | None]:
 
 
 def summarise(records: list[dict]) -> list[dict]:
-    """One row per (split, checkpoint, sampler, steps, guidance): mean and std of each metric over seeds."""
+    """One row per setting (:data:`KEYS` and :data:`SETTINGS`, everything but the seed): mean and std of each metric
+    over seeds."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in records:
-        groups[tuple(r.get(k) for k in KEYS)].append(r)
+        groups[tuple(r.get(k) for k in KEYS + tuple(SETTINGS))].append(r)
     rows = []
     for key, group in sorted(groups.items(), key=lambda kv: tuple(str(v) for v in kv[0])):
-        row = dict(zip(KEYS, key), seeds=len(group))
+        row = dict(zip(KEYS + tuple(SETTINGS), key), seeds=len(group))
         for m in METRICS + tuple(f for f in FIDELITY if all(g.get(f) is not None for g in group)):
             row[m], row[m + "_std"] = mean_std([g[m] for g in group])
         rows.append(row)
@@ -57,12 +61,15 @@ def markdown_table(rows: list[dict]) -> str:
     """The summary as a markdown table, accuracies (and FD, its floor and KID where measured) as mean +- std over
     seeds (the mean alone from one seed)."""
     extra = [f for f in FIDELITY if any(f in r for r in rows)]
-    head = "| split | checkpoint | sampler | steps | guidance | seeds | top-k | exact-set | extra objects |"
-    lines = [head + "".join(f" {FIDELITY[f]} |" for f in extra), "|" + " --- |" * (9 + len(extra))]
+    varying = [k for k in SETTINGS if len({r.get(k) for r in rows}) > 1]
+    head = ("| " + " | ".join(KEYS) + "".join(f" | {SETTINGS[k]}" for k in varying)
+            + " | seeds | top-k | exact-set | extra objects |")
+    lines = [head + "".join(f" {FIDELITY[f]} |" for f in extra),
+             "|" + " --- |" * (len(KEYS) + len(varying) + 4 + len(extra))]
     for r in rows:
-        cells = [r["split"], r["checkpoint"], r["sampler"], r["steps"], r["guidance"], r["seeds"]]
+        cells = [r.get(k) for k in KEYS + tuple(varying)] + [r["seeds"]]
         cells += [_cell(r, m, ".4f" if m.startswith("kid") else ".3f") for m in METRICS + tuple(extra)]
-        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+        lines.append("| " + " | ".join("–" if c is None else str(c) for c in cells) + " |")
     return "\n".join(lines)
 
 

@@ -82,8 +82,8 @@ def fidelity_of_samples(p: profiles.Profile, judge: ev.Evaluator) -> dict[tuple[
     if not provenance.rendered(p.data_root):
         return results
     for split, w in itertools.product(p.splits, p.guidance):
-        found = [folders.samples(p.outputs, p.batch) / folders.tag(split, seed, "last", p.sampler, p.steps, w)
-                 / "images" / split for seed in p.seeds]
+        found = [folders.samples(p.outputs, p.batch) / folders.tag(split, seed, "last", p.sampler, p.steps, w,
+                                                                    p.weights) / "images" / split for seed in p.seeds]
         if all(folder.is_dir() for folder in found):
             conditions = data.load_condition_lists(p.data_root, split)
             images = torch.cat([ev.read_folder(folder, len(conditions))[0] for folder in found])
@@ -121,8 +121,9 @@ def profile_request(p: profiles.Profile, sampler: str | None = None, steps: int 
 def sample(p: profiles.Profile, split: str, request: SampleRequest | None = None, checkpoint: str = "last",
            evaluator: str | None = None, data_root: str | None = None, out_dir: str | None = None,
            device: str | None = None) -> tuple[dict, Path]:
-    """``03_sample``'s step: sample a split with the profile's run as ``request`` says (default :func:`profile_request`),
-    judged by ``evaluator`` (default: the profile's, which may be missing), into ``out_dir``; returns metrics, folder."""
+    """``03_sample``'s step: sample a split with the profile's run and weights as ``request`` says (default
+    :func:`profile_request`), judged by ``evaluator`` (default: the profile's, which may be missing), into
+    ``out_dir``; returns metrics, folder."""
     request = request or profile_request(p)
     if evaluator is None:
         own = profiles.evaluator_path(p)
@@ -132,9 +133,9 @@ def sample(p: profiles.Profile, split: str, request: SampleRequest | None = None
             print(f"note: no evaluator at {own}, so nothing is scored; run 01_data to train one", file=sys.stderr)
     steps = request.steps or DEFAULT_STEPS[request.sampler]
     out = Path(out_dir) if out_dir else folders.samples(p.outputs, p.batch) / folders.tag(
-        split, request.seed, checkpoint, request.sampler, steps, request.guidance)
+        split, request.seed, checkpoint, request.sampler, steps, request.guidance, p.weights)
     device = resolve_device(device or p.device)
     judge = for_sampling(evaluator, None, device)[0]
-    metrics = sample_split(p.run, out, request, split=split, data=data_root, checkpoint=checkpoint, judge=judge,
-                           device=device, progress=False)
+    metrics = sample_split(p.run, out, request, split=split, data=data_root, checkpoint=checkpoint,
+                           ema=p.weights == "ema", judge=judge, device=device, progress=False)
     return metrics, out

@@ -68,12 +68,12 @@ def _preview(chosen: Sequence[str], boxes: Sequence[Box | None] | None) -> bytes
 
 
 def sampler_panel(run: str | os.PathLike, request: SampleRequest = SampleRequest(), checkpoint: str = "last",
-                  images: int = 8) -> W.VBox:
+                  ema: bool = True, images: int = 8) -> W.VBox:
     """24 object check boxes, an optional box per ticked object (sliders on a preview), an optional picture to add
     them to, and a Sample button that draws ``images`` samples of the ticked set as ``request`` says; errors show in
     the status line."""
     device = resolve_device()
-    model, config, _ = runs.load_model(run, checkpoint, device=device)
+    model, config, _ = runs.load_model(run, checkpoint, ema, device)
     ticks = {name: W.Checkbox(description=name, indent=False, layout=W.Layout(width="auto", margin="0 12px 0 0"))
              for name in L.CLASSES}
     ticks["red sphere"].value = True
