@@ -90,7 +90,7 @@ def test_a_batch_whose_every_combination_fails_ends_in_its_summary(smoke_run, ca
     assert result["report"] is None and "Traceback" not in captured.err
 
 
-def test_demo_runs_the_ddpm_arm_on_its_own_seeds(tmp_path, monkeypatch):
+def test_demo_runs_the_ddpm_arm_after_the_profiles_sampler(tmp_path, monkeypatch):
     import dataclasses
 
     from cddpm.evaluation import evaluator
@@ -103,14 +103,14 @@ def test_demo_runs_the_ddpm_arm_on_its_own_seeds(tmp_path, monkeypatch):
     monkeypatch.setattr(steps, "judge_on_ground_truth", lambda p, judge: {})
     monkeypatch.setattr(profiles, "evaluator_path", lambda p: tmp_path / "e.pth")
     smoke = profiles.PROFILES["smoke"]
-    monkeypatch.setitem(profiles.PROFILES, "smoke", dataclasses.replace(smoke, seeds=(0, 1, 2), ddpm_seeds=(4,)))
-    assert batch.run_demo("smoke", outputs=str(tmp_path)) == 0
-    assert [(b.samplers, b.seeds, b.report) for b in batches] == [([smoke.sampler], [0, 1, 2], False),
-                                                                 (["ddpm"], [4], True)]
-    batches.clear()
     monkeypatch.setitem(profiles.PROFILES, "smoke", dataclasses.replace(smoke, seeds=(0, 1, 2)))
+    assert batch.run_demo("smoke", outputs=str(tmp_path)) == 0
+    assert [(b.samplers, b.steps, b.seeds, b.weights, b.report) for b in batches] == [
+        ([smoke.sampler], [smoke.steps], [0, 1, 2], ["raw"], False), (["ddpm"], [smoke.ddpm_steps], [0, 1, 2], ["raw"], True)]
+    batches.clear()
+    monkeypatch.setitem(profiles.PROFILES, "smoke", dataclasses.replace(smoke, ddpm_steps=None))
     batch.run_demo("smoke", outputs=str(tmp_path))
-    assert batches[1].seeds == [0, 1, 2]  # no ddpm_seeds: the profile's seeds
+    assert [b.report for b in batches] == [True]  # no DDPM arm: the profile's sampler reports
 
 
 def test_the_demo_prints_its_plan_first_and_shows_its_notebooks_as_they_run(tmp_path, monkeypatch, capsys):
@@ -143,7 +143,7 @@ def test_the_demo_prints_its_plan_first_and_shows_its_notebooks_as_they_run(tmp_
     assert f"render 16 scenes into {p.data_root}: 0.5 min (estimated)" in plan
     assert "judge  train a judge of the data: 1.5 min (a budget" in plan  # filed under the key of data not yet there
     assert f"train  train crop64 into {p.run}: 4 min (a budget" in plan
-    assert "6 runs of dpmsolver 3 steps (test + new_test, guidance 3, ema weights)" in plan and ": 2 min (estimated)" in plan
+    assert "6 runs of dpmsolver 3 steps (test + new_test, guidance 3, raw weights)" in plan and ": 2 min (estimated)" in plan
     assert "in all 8 min\n" in plan
     assert "01_data took" in calls[1][2]  # each stage's time, as it ends
 
