@@ -293,9 +293,8 @@ def run_demo(profile: str | None = None, notebooks: str = DEFAULT_NOTEBOOKS, out
     for i, (samplers, arm_steps) in enumerate(arms):
         result = run_batch(Batch(run=p.run, name=p.batch, evaluator=judge_path, seeds=list(p.seeds),
                                  weights=[p.weights], splits=list(p.splits), samplers=samplers, steps=arm_steps,
-                                 guidance=list(p.guidance),
-                                 data=p.data_root, device=device, profile=p.name, outputs=outputs,
-                                 notebooks=notebooks, report=i == len(arms) - 1))
+                                 guidance=list(p.guidance), data=p.data_root, device=device, profile=p.name,
+                                 outputs=outputs, notebooks=notebooks, report=i == len(arms) - 1))
         failed += result["failed"]
     table = Path(result["report"]) / "table.md" if result["report"] else None
     print(table.read_text() if table and table.is_file() else "no table was written")

@@ -45,12 +45,13 @@ def mean_std(values: list[float]) -> tuple[float, float | None]:
 def summarise(records: list[dict]) -> list[dict]:
     """One row per setting (:data:`KEYS` and :data:`SETTINGS`, everything but the seed): mean and std of each metric
     over seeds."""
+    by = KEYS + tuple(SETTINGS)
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in records:
-        groups[tuple(r.get(k) for k in KEYS + tuple(SETTINGS))].append(r)
+        groups[tuple(r.get(k) for k in by)].append(r)
     rows = []
     for key, group in sorted(groups.items(), key=lambda kv: tuple(str(v) for v in kv[0])):
-        row = dict(zip(KEYS + tuple(SETTINGS), key), seeds=len(group))
+        row = dict(zip(by, key), seeds=len(group))
         for m in METRICS + tuple(f for f in FIDELITY if all(g.get(f) is not None for g in group)):
             row[m], row[m + "_std"] = mean_std([g[m] for g in group])
         rows.append(row)
