@@ -113,6 +113,27 @@ def test_demo_runs_the_ddpm_arm_after_the_profiles_sampler(tmp_path, monkeypatch
     assert [b.report for b in batches] == [True]  # no DDPM arm: the profile's sampler reports
 
 
+def test_the_demo_says_when_its_judge_reads_ground_truth_too_poorly_to_be_trusted(tmp_path, monkeypatch, capsys):
+    from cddpm.evaluation import evaluator
+    from cddpm.workflow import profiles, steps
+
+    reading = {}
+    monkeypatch.setattr(batch, "_execute", lambda *args, **kwargs: None)
+    monkeypatch.setattr(batch, "run_batch", lambda b: {"failed": [], "report": None})
+    monkeypatch.setattr(evaluator.Evaluator, "load", staticmethod(lambda *args: None))
+    monkeypatch.setattr(steps, "judge_on_ground_truth", lambda p, judge: reading)
+    monkeypatch.setattr(profiles, "evaluator_path", lambda p: tmp_path / "e.pth")
+    for test, new_test, said in ((0.997, 0.95, False), (0.95, 0.435, True), (0.321, 0.435, True)):
+        reading.update({f"ground-truth renders of {split}": {"topk": topk, "exact_set": 0.0, "n": 320}
+                        for split, topk in (("test", test), ("new_test", new_test))})
+        batch.run_demo("smoke", outputs=str(tmp_path))
+        out = capsys.readouterr().out
+        assert ("note: this judge reads ground truth at top-k" in out) == said, (test, new_test)
+        if said:  # the worst split's reading, and where to go from there
+            assert f"top-k {min(test, new_test):.2f} (below {steps.TRUSTED_TOPK})" in out
+            assert "cddpm evaluate --images FOLDER --evaluator CHECKPOINT" in out
+
+
 def test_the_demo_prints_its_plan_first_and_shows_its_notebooks_as_they_run(tmp_path, monkeypatch, capsys):
     import dataclasses
 

@@ -299,9 +299,13 @@ def run_demo(profile: str | None = None, notebooks: str = DEFAULT_NOTEBOOKS, out
     table = Path(result["report"]) / "table.md" if result["report"] else None
     print(table.read_text() if table and table.is_file() else "no table was written")
     judge = ev.Evaluator.load(judge_path, resolve_device(device or p.device))
-    for what, scores in steps.judge_on_ground_truth(p, judge).items():
+    on_ground_truth = steps.judge_on_ground_truth(p, judge)
+    for what, scores in on_ground_truth.items():
         print(f"the judge on {what}: top-k {scores['topk']:.3f}, exact-set {scores['exact_set']:.3f} "
               f"({scores['n']} images)")
+    caveat = steps.judge_caveat(on_ground_truth)
+    if caveat:
+        print(caveat)
     for (split, w), (measured, n) in steps.fidelity_of_samples(p, judge).items():
         print(f"fidelity of {split} at guidance {w:g} ({len(p.seeds)} seeds pooled), in the judge's features: "
               + fidelity.summary(measured, n))

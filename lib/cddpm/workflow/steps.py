@@ -110,6 +110,21 @@ def judge_on_ground_truth(p: profiles.Profile, judge: ev.Evaluator) -> dict[str,
                        evaluator=str(judge.path))}
 
 
+TRUSTED_TOPK = 0.9  # a judge that misses more than one object in ten of ground truth says little about a model
+
+
+def judge_caveat(on_ground_truth: dict[str, dict]) -> str | None:
+    """A line for a judge whose ground-truth reading (:func:`judge_on_ground_truth`) is below ``TRUSTED_TOPK``:
+    what its scores are worth and how to judge the same samples better; None for a judge worth reading."""
+    worst = min((scores["topk"] for scores in on_ground_truth.values()), default=1.0)
+    if worst >= TRUSTED_TOPK:
+        return None
+    return (f"note: this judge reads ground truth at top-k {worst:.2f} (below {TRUSTED_TOPK}), so its scores say "
+            "little about the model; judge the same samples with a judge trained longer (`cddpm train-evaluator`) "
+            "or the course's checkpoint.pth: `cddpm evaluate --images FOLDER --evaluator CHECKPOINT` "
+            "(docs/evaluator.md)")
+
+
 def profile_request(p: profiles.Profile, sampler: str | None = None, steps: int | None = None,
                     guidance: float | None = None, **given) -> SampleRequest:
     """A :class:`~cddpm.sample.SampleRequest` of ``given`` settings and the profile's sampler, steps and largest
