@@ -20,7 +20,7 @@ from cddpm import labels as L
 from cddpm import runs
 from cddpm.cli import main
 from cddpm.model import ModelConfig
-from cddpm.train import TrainConfig, load_config, train
+from cddpm.train import TrainConfig, load_config, train, warmup_steps
 
 # a whole-scene model small enough for many short runs, and the --model flags that give exactly it
 MICRO = ModelConfig(sample_size=16, block_out_channels=(16, 32), attention_levels=(1,), layers_per_block=1,
@@ -526,12 +526,35 @@ def test_a_budget_sizes_the_run_so_its_lr_schedule_ends_on_time(tmp_path, data, 
         assert all(torch.equal(a[k], b[k]) for k in a), name
 
 
+def test_a_probe_that_misread_the_speed_is_corrected_by_the_runs_own_steps(tmp_path, data, monkeypatch):
+    from cddpm import budget
+
+    assert budget.retimed_steps(30, 30.0, 570.0) == 600 and budget.retimed_steps(30, 30.0, 570.0, cap=100) == 100
+    assert budget.retimed_steps(30, 15.0, 15.0) == 60 and budget.retimed_steps(30, 30.0, 0.0) == 31
+    real = budget.measure  # the probe reads 0.5 steps/s: a 30-second budget would be at most 15 steps
+    monkeypatch.setattr(budget, "measure", lambda step, agree: dataclasses.replace(real(step, agree), steps_per_s=0.5))
+    monkeypatch.setattr(budget, "RETIME_AFTER", 0.0)  # re-time as soon as MIN_STEPS steps are timed
+    result = train(config(data, tmp_path / "run", max_steps=50, minutes=0.5, save_every=10**6))
+    sized = runs.read_config(tmp_path / "run")["budget"]
+    assert sized == result["budget"] and sized["retimed_at_step"] == budget.MIN_STEPS
+    assert sized["probed_steps"] <= 15 and result["step"] == sized["steps"] == 50  # what the budget holds, to the cap
+    lrs = [r["lr"] for r in runs.read_metrics(tmp_path / "run")]
+    assert len(lrs) == 50 and lrs[-1] == pytest.approx(0, abs=1e-12)  # the new schedule ends at its last step
+
+
 def test_a_budget_is_capped_by_max_steps_and_short_runs_still_decay(tmp_path, data, monkeypatch):
     at_a_tenth_of_a_step_per_second(monkeypatch)
     assert train(config(data, tmp_path / "capped", max_steps=3, minutes=1.0))["step"] == 3
     # a warm-up longer than the run takes half of it, so the LR still reaches 0 at the last step
     lrs = [r["lr"] for r in runs.read_metrics(train(config(data, tmp_path / "short", max_steps=4, warmup=200))["run"])]
     assert lrs[1] == max(lrs) and lrs[-1] == pytest.approx(0, abs=1e-12)
+
+
+def test_the_default_warm_up_is_a_tenth_of_the_run_at_most_200_steps(tmp_path, data):
+    assert [warmup_steps(None, n) for n in (4, 637, 2000, 10054)] == [0, 63, 200, 200]
+    assert [warmup_steps(w, 637) for w in (0, 50, 200, 1000)] == [0, 50, 200, 318]
+    lrs = [r["lr"] for r in runs.read_metrics(train(config(data, tmp_path / "run", max_steps=20, warmup=None))["run"])]
+    assert lrs[0] < lrs[1] == max(lrs) and lrs[-1] == pytest.approx(0, abs=1e-12)  # 2 steps up, then down to 0
 
 
 def test_a_budgeted_run_resumes_exactly_or_refuses(tmp_path, data, monkeypatch):

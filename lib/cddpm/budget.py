@@ -10,6 +10,8 @@ from dataclasses import dataclass
 WARMUP_STEPS = 2     # untimed first steps: memory allocation, kernel selection
 MIN_STEPS = 3        # timed steps, at least ...
 MIN_SECONDS = 2.0    # ... and for at least this long (many steps on a GPU)
+RETIME_AFTER = 0.05  # a run re-times itself once this share of its budget has gone to training: a probe of a few
+                     # steps read 1.3x too fast or too slow on 2-core VMs (docs/any-cpu.md)
 
 
 @dataclass(frozen=True)
@@ -41,4 +43,11 @@ def steps_for_budget(steps_per_s: float, minutes: float, spent_s: float = 0.0, c
     """The steps that fit in ``minutes`` at ``steps_per_s`` once ``spent_s`` seconds of it are gone: at least 1,
     at most ``cap``."""
     steps = max(1, math.floor(steps_per_s * (minutes * 60 - spent_s)))
+    return steps if cap is None else min(steps, cap)
+
+
+def retimed_steps(step: int, train_seconds: float, left_s: float, cap: int | None = None) -> int:
+    """The steps a run that took ``train_seconds`` for its first ``step`` steps can end at, ``left_s`` seconds
+    of its budget remaining: at least ``step + 1``, at most ``cap``."""
+    steps = step + max(1, math.floor(step / train_seconds * left_s))
     return steps if cap is None else min(steps, cap)

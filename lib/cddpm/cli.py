@@ -551,7 +551,8 @@ def _add_train(sub) -> None:
     t.add_argument("--grad-accum", type=int, help="micro-batches per optimiser step")
     t.add_argument("--lr", type=float, help="peak AdamW learning rate")
     t.add_argument("--weight-decay", type=float, help="AdamW weight decay")
-    t.add_argument("--warmup", type=int, help="linear warm-up steps before the cosine decay")
+    t.add_argument("--warmup", type=int, help="linear warm-up steps before the cosine decay "
+                   "(default: a tenth of the run's steps, at most 200)")
     t.add_argument("--max-grad-norm", type=float, help="gradient clipping norm, 0 = off")
     t.add_argument("--p-uncond", type=float, help="probability of dropping the label (classifier-free guidance)")
     t.add_argument("--prediction-type", choices=PREDICTION_TYPES, help="network target")

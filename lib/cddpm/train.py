@@ -62,7 +62,8 @@ class TrainConfig:
     grad_accum: int = 1
     lr: float = 1e-3
     weight_decay: float = 0.0
-    warmup: int = 200                  # linear LR warm-up steps, then cosine decay to 0 at the last step
+    warmup: int | None = None          # linear LR warm-up steps, then cosine decay to 0 at the last step; None: a
+                                       # tenth of the run, at most 200 (warmup_steps)
     max_grad_norm: float = 1.0
     p_uncond: float = 0.1              # label dropout for classifier-free guidance
     prediction_type: str = "v_prediction"
@@ -100,7 +101,7 @@ class TrainConfig:
             raise ValueError("give either max_steps or epochs, not both")
         if self.minutes is not None and self.epochs is not None:
             raise ValueError("give minutes with max_steps as its cap, not with epochs")
-        if min(self.warmup, self.weight_decay, self.max_grad_norm) < 0:
+        if min(self.warmup or 0, self.weight_decay, self.max_grad_norm) < 0:
             raise ValueError("warmup, weight_decay and max_grad_norm must be >= 0")
         if not 0 <= self.p_uncond < 1:
             raise ValueError(f"p_uncond={self.p_uncond} must lie in [0, 1); 0.1 is usual, 0 disables guidance")
@@ -138,6 +139,12 @@ def describe_dataset(ds: ICLEVRDataset, held: torch.Tensor | None = None) -> dic
     pixels = hashlib.sha1(ds.images.contiguous().numpy().data).hexdigest()[:16]  # hashes the buffer, no copy
     out = {"split": "train", "images": len(ds), "train_json_sha1": mapping_sha(ds.mapping), "images_sha1": pixels}
     return out if held is None else {**out, "held_out_images": int(held.sum())}
+
+
+def warmup_steps(warmup: int | None, total_steps: int) -> int:
+    """The LR warm-up of a run of ``total_steps``: ``warmup`` capped at half the run, so that it still decays to 0 at
+    its last step; by default a tenth of the run, at most 200 steps (a 10-minute CPU run is a few hundred steps)."""
+    return min(total_steps // 10, 200) if warmup is None else min(warmup, total_steps // 2)
 
 
 def make_accelerator(config: TrainConfig) -> Accelerator:
@@ -238,9 +245,8 @@ class Trainer:
             self.net.to(memory_format=torch.channels_last)
         optimizer = torch.optim.AdamW(self.net.parameters(), lr=config.lr, weight_decay=config.weight_decay,
                                       fused=True if acc.device.type == "cuda" else None)
-        # accelerate steps a prepared LR scheduler once per process per optimiser step; the warm-up takes at most
-        # half the run, so that a short (or budget-sized) run still decays to 0 at its last step
-        warmup = min(config.warmup, self.total_steps // 2)
+        # accelerate steps a prepared LR scheduler once per process per optimiser step
+        warmup = warmup_steps(config.warmup, self.total_steps)
         lr_scheduler = get_cosine_schedule_with_warmup(optimizer, warmup * acc.num_processes,
                                                        self.total_steps * acc.num_processes)
         self.model, self.optimizer, self.lr_scheduler = acc.prepare(self.net, optimizer, lr_scheduler)
@@ -255,6 +261,18 @@ class Trainer:
         acc.register_save_state_pre_hook(self._save_weights)
         acc.register_load_state_pre_hook(self._load_weights)
         set_seed(config.seed, device_specific=True)  # noise, timesteps, label dropout, flips
+
+    def resize(self, total_steps: int) -> None:
+        """End the run at ``total_steps`` instead: its LR schedule (warm-up included) is that of a run of that
+        length from here on."""
+        acc, inner = self.accelerator, self.lr_scheduler.scheduler
+        self.total_steps = total_steps
+        warmup = warmup_steps(self.config.warmup, total_steps)
+        throwaway = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+        inner.lr_lambdas = get_cosine_schedule_with_warmup(throwaway, warmup * acc.num_processes,
+                                                           total_steps * acc.num_processes).lr_lambdas
+        inner.last_epoch -= 1
+        inner.step()  # the learning rate of this step on the new schedule
 
     def train_step(self) -> torch.Tensor:
         """One optimiser step over ``grad_accum`` micro-batches; returns the mean loss (a device tensor)."""
@@ -465,6 +483,23 @@ def _size_budget(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor
             "max_steps": config.max_steps}
 
 
+def _retime(trainer: Trainer, sized: dict, config: TrainConfig, acc: Accelerator, spent: float) -> dict:
+    """Size a budgeted run again from its own steps so far (``spent``: seconds since it was called), end it there,
+    and record both sizes in ``config.json``; returns the new budget record."""
+    rate, spent = acc.reduce(torch.tensor([trainer.step / trainer.train_seconds, spent], device=acc.device),
+                             "mean").tolist()
+    steps = budget.retimed_steps(trainer.step, trainer.step / rate, config.minutes * 60 - spent, config.max_steps)
+    trainer.resize(steps)
+    _say(acc, f"{config.out}: re-timed at step {trainer.step}: {rate:.3g} steps/s (the probe read "
+              f"{sized['steps_per_s']:.3g}) -> {steps} steps instead of {sized['steps']}")
+    sized = {**sized, "steps": steps, "probed_steps": sized["steps"], "retimed_at_step": trainer.step,
+             "retimed_steps_per_s": rate}
+    if acc.is_main_process:
+        path = Path(config.out) / "config.json"
+        write_json(path, {**json.loads(path.read_text()), "budget": sized})
+    return sized
+
+
 def _recorded_budget(run: Path, config: TrainConfig) -> dict:
     """The steps a ``minutes`` run was sized to at its start: a resume keeps them (or refuses), so it stays exact."""
     recorded = runs.read_config(run).get("budget")
@@ -532,6 +567,7 @@ def _train(config: TrainConfig, on_log: Callable[[dict], None] | None, acc: Acce
         write_text(metrics, "".join(json.dumps(r) + "\n" for r in kept))
     if config.tensorboard:
         acc.init_trackers("tensorboard")
+    retime = sized is not None and start is None  # once, before the first checkpoint, so a resume stays exact
 
     if trainer.step >= trainer.total_steps:
         _say(acc, f"{run} is already trained to step {trainer.step}; raise --max-steps/--epochs to continue")
@@ -547,6 +583,11 @@ def _train(config: TrainConfig, on_log: Callable[[dict], None] | None, acc: Acce
             loss_sum, window = loss_sum + trainer.train_step(), window + 1
             bar.update()
             trainer.train_seconds = base + time.perf_counter() - started - paused
+            if retime and broadcast_object_list([trainer.step >= budget.MIN_STEPS and trainer.train_seconds
+                                                 >= budget.RETIME_AFTER * config.minutes * 60])[0]:
+                retime = False
+                sized = _retime(trainer, sized, config, acc, time.perf_counter() - called)
+                bar.total = trainer.total_steps
             boundary = trainer.step % config.log_every == 0
             last = trainer.step == trainer.total_steps or stop.requested
             if boundary or last:
@@ -569,6 +610,7 @@ def _train(config: TrainConfig, on_log: Callable[[dict], None] | None, acc: Acce
             save_due = (boundary and config.save_minutes is not None  # the main process's clock decides for all
                         and broadcast_object_list([trainer.train_seconds - saved_at >= config.save_minutes * 60])[0])
             if trainer.step % config.save_every == 0 or last or save_due:
+                retime = False
                 pause = time.perf_counter()
                 trainer.save(run)
                 saved_at, pause = trainer.train_seconds, time.perf_counter() - pause
