@@ -540,6 +540,21 @@ def test_a_probe_that_misread_the_speed_is_corrected_by_the_runs_own_steps(tmp_p
     assert sized["probed_steps"] <= 15 and result["step"] == sized["steps"] == 50  # what the budget holds, to the cap
     lrs = [r["lr"] for r in runs.read_metrics(tmp_path / "run")]
     assert len(lrs) == 50 and lrs[-1] == pytest.approx(0, abs=1e-12)  # the new schedule ends at its last step
+    # a re-timed run resumes exactly: the new length is recorded before the first checkpoint
+    one_go = config(data, tmp_path / "a", max_steps=20, minutes=0.5, save_every=10)
+    train(one_go)
+
+    def crash_after_step_12(record):
+        if record["step"] == 12:
+            raise Crash
+
+    pieces = dataclasses.replace(one_go, out=str(tmp_path / "b"))
+    with pytest.raises(Crash):
+        train(pieces, on_log=crash_after_step_12)
+    assert train(dataclasses.replace(pieces, resume=True))["step"] == 20
+    for name in (runs.MODEL_FILE, runs.EMA_FILE):
+        a, b = (weights(tmp_path / run / "checkpoints/step-20", name) for run in "ab")
+        assert all(torch.equal(a[k], b[k]) for k in a), name
 
 
 def test_a_budget_is_capped_by_max_steps_and_short_runs_still_decay(tmp_path, data, monkeypatch):

@@ -11,7 +11,7 @@ WARMUP_STEPS = 2     # untimed first steps: memory allocation, kernel selection
 MIN_STEPS = 3        # timed steps, at least ...
 MIN_SECONDS = 2.0    # ... and for at least this long (many steps on a GPU)
 RETIME_AFTER = 0.05  # a run re-times itself once this share of its budget has gone to training: a probe of a few
-                     # steps read 1.3x too fast or too slow on 2-core VMs (docs/any-cpu.md)
+                     # steps read up to 1.4x too fast or too slow on 2-core VMs (docs/any-cpu.md)
 
 
 @dataclass(frozen=True)
