@@ -2,8 +2,8 @@
 
 Each arm is a list of `cddpm train` flags (ARMS below). A run is calibrated first (images/s of that arm
 on this machine, measured by `cddpm.train.Trainer` on random data), which sets its `--max-steps` and checkpoints
-(the warm-up is the trainer's default, a tenth of the run); `--minutes` sizes it to the budget within those steps, so that its cosine LR schedule ends on time
-(the trainer measures its own speed again at its start). Every checkpoint is then sampled
+(the warm-up is the trainer's default, a tenth of the run); `--minutes` sizes it to the budget within those steps,
+so that its cosine LR schedule ends on time (the trainer measures its own speed again at its start). Every checkpoint is then sampled
 on test and new_test (DPM-Solver++, one image per condition, the run's seed) and scored by the judging
 evaluator; one JSON line per (checkpoint, guidance) goes to OUT/results.jsonl. `--report` turns that
 file into the markdown table and the accuracy-versus-minutes plot of docs/ablations.md.
@@ -81,7 +81,8 @@ def train_arm(arm: str, seed: int, minutes: float, data: str, out: Path, saves: 
     print(f"{arm} seed {seed}: {rate:.1f} images/s -> {steps} steps in {minutes} min", file=sys.stderr, flush=True)
     subprocess.run([sys.executable, "-m", "cddpm", "train", "--out", str(run), "--data", data, "--seed", str(seed),
                     "--max-steps", str(steps), "--minutes", str(minutes), "--save-every",
-                    str(max(1, steps // saves)), "--keep", str(saves + 1), *flags], check=True, stdout=subprocess.DEVNULL)
+                    str(max(1, steps // saves)), "--keep", str(saves + 1), *flags],
+                   check=True, stdout=subprocess.DEVNULL)
     return run
 
 

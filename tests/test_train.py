@@ -529,8 +529,8 @@ def test_a_budget_sizes_the_run_so_its_lr_schedule_ends_on_time(tmp_path, data, 
 def test_a_probe_that_misread_the_speed_is_corrected_by_the_runs_own_steps(tmp_path, data, monkeypatch):
     from cddpm import budget
 
-    assert budget.retimed_steps(30, 30.0, 570.0) == 600 and budget.retimed_steps(30, 30.0, 570.0, cap=100) == 100
-    assert budget.retimed_steps(30, 15.0, 15.0) == 60 and budget.retimed_steps(30, 30.0, 0.0) == 31
+    assert budget.retimed_steps(30, 1.0, 570.0) == 600 and budget.retimed_steps(30, 1.0, 570.0, cap=100) == 100
+    assert budget.retimed_steps(30, 2.0, 15.0) == 60 and budget.retimed_steps(30, 1.0, 0.0) == 31
     real = budget.measure  # the probe reads 0.5 steps/s: a 30-second budget would be at most 15 steps
     monkeypatch.setattr(budget, "measure", lambda step, agree: dataclasses.replace(real(step, agree), steps_per_s=0.5))
     monkeypatch.setattr(budget, "RETIME_AFTER", 0.0)  # re-time as soon as MIN_STEPS steps are timed

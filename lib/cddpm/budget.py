@@ -46,8 +46,8 @@ def steps_for_budget(steps_per_s: float, minutes: float, spent_s: float = 0.0, c
     return steps if cap is None else min(steps, cap)
 
 
-def retimed_steps(step: int, train_seconds: float, left_s: float, cap: int | None = None) -> int:
-    """The steps a run that took ``train_seconds`` for its first ``step`` steps can end at, ``left_s`` seconds
-    of its budget remaining: at least ``step + 1``, at most ``cap``."""
-    steps = step + max(1, math.floor(step / train_seconds * left_s))
+def retimed_steps(step: int, steps_per_s: float, left_s: float, cap: int | None = None) -> int:
+    """The steps a run at ``step``, going at ``steps_per_s`` with ``left_s`` seconds of its budget remaining, can end
+    at (:func:`steps_for_budget` of what is left): at least ``step + 1``, at most ``cap``."""
+    steps = step + steps_for_budget(steps_per_s, left_s / 60)
     return steps if cap is None else min(steps, cap)

@@ -245,10 +245,7 @@ class Trainer:
             self.net.to(memory_format=torch.channels_last)
         optimizer = torch.optim.AdamW(self.net.parameters(), lr=config.lr, weight_decay=config.weight_decay,
                                       fused=True if acc.device.type == "cuda" else None)
-        # accelerate steps a prepared LR scheduler once per process per optimiser step
-        warmup = warmup_steps(config.warmup, self.total_steps)
-        lr_scheduler = get_cosine_schedule_with_warmup(optimizer, warmup * acc.num_processes,
-                                                       self.total_steps * acc.num_processes)
+        lr_scheduler = self._schedule(optimizer, self.total_steps)
         self.model, self.optimizer, self.lr_scheduler = acc.prepare(self.net, optimizer, lr_scheduler)
         if config.compile and not is_compiled_module(self.model):
             self.model = torch.compile(self.model)
@@ -262,15 +259,20 @@ class Trainer:
         acc.register_load_state_pre_hook(self._load_weights)
         set_seed(config.seed, device_specific=True)  # noise, timesteps, label dropout, flips
 
+    def _schedule(self, optimizer: torch.optim.Optimizer, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+        """The cosine LR schedule with warm-up of a run of ``total_steps``; accelerate steps a prepared scheduler once
+        per process per optimiser step."""
+        n = self.accelerator.num_processes
+        return get_cosine_schedule_with_warmup(optimizer, warmup_steps(self.config.warmup, total_steps) * n,
+                                               total_steps * n)
+
     def resize(self, total_steps: int) -> None:
         """End the run at ``total_steps`` instead: its LR schedule (warm-up included) is that of a run of that
         length from here on."""
-        acc, inner = self.accelerator, self.lr_scheduler.scheduler
+        inner = self.lr_scheduler.scheduler
         self.total_steps = total_steps
-        warmup = warmup_steps(self.config.warmup, total_steps)
         throwaway = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
-        inner.lr_lambdas = get_cosine_schedule_with_warmup(throwaway, warmup * acc.num_processes,
-                                                           total_steps * acc.num_processes).lr_lambdas
+        inner.lr_lambdas = self._schedule(throwaway, total_steps).lr_lambdas
         inner.last_epoch -= 1
         inner.step()  # the learning rate of this step on the new schedule
 
@@ -488,7 +490,7 @@ def _retime(trainer: Trainer, sized: dict, config: TrainConfig, acc: Accelerator
     and record both sizes in ``config.json``; returns the new budget record."""
     rate, spent = acc.reduce(torch.tensor([trainer.step / trainer.train_seconds, spent], device=acc.device),
                              "mean").tolist()
-    steps = budget.retimed_steps(trainer.step, trainer.step / rate, config.minutes * 60 - spent, config.max_steps)
+    steps = budget.retimed_steps(trainer.step, rate, config.minutes * 60 - spent, config.max_steps)
     trainer.resize(steps)
     _say(acc, f"{config.out}: re-timed at step {trainer.step}: {rate:.3g} steps/s (the probe read "
               f"{sized['steps_per_s']:.3g}) -> {steps} steps instead of {sized['steps']}")
