@@ -531,3 +531,70 @@ def test_crop_sampling_draws_each_object_in_its_window_and_leaves_the_frame():
     assert changed[:8, :8].all() and changed[8:, 8:].all() and not changed[:8, 8:].any() and not changed[8:, :8].any()
     corners = sorted(round(c[0, 4, 0, 0].item(), 4) for _, c in model.seen[::10])  # the windows' top rows
     assert corners == [-1.0, round(8 * 2 / 15 - 1, 4)]
+
+
+ZOOM = dataclasses.replace(CROP, zoom=1.5)
+
+
+def test_zoomed_windows_follow_the_box_size_and_resample_in_and_out():
+    with pytest.raises(ValueError, match="zoom=1.5 needs crop > 0"):
+        dataclasses.replace(LAYOUT, zoom=1.5)
+    box = torch.tensor([[4, 4, 12, 12], [0, 0, 3, 3], [13, 10, 16, 16], [2, 2, 14, 10]])
+    corner, side = C.zoomed(box, 8, 16, 1.0)
+    assert side.tolist() == [8, 4, 6, 12]  # the longer side, at least crop // 2
+    assert corner.tolist() == [[4, 4], [0, 0], [10, 10], [2, 0]]  # centred, else moved inside the frame
+    images = torch.randn(4, 3, 16, 16)
+    fixed, eight = C.window(box, 8, 16), torch.full((4,), 8)
+    assert torch.allclose(C.cut(images, fixed, 8, eight), C.cut(images, fixed, 8), atol=1e-6)  # a window of crop
+    assert torch.allclose(C.position(fixed, 8, 16, eight), C.position(fixed, 8, 16))           # pixels is cut as is
+    assert torch.allclose(C.paste(images, C.cut(images, fixed, 8), fixed, eight), images, atol=1e-6)
+    y, x = torch.meshgrid(torch.linspace(-1, 1, 16), torch.linspace(-1, 1, 16), indexing="ij")
+    ramp = torch.stack([x, y, x + y])[None].repeat(4, 1, 1, 1)  # linear: resampling keeps it up to the border
+    patches = C.cut(ramp, corner, 8, side)
+    assert patches.shape == (4, 3, 8, 8)
+    back = C.paste(torch.full_like(ramp, 5.0), patches, corner, side)
+    inside = back[:, :1] != 5
+    assert inside.sum((1, 2, 3)).tolist() == (side ** 2).tolist()  # each window's pixels, nothing else
+    assert (back - ramp).abs()[inside.expand_as(back)].max() < 0.15  # within a pixel's step (2/15)
+    where = C.position(corner, 8, 16, side)  # the centres of the resampled pixels, in the frame's [-1, 1]
+    assert where[3, 0, 0, 0].item() == pytest.approx((2 + 0.5 * 12 / 8 - 0.5) * 2 / 15 - 1)
+
+
+class ZoomPainter(BoxPainter):
+    """BoxPainter drawing 8x8 windows resampled from 9x9 pixels around 6x6 boxes, pasted back into the frame."""
+
+    def __init__(self):
+        super().__init__()
+        self.config = dataclasses.replace(ZOOM)
+        self.layout_boxes[:] = torch.tensor([[0, 0, 6, 6], [10, 10, 16, 16]]).repeat(C.LAYOUT_PER_CLASS // 2, 1)
+
+    def forward(self, x, t, labels, canvas):
+        assert x.shape[-2:] == canvas.shape[-2:] == (8, 8) and canvas.shape[1] == 6
+        eps = super().forward(x, t, labels, canvas[:, :4])
+        self.seen[-1] = (len(x), canvas.clone())
+        return eps
+
+
+def test_zoom_sampling_draws_in_the_resampled_window_and_keeps_only_the_box():
+    model = ZoomPainter()
+    changed = changed_by_two_objects(model)
+    boxes = torch.zeros(16, 16, dtype=torch.bool)
+    boxes[:6, :6] = boxes[10:, 10:] = True
+    assert torch.equal(changed, boxes)  # each box drawn whole, the frame around it as it was
+    corners = sorted(round(c[0, 4, 0, 0].item(), 4) for _, c in model.seen[::10])  # the windows' first rows
+    assert corners == [round((0.5 * 9 / 8 - 0.5) * 2 / 15 - 1, 4), round((7 + 0.5 * 9 / 8 - 0.5) * 2 / 15 - 1, 4)]
+
+
+def test_zoom_training_cuts_each_pair_around_its_box_at_the_box_size(tmp_path):
+    root = scenes_root(tmp_path / "data")
+    cfg = TrainConfig(data=str(root), out=str(tmp_path / "run"), model=ZOOM, max_steps=2, batch_size=6)
+    ds = ICLEVRDataset(root, size=16, preload=True)
+    parents, added = C.pairs(list(ds.mapping), list(ds.mapping.values()))
+    trainer = Trainer(cfg, ds.images, added, parents=parents)
+    x, _, base = trainer.batches(0)
+    box = trainer.batches.boxes[trainer.batches._order[:6]]
+    corner, side = C.zoomed(box, 8, 16, 1.5)
+    assert x.shape == (6, 3, 8, 8) and base.shape == (6, 6, 8, 8)
+    whole = ds.images[trainer.batches._order[:6]].float() / 127.5 - 1
+    assert torch.equal(x, C.cut(whole, corner, 8, side))
+    assert torch.equal(base[:, 4:], C.position(corner, 8, 16, side))

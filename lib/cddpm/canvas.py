@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torchvision.ops import roi_align
 
 from . import labels as L
 from .choices import EDIT_THRESHOLD, IMAGE_SIZE
@@ -205,6 +206,14 @@ def window(box: torch.Tensor, crop: int, size: int) -> torch.Tensor:
     return ((box[:, :2] + box[:, 2:]) // 2 - crop // 2).clamp(0, size - crop)
 
 
+def zoomed(box: torch.Tensor, crop: int, size: int, zoom: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, 2) corners and (N,) sides of square windows ``zoom`` times each box's longer side (from crop // 2 to the
+    frame), centred on the boxes and moved inside the frame: a crop model sees every object at about one size."""
+    side = (zoom * (box[:, 2:] - box[:, :2]).amax(1)).round().long().clamp(crop // 2, size)
+    corner = ((box[:, :2] + box[:, 2:]) // 2 - side[:, None] // 2).clamp(min=0)
+    return torch.minimum(corner, size - side[:, None]), side
+
+
 def _window_index(n: int, corner: torch.Tensor, crop: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Advanced indices (image, row, column) of each window's pixels, broadcasting to (n, crop, crop)."""
     steps = torch.arange(crop, device=corner.device)
@@ -212,35 +221,55 @@ def _window_index(n: int, corner: torch.Tensor, crop: int) -> tuple[torch.Tensor
             (corner[:, 1, None] + steps)[:, None, :])
 
 
-def cut(images: torch.Tensor, corner: torch.Tensor, crop: int) -> torch.Tensor:
-    """The crop x crop windows (N, C, crop, crop) of images (N, C, H, W) at ``corner`` (N, 2)."""
+def cut(images: torch.Tensor, corner: torch.Tensor, crop: int, side: torch.Tensor | None = None) -> torch.Tensor:
+    """The crop x crop windows (N, C, crop, crop) of images (N, C, H, W) at ``corner`` (N, 2); windows of ``side``
+    (N,) pixels are resampled to crop x crop (torchvision's ``roi_align``: area-averaged where they shrink)."""
+    if side is not None:
+        y, x = corner.to(images.dtype).unbind(1)
+        far = side.to(images.dtype)
+        rois = torch.stack([torch.arange(len(images)).to(images), x, y, x + far, y + far], 1)
+        return roi_align(images, rois, crop, aligned=True)
     n, rows, cols = _window_index(len(images), corner, crop)
     return images[n, :, rows, cols].permute(0, 3, 1, 2)
 
 
-def paste(images: torch.Tensor, patches: torch.Tensor, corner: torch.Tensor) -> torch.Tensor:
+def paste(images: torch.Tensor, patches: torch.Tensor, corner: torch.Tensor,
+          side: torch.Tensor | None = None) -> torch.Tensor:
     """A copy of images (N, C, H, W) with ``patches`` (N, C, crop, crop) put back at ``corner``: :func:`cut`'s
-    inverse."""
+    inverse; windows of ``side`` (N,) pixels are resampled from the patches (bilinear)."""
+    if side is not None:
+        h, w = images.shape[-2:]
+        centres = torch.arange(max(h, w), device=images.device).to(images.dtype) + 0.5
+        gy, gx = ((centres[None, :n] - corner[:, i, None]) / side[:, None] * 2 - 1 for i, n in ((0, h), (1, w)))
+        grid = torch.stack([gx[:, None, :].expand(-1, h, -1), gy[:, :, None].expand(-1, -1, w)], -1)
+        drawn = F.grid_sample(patches.to(images.dtype), grid, mode="bilinear", padding_mode="border",
+                              align_corners=False)
+        inside = (gy.abs() < 1)[:, :, None] & (gx.abs() < 1)[:, None, :]
+        return torch.where(inside[:, None], drawn, images)
     n, rows, cols = _window_index(len(images), corner, patches.shape[-1])
     out = images.clone()
     out[n, :, rows, cols] = patches.permute(0, 2, 3, 1).to(out.dtype)
     return out
 
 
-def position(corner: torch.Tensor, crop: int, size: int) -> torch.Tensor:
+def position(corner: torch.Tensor, crop: int, size: int, side: torch.Tensor | None = None) -> torch.Tensor:
     """(N, 2, crop, crop): each window pixel's row and column in the size x size frame, in [-1, 1] (where the light
-    and the camera see it)."""
+    and the camera see it); for windows of ``side`` (N,) pixels, the centres of the resampled pixels."""
     steps = torch.arange(crop, device=corner.device)
+    if side is not None:
+        steps = (steps + 0.5) * side[:, None] / crop - 0.5
     y, x = ((corner[:, i, None] + steps) * (2 / (size - 1)) - 1 for i in (0, 1))
     return torch.stack([y[:, :, None].expand(-1, -1, crop), x[:, None, :].expand(-1, crop, -1)], 1)
 
 
-def around(context: torch.Tensor, box: torch.Tensor, crop: int) -> tuple[torch.Tensor, torch.Tensor]:
+def around(context: torch.Tensor, box: torch.Tensor, crop: int,
+           zoom: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """A crop model's input: ``context`` (N, C, S, S) cut to the window of each box (N, 4) with its
-    :func:`position` channels, and the windows' corners."""
-    corner = window(box, crop, context.shape[-1])
-    return torch.cat([cut(context, corner, crop), position(corner, crop, context.shape[-1]).to(context.dtype)],
-                     1), corner
+    :func:`position` channels, the windows' corners and, with ``zoom`` (:func:`zoomed`), their sides."""
+    size = context.shape[-1]
+    corner, side = zoomed(box, crop, size, zoom) if zoom else (window(box, crop, size), None)
+    return torch.cat([cut(context, corner, crop, side), position(corner, crop, size, side).to(context.dtype)],
+                     1), corner, side
 
 
 def depth(parents: torch.Tensor) -> torch.Tensor:

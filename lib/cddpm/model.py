@@ -38,6 +38,8 @@ class ModelConfig:
     layout: bool = False       # canvas models: also take the object's box as one more input channel
     crop: int = 0              # layout models: draw each object in a crop x crop window around its box, told where
                                # the window lies (2 position channels); 0: the whole frame
+    zoom: float = 0.0          # crop models: the window spans zoom times the box's longer side, resampled to crop x
+                               # crop (cddpm.canvas.zoomed); 0: crop x crop pixels of the frame as they are
 
     def __post_init__(self):
         self.block_out_channels = tuple(int(c) for c in self.block_out_channels)
@@ -55,6 +57,8 @@ class ModelConfig:
         if self.crop and not (self.layout and 0 < self.crop <= self.sample_size and self.crop % self.patch_size == 0):
             raise ValueError(f"crop={self.crop} needs layout=True and a side from 1 to sample_size={self.sample_size} "
                              f"that patch_size={self.patch_size} divides; 0 draws whole frames")
+        if self.zoom < 0 or self.zoom and not self.crop:
+            raise ValueError(f"zoom={self.zoom} needs crop > 0 and zoom >= 0; 0 cuts crop x crop pixels as they are")
         odd = [c for c in self.block_out_channels if c % self.norm_num_groups]
         if odd:
             raise ValueError(f"block_out_channels {odd} not divisible by norm_num_groups={self.norm_num_groups}; "
@@ -151,7 +155,7 @@ class ConditionalUNet(ModelMixin, ConfigMixin):
                  attention_head_dim: int = ModelConfig.attention_head_dim,
                  norm_num_groups: int = ModelConfig.norm_num_groups, dropout: float = ModelConfig.dropout,
                  scale_shift: bool = ModelConfig.scale_shift, canvas: bool = ModelConfig.canvas,
-                 layout: bool = ModelConfig.layout, crop: int = ModelConfig.crop):
+                 layout: bool = ModelConfig.layout, crop: int = ModelConfig.crop, zoom: float = ModelConfig.zoom):
         super().__init__()
         # register_to_config has stored the arguments in self.config; ModelConfig validates them
         self.spec = config = ModelConfig(**{f.name: self.config[f.name] for f in dataclasses.fields(ModelConfig)})

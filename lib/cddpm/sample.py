@@ -315,7 +315,7 @@ def draw(model: torch.nn.Module, sampler: SchedulerMixin, conditions: Sequence[S
     for s, (rows, added, so_far) in enumerate(C.stages(conditions)):
         index = torch.tensor(rows, device=current.device)
         here = current[index]  # these rows' images before the pass
-        context, within, corner = here, None, None
+        context, within, corner, side = here, None, None, None
         if model.config.layout:
             free = occupied[index] if given is None else occupied[index] | taken[index]
             box = C.place(model.layout_boxes, added.argmax(1), free, [gens[i] for i in rows])
@@ -325,19 +325,23 @@ def draw(model: torch.nn.Module, sampler: SchedulerMixin, conditions: Sequence[S
             context, within = torch.cat([context, mask], 1), (mask > 0).to(current.dtype)
             occupied[index] |= mask > 0
             if model.config.crop:  # the pass draws the window around the box; the frame outside it stays
-                context, corner = C.around(context, box, model.config.crop)
-                within = C.cut(within, corner, model.config.crop)
+                context, corner, side = C.around(context, box, model.config.crop, model.config.zoom)
+                within = within if side is not None else C.cut(within, corner, model.config.crop)
         before = context[:, :3]  # ``here``, cut to the window for a crop model
 
         def frame(drawn: torch.Tensor) -> torch.Tensor:  # the pass's output as whole frames of these rows
-            return drawn if corner is None else C.paste(here, drawn, corner)
+            return drawn if corner is None else C.paste(here, drawn, corner, side)
 
         for k, x in enumerate(denoise(model, sampler, added, [gens[i] for i in rows], request, guide, context, so_far)):
             if k:
                 tick(len(rows))
             yield current.index_copy(0, index, frame(x.to(current.dtype)))
-        kept = C.composite(before, x.to(current.dtype).clamp(-1, 1), request.edit_threshold, within=within)
-        current = current.index_copy(0, index, frame(to_float(to_uint8(kept.float())).to(current.dtype)))
+        x = x.to(current.dtype).clamp(-1, 1)
+        if side is None:  # keep what the pass changed where it drew, put back in the frame
+            kept = frame(to_float(to_uint8(C.composite(before, x, request.edit_threshold, within=within).float())))
+        else:  # a zoomed window is resampled into the frame first, so the frame around its object is kept as it was
+            kept = to_float(to_uint8(C.composite(here, frame(x), request.edit_threshold, within=within).float()))
+        current = current.index_copy(0, index, kept.to(current.dtype))
         yield current
 
 

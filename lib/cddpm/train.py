@@ -203,8 +203,8 @@ class Batches:
         if self.boxes is not None:
             base = torch.cat([base, canvas.box_mask(self.boxes[index], x.shape[-1]).to(base.dtype)], 1)
             if cfg.model.crop:
-                base, corner = canvas.around(base, self.boxes[index], cfg.model.crop)
-                x = canvas.cut(x, corner, cfg.model.crop)
+                base, corner, side = canvas.around(base, self.boxes[index], cfg.model.crop, cfg.model.zoom)
+                x = canvas.cut(x, corner, cfg.model.crop, side)
         if cfg.hflip:
             flip = (torch.rand(len(x), device=x.device) < 0.5)[:, None, None, None]
             x = torch.where(flip, x.flip(3), x)
