@@ -225,10 +225,9 @@ def cut(images: torch.Tensor, corner: torch.Tensor, crop: int, side: torch.Tenso
     """The crop x crop windows (N, C, crop, crop) of images (N, C, H, W) at ``corner`` (N, 2); windows of ``side``
     (N,) pixels are resampled to crop x crop (torchvision's ``roi_align``: area-averaged where they shrink)."""
     if side is not None:
-        y, x = corner.to(images.dtype).unbind(1)
-        far = side.to(images.dtype)
-        rois = torch.stack([torch.arange(len(images)).to(images), x, y, x + far, y + far], 1)
-        return roi_align(images, rois, crop, aligned=True)
+        y, x, far = (v.to(images.device, torch.float) for v in (*corner.unbind(1), side))
+        rois = torch.stack([torch.arange(len(images), device=images.device).float(), x, y, x + far, y + far], 1)
+        return roi_align(images.float(), rois, crop, aligned=True).to(images.dtype)
     n, rows, cols = _window_index(len(images), corner, crop)
     return images[n, :, rows, cols].permute(0, 3, 1, 2)
 
@@ -239,11 +238,11 @@ def paste(images: torch.Tensor, patches: torch.Tensor, corner: torch.Tensor,
     inverse; windows of ``side`` (N,) pixels are resampled from the patches (bilinear)."""
     if side is not None:
         h, w = images.shape[-2:]
-        centres = torch.arange(max(h, w), device=images.device).to(images.dtype) + 0.5
+        centres = torch.arange(max(h, w), device=images.device).float() + 0.5
         gy, gx = ((centres[None, :n] - corner[:, i, None]) / side[:, None] * 2 - 1 for i, n in ((0, h), (1, w)))
         grid = torch.stack([gx[:, None, :].expand(-1, h, -1), gy[:, :, None].expand(-1, -1, w)], -1)
-        drawn = F.grid_sample(patches.to(images.dtype), grid, mode="bilinear", padding_mode="border",
-                              align_corners=False)
+        drawn = F.grid_sample(patches.float(), grid, mode="bilinear", padding_mode="border",
+                              align_corners=False).to(images.dtype)
         inside = (gy.abs() < 1)[:, :, None] & (gx.abs() < 1)[:, None, :]
         return torch.where(inside[:, None], drawn, images)
     n, rows, cols = _window_index(len(images), corner, patches.shape[-1])
