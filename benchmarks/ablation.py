@@ -35,11 +35,11 @@ from cddpm.paths import write_json
 from cddpm.sample import SampleRequest, generate
 from cddpm.workflow.report import METRICS, as_text, mean_std
 
-COMMON = ["--prediction-type", "v_prediction", "--mixed-precision", "bf16", "--batch-size", "32", "--lr", "1e-3"]
+COMMON = ["--prediction-type", "v_prediction", "--mixed-precision", "auto", "--batch-size", "32", "--lr", "1e-3"]
 # later flags override earlier ones (argparse), so an arm is COMMON plus what it changes; each arm has its row in
 # docs/ablations.md
 ARMS: dict[str, list[str]] = {
-    "reference": ["--preset", "reference", "--prediction-type", "epsilon", "--mixed-precision", "bf16",
+    "reference": ["--preset", "reference", "--prediction-type", "epsilon", "--mixed-precision", "auto",
                   "--batch-size", "32", "--lr", "2e-4"],
     # whole scenes: layout64's network without the canvas (64x64 through the 2x2 fold, AdaGN, embedded label)
     "p2-embed": ["--preset", "layout64", *COMMON, "--model", "canvas=false", "layout=false"],
@@ -53,6 +53,12 @@ ARMS: dict[str, list[str]] = {
     "layout64-crop32": ["--preset", "crop64", *COMMON],
     # crop64 with a 40x40 window, which holds 99% of the training boxes whole (1.6x the pixels per pass)
     "crop64-40": ["--preset", "crop64", *COMMON, "--model", "crop=40"],
+    # crop64 with a 24x24 window (0.6 of the pixels per pass; 60% of the training boxes whole)
+    "crop64-24": ["--preset", "crop64", *COMMON, "--model", "crop=24"],
+    # crop64 with windows 1.25 times each box's longer side, resampled to 32x32
+    "crop64-zoom": ["--preset", "crop64", *COMMON, "--model", "zoom=1.25"],
+    # both: windows 1.25 times the box resampled to 24x24, the zoom64 preset (the default)
+    "zoom64": ["--preset", "zoom64", *COMMON],
 }
 
 

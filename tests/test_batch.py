@@ -163,7 +163,7 @@ def test_the_demo_prints_its_plan_first_and_shows_its_notebooks_as_they_run(tmp_
     assert "demo [smoke]: the plan" in plan
     assert f"render 16 scenes into {p.data_root}: 0.5 min (estimated)" in plan
     assert "judge  train a judge of the data: 1.5 min (a budget" in plan  # filed under the key of data not yet there
-    assert f"train  train crop64 into {p.run}: 4 min (a budget" in plan
+    assert f"train  train zoom64 into {p.run}: 4 min (a budget" in plan
     assert "6 runs of dpmsolver 3 steps (test + new_test, guidance 3, raw weights)" in plan and ": 2 min (estimated)" in plan
     assert "in all 8 min\n" in plan
     assert "01_data took" in calls[1][2]  # each stage's time, as it ends
@@ -223,7 +223,7 @@ def test_the_plan_says_what_is_already_there(tmp_path, monkeypatch):
     (tmp_path / "judge.pth").write_bytes(b"")
     plan = "\n".join(batch.demo_plan(p))
     assert "data   use mine: 0 min" in plan and "judge  use judge.pth: 0 min" in plan  # a root we do not render
-    assert "train crop64 into run for 7 steps: not estimated" in plan and "and the stages not estimated" in plan
+    assert "train zoom64 into run for 7 steps: not estimated" in plan and "and the stages not estimated" in plan
     (tmp_path / "run" / "checkpoints" / "step-3").mkdir(parents=True)
     assert "train  continue run to the length it started with" in "\n".join(batch.demo_plan(p))
 

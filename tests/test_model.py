@@ -25,8 +25,9 @@ def test_parse_overrides_types_each_field():
 
 def test_the_layout_design_without_its_canvas_is_the_measured_whole_scene_model():
     """The p2-embed arm of docs/ablations.md: layout64 with ``--model canvas=false layout=false``; crop64 is layout64
-    drawing 32x32 windows unfolded."""
-    assert preset(DEFAULT_PRESET) == preset("layout64", **parse_overrides(["crop=32", "patch_size=1"]))
+    drawing 32x32 windows unfolded, zoom64 crop64 drawing windows 1.25 times the box at 24x24."""
+    assert preset("crop64") == preset("layout64", **parse_overrides(["crop=32", "patch_size=1"]))
+    assert preset(DEFAULT_PRESET) == preset("crop64", **parse_overrides(["crop=24", "zoom=1.25"]))
     whole = preset("layout64", **parse_overrides(["canvas=false", "layout=false"]))
     assert whole == ModelConfig(sample_size=64, patch_size=2, scale_shift=True, block_out_channels=(32, 64, 64, 128),
                                 attention_levels=(3,), layers_per_block=1, norm_num_groups=16)

@@ -79,8 +79,13 @@ PRESETS: dict[str, ModelConfig] = {
                             block_out_channels=(32, 64, 64, 128), attention_levels=(3,), layers_per_block=1,
                             norm_num_groups=16),
     # layout64 drawing each object in a 32x32 window around its box at full resolution, told where the window lies:
-    # the same UNet grid, so about the same cost per step (docs/ablations.md): the default
+    # the same UNet grid, so about the same cost per step (docs/ablations.md)
     "crop64": ModelConfig(sample_size=64, patch_size=1, scale_shift=True, canvas=True, layout=True, crop=32,
+                          block_out_channels=(32, 64, 64, 128), attention_levels=(3,), layers_per_block=1,
+                          norm_num_groups=16),
+    # crop64 drawing each object in a window 1.25 times its box, resampled to 24x24: every object at about one size,
+    # whole, at 0.6 of the cost per step (docs/ablations.md): the default
+    "zoom64": ModelConfig(sample_size=64, patch_size=1, scale_shift=True, canvas=True, layout=True, crop=24, zoom=1.25,
                           block_out_channels=(32, 64, 64, 128), attention_levels=(3,), layers_per_block=1,
                           norm_num_groups=16),
     # the layout design at GPU widths, full resolution; fits a 16 GB T4 at batch 64 in fp16

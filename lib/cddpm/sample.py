@@ -204,7 +204,7 @@ def check_boxes(model: torch.nn.Module, conditions: Sequence[Sequence[str]],
         return None
     if not model.config.layout:
         if any(box is not None for row in boxes if isinstance(row, Sequence) for box in row):
-            raise ValueError("boxes need a layout model (ModelConfig.layout: e.g. the crop64 preset); this run "
+            raise ValueError("boxes need a layout model (ModelConfig.layout: e.g. the zoom64 preset); this run "
                              "places no boxes, so leave them out")
         return None
     if len(boxes) != len(conditions):

@@ -52,7 +52,7 @@ PROFILES: dict[str, Profile] = {
                      guidance=(1.0, 2.0), weights="raw", ddpm_steps=3),
     # `make demo` fits 20 minutes on 2 cores of any speed: judge and training get minutes and size their work to the
     # machine; rendering and sampling are fixed work, estimated for a slow CPU (docs/any-cpu.md), and the training
-    # takes what they leave (10 minutes by the estimates, 02_train's own length); guidance 1: crop64's best at 6
+    # takes what they leave (10 minutes by the estimates, 02_train's own length); guidance 1: the crop models' best at 6
     # minutes, and the raw weights: a run this short ends above its EMA (docs/ablations.md)
     "demo": Profile("demo", evaluator_epochs=None, evaluator_minutes=2, train=dict(minutes=10), guidance=(1.0,),
                     weights="raw", render_minutes=3, sample_minutes=5, demo_minutes=20),
