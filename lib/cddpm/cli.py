@@ -504,8 +504,8 @@ def _evaluate(args) -> int:
         if record.get("evaluator_sha256") not in (None, judge.digest()):
             print(f"note: {args.images} was judged by {record.get('evaluator')} when sampled; these numbers are "
                   f"{args.evaluator}'s", file=sys.stderr)
-        result = evaluator.evaluate_folder(judge, args.images, root, name, with_per_image=args.per_image,
-                                           conditions=lists, **_fidelity_options(args))
+        result = evaluator.evaluate_folder(judge, args.images, lists, name, with_per_image=args.per_image,
+                                           **_fidelity_options(args))
         if result["resized"]:
             print(f"note: resized {result['resized']} images in {args.images} to {IMAGE_SIZE}x{IMAGE_SIZE}",
                   file=sys.stderr)
@@ -648,6 +648,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cddpm {args.command}: interrupted; nothing half-written was kept", file=sys.stderr)
         return 130
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -463,15 +463,13 @@ def sample_split(run: str | os.PathLike, out: str | os.PathLike, request: Sample
                  conditions: str | os.PathLike | None = None, layout: str | os.PathLike | None = None,
                  data: str | os.PathLike | None = None,
                  checkpoint: str = "last", ema: bool = True, judge: Judge | None = None, guide: NamedGuide | None = None,
-                 denoise_labels: Sequence[str] = DENOISE_LABELS, frames: int = DENOISE_FRAMES,
-                 device: str | torch.device | None = None, progress: bool = True) -> dict:
+                 frames: int = DENOISE_FRAMES, device: str | torch.device | None = None, progress: bool = True) -> dict:
     """``cddpm sample``: draw one of a split, label lists, a conditions file or a layout file with a checkpoint of
     ``run`` and write the course outputs and ``metrics.json`` (returned) to ``out``."""
     if sum(x is not None for x in (split, labels, conditions, layout)) != 1:
         raise ValueError("give exactly one of a split (test or new_test), label lists, a conditions file or a layout "
                          "file to sample")
     check_whole("--frames", frames, 2)  # every value is checked before --out is touched (prepare_out clears it)
-    denoise_labels = L.check(denoise_labels)
     if request.classifier_guidance and guide is None:
         raise ValueError("classifier guidance needs --guide-evaluator PATH (an evaluator other than the judging one)")
     if guide is not None and not request.classifier_guidance:
@@ -501,7 +499,7 @@ def sample_split(run: str | os.PathLike, out: str | os.PathLike, request: Sample
     save_images(images, out / "images" / name)
     figures.save_grid(images, out / f"grid_{name}.png")
     figures.save_captioned_grid(images, [", ".join(c) for c in conditions], out / f"captions_{name}.png")
-    figures.save_grid(denoise_frames(model, schedule, denoise_labels, frames, request, guide), out / "denoise.png",
+    figures.save_grid(denoise_frames(model, schedule, DENOISE_LABELS, frames, request, guide), out / "denoise.png",
                       nrow=frames)
 
     metrics = dict(split=name, n=len(images), run=str(run), checkpoint=folder.name, ema=ema, sampler=request.sampler,

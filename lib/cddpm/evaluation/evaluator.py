@@ -259,19 +259,12 @@ def _fidelity(evaluator: Evaluator, images: torch.Tensor, labels: torch.Tensor, 
 REPORT_KEYS = ("topk", "exact_set", "extra_object_rate", "n", "split", "images", "evaluator")  # what both write
 
 
-def evaluate_folder(evaluator: Evaluator, folder: str | os.PathLike, root: str | os.PathLike | None,
-                    split: str = "test", with_per_image: bool = False,
-                    conditions: str | os.PathLike | Sequence[Sequence[str]] | None = None,
-                    reference: str | os.PathLike | None = None, floor_reference: str | os.PathLike | None = None,
-                    inception: bool = False) -> dict:
-    """Metrics of ``folder/{i}.png`` against the ``split`` conditions of ``root``, a test.json-style ``conditions`` file,
-    or object lists; with a ``reference`` also FD and KID (:func:`cddpm.evaluation.fidelity.measure`)."""
-    if conditions is None:
-        lists = data.load_condition_lists(root, split)
-    elif isinstance(conditions, (str, os.PathLike)):
-        lists, split = data.load_condition_file(conditions), Path(conditions).stem
-    else:
-        lists = data.check_lists(list(conditions), f"the conditions of {folder}")
+def evaluate_folder(evaluator: Evaluator, folder: str | os.PathLike, conditions: Sequence[Sequence[str]],
+                    split: str = "test", with_per_image: bool = False, reference: str | os.PathLike | None = None,
+                    floor_reference: str | os.PathLike | None = None, inception: bool = False) -> dict:
+    """Metrics of ``folder/{i}.png`` against the object lists ``conditions`` (named ``split``); with a ``reference``
+    also FD and KID (:func:`cddpm.evaluation.fidelity.measure`)."""
+    lists = data.check_lists(list(conditions), f"the conditions of {folder}")
     labels = L.encode_batch(lists)
     images, resized = read_folder(folder, len(labels))
     scores = evaluator.scores(data.to_float(images), check_range=False)

@@ -69,13 +69,10 @@ def markdown_table(rows: list[dict]) -> str:
              "|" + " --- |" * (len(KEYS) + len(varying) + 4 + len(extra))]
     for r in rows:
         cells = [r.get(k) for k in KEYS + tuple(varying)] + [r["seeds"]]
-        cells += [_cell(r, m, ".4f" if m.startswith("kid") else ".3f") for m in METRICS + tuple(extra)]
+        cells += [as_text(r[m], r[m + "_std"], ".4f" if m.startswith("kid") else ".3f") if m in r else "–"
+                  for m in METRICS + tuple(extra)]
         lines.append("| " + " | ".join("–" if c is None else str(c) for c in cells) + " |")
     return "\n".join(lines)
-
-
-def _cell(row: dict, m: str, form: str) -> str:
-    return as_text(row[m], row[m + "_std"], form) if m in row else "–"
 
 
 def as_text(mean: float, std: float | None, form: str = ".3f") -> str:
