@@ -1,12 +1,11 @@
 """Equal-wall-clock ablations: train an arm for N minutes with `cddpm train`, then score its checkpoints.
 
-Each arm is a list of `cddpm train` flags (ARMS below). A run is calibrated first (images/s of that arm
-on this machine, measured by `cddpm.train.Trainer` on random data), which sets its `--max-steps` and checkpoints
-(the warm-up is the trainer's default, a tenth of the run); `--minutes` sizes it to the budget within those steps,
-so that its cosine LR schedule ends on time (the trainer measures its own speed again at its start). Every checkpoint is then sampled
-on test and new_test (DPM-Solver++, one image per condition, the run's seed) and scored by the judging
-evaluator; one JSON line per (checkpoint, guidance) goes to OUT/results.jsonl. `--report` turns that
-file into the markdown table and the accuracy-versus-minutes plot of docs/ablations.md.
+Each arm is a list of `cddpm train` flags (ARMS below), trained with `--minutes`: the trainer times its own steps on
+this machine, re-times itself once 5% of the budget has gone, and ends its cosine LR schedule on time; it checkpoints
+every ``minutes / saves`` of training. Every checkpoint is then sampled on test and new_test (DPM-Solver++, one image
+per condition, the run's seed) and scored by the judging evaluator; one JSON line per (checkpoint, guidance) goes to
+OUT/results.jsonl. `--report` turns that file into the markdown table and the accuracy-versus-minutes plot of
+docs/ablations.md.
 
     python benchmarks/ablation.py --arms canvas64 layout64 --seeds 0 1 2 --minutes 6
     python benchmarks/ablation.py --report --out outputs/ablation --plot docs/ablation_curves.png
@@ -18,7 +17,6 @@ import json
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -31,7 +29,6 @@ from cddpm.data import load_condition_lists, to_uint8
 from cddpm.evaluation.evaluator import Evaluator, evaluate_images
 from cddpm.evaluation.fidelity import measure
 from cddpm.labels import encode_batch
-from cddpm.paths import write_json
 from cddpm.sample import SampleRequest, generate
 from cddpm.workflow.report import METRICS, as_text, mean_std
 
@@ -62,33 +59,14 @@ ARMS: dict[str, list[str]] = {
 }
 
 
-def calibrate(arm: str, data: str, out: Path) -> float:
-    """Training images/s of an arm on this machine: a 60-step `cddpm train`, its second logged window (cached)."""
-    cache = out / "rates.json"
-    rates = json.loads(cache.read_text()) if cache.is_file() else {}
-    if arm not in rates:
-        with tempfile.TemporaryDirectory() as tmp:
-            subprocess.run([sys.executable, "-m", "cddpm", "train", "--out", f"{tmp}/run", "--data", data,
-                            "--max-steps", "60", "--log-every", "30", *ARMS[arm]], check=True, capture_output=True)
-            rates[arm] = runs.read_metrics(f"{tmp}/run")[-1]["images_per_s"]
-        write_json(cache, rates)
-    return rates[arm]
-
-
 def train_arm(arm: str, seed: int, minutes: float, data: str, out: Path, saves: int) -> Path:
-    """Train one arm for ``minutes`` (calibrated max-steps, checkpoints ``saves`` times); return the run folder."""
+    """Train one arm for ``minutes`` of its own timing, checkpointing every ``minutes / saves``; return the run."""
     run = out / "runs" / f"{arm}-s{seed}"
     if (run / "config.json").is_file():
         return run
-    flags = ARMS[arm]
-    rate = calibrate(arm, data, out)
-    batch = int(flags[len(flags) - 1 - flags[::-1].index("--batch-size") + 1])  # the last one given wins
-    steps = max(saves, int(rate * minutes * 60 / batch))
-    print(f"{arm} seed {seed}: {rate:.1f} images/s -> {steps} steps in {minutes} min", file=sys.stderr, flush=True)
     subprocess.run([sys.executable, "-m", "cddpm", "train", "--out", str(run), "--data", data, "--seed", str(seed),
-                    "--max-steps", str(steps), "--minutes", str(minutes), "--save-every",
-                    str(max(1, steps // saves)), "--keep", str(saves + 1), *flags],
-                   check=True, stdout=subprocess.DEVNULL)
+                    "--minutes", str(minutes), "--save-minutes", str(minutes / saves), "--save-every", str(10**9),
+                    "--keep", str(saves + 1), *ARMS[arm]], check=True, stdout=subprocess.DEVNULL)
     return run
 
 
@@ -171,12 +149,16 @@ def report(results: Path, plot: Path | None, arms: list[str] | None = None, seed
 
         fig = Figure(figsize=(6.5, 4))
         ax = fig.add_subplot()
-        curves = defaultdict(lambda: defaultdict(list))
+        runs_at_3 = defaultdict(list)  # (arm, seed): its checkpoints at guidance 3, the curve's points in order
         for r in rows:
             if r["guidance"] == 3.0:
-                curves[r["arm"]][r["checkpoint"]].append(r)
+                runs_at_3[r["arm"], r["seed"]].append(r)
+        curves = defaultdict(lambda: defaultdict(list))  # arm: k-th checkpoint of each seed (saved by minutes)
+        for (arm, _), rs in runs_at_3.items():
+            for k, r in enumerate(sorted(rs, key=lambda r: r["step"])):
+                curves[arm][k].append(r)
         for arm, points in curves.items():
-            xs = sorted(points.values(), key=lambda rs: rs[0]["step"])
+            xs = [points[k] for k in sorted(points)]
             ax.plot([statistics.mean(r["minutes"] for r in rs) for rs in xs],
                     [statistics.mean((r["test"]["topk"] + r["new_test"]["topk"]) / 2 for r in rs) for rs in xs],
                     marker="o", label=arm)
