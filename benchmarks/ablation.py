@@ -153,9 +153,13 @@ def report(results: Path, plot: Path | None, arms: list[str] | None = None, seed
         for r in rows:
             if r["guidance"] == 3.0:
                 runs_at_3[r["arm"], r["seed"]].append(r)
-        curves = defaultdict(lambda: defaultdict(list))  # arm: k-th checkpoint of each seed (saved by minutes)
+        fewest = defaultdict(lambda: 10**9)  # checkpoints are saved by minutes, so a run may have one more
         for (arm, _), rs in runs_at_3.items():
-            for k, r in enumerate(sorted(rs, key=lambda r: r["step"])):
+            fewest[arm] = min(fewest[arm], len(rs))
+        curves = defaultdict(lambda: defaultdict(list))  # arm: the k-th checkpoint of each seed, its last one last
+        for (arm, _), rs in runs_at_3.items():
+            rs = sorted(rs, key=lambda r: r["step"])
+            for k, r in enumerate(rs[:fewest[arm] - 1] + rs[-1:]):
                 curves[arm][k].append(r)
         for arm, points in curves.items():
             xs = [points[k] for k in sorted(points)]
