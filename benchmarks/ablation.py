@@ -119,9 +119,30 @@ def fidelity(out: Path, rows: list[dict], data: str, judge: Evaluator, gt: Path)
     return f"{' / '.join(fds)} ({' / '.join(ratios)}x)"
 
 
+def curve_points(rows: list[dict]) -> dict[str, list[list[dict]]]:
+    """Per arm, the curve's points at guidance 3: each seed's k-th checkpoint, its last one last (checkpoints are
+    saved by minutes, so a run may have one more than another)."""
+    by_run = defaultdict(list)
+    for r in rows:
+        if r["guidance"] == 3.0:
+            by_run[r["arm"], r["seed"]].append(r)
+    curves = defaultdict(lambda: defaultdict(list))
+    for (arm, _), rs in by_run.items():
+        fewest = min(len(others) for (other, _), others in by_run.items() if other == arm)
+        rs = sorted(rs, key=lambda r: r["step"])
+        for k, r in enumerate(rs[:fewest - 1] + rs[-1:]):
+            curves[arm][k].append(r)
+    return {arm: [points[k] for k in sorted(points)] for arm, points in curves.items()}
+
+
+def _both(rs: list[dict], metric: str) -> float:
+    """The mean over runs of a metric's mean over test and new_test."""
+    return statistics.mean((r["test"][metric] + r["new_test"][metric]) / 2 for r in rs)
+
+
 def report(results: Path, plot: Path | None, arms: list[str] | None = None, seeds: list[int] | None = None,
            data: str | None = None, judge: Evaluator | None = None, gt: Path | None = None) -> str:
-    """Markdown table (last checkpoint, best guidance by mean top-k) and the accuracy-vs-minutes plot; with a
+    """Markdown tables (last checkpoint, best guidance by mean top-k; the curve) and the accuracy-vs-minutes plot; with a
     ``judge`` and ``gt`` renders of ``data``'s conditions, FD in its features (:func:`fidelity`) for the arms whose
     images were kept."""
     rows = [r for r in runs.read_metrics(results) if (not arms or r["arm"] in arms) and (seeds is None or r["seed"] in seeds)]
@@ -135,8 +156,7 @@ def report(results: Path, plot: Path | None, arms: list[str] | None = None, seed
         options = {g: rs for (a, g), rs in last.items() if a == arm}
         if not options:
             continue
-        g, rs = max(options.items(), key=lambda kv: statistics.mean(
-            (r["test"]["topk"] + r["new_test"]["topk"]) / 2 for r in kv[1]))
+        g, rs = max(options.items(), key=lambda kv: _both(kv[1], "topk"))
         cells = [as_text(*mean_std([r[s][m] for r in rs])) for m in ("topk", "exact_set") for s in ("test", "new_test")]
         cells.append(" / ".join(f"{statistics.mean(r[s]['extra_object_rate'] for r in rs):.2f}"
                                 for s in ("test", "new_test")))
@@ -144,27 +164,19 @@ def report(results: Path, plot: Path | None, arms: list[str] | None = None, seed
         cells.append(fidelity(results.parent, rs, data, judge, gt) if judge is not None and gt is not None and kept else "")
         lines.append(f"| {arm} | {g:g} | {len(rs)} | {statistics.mean(r['minutes'] for r in rs):.1f} | "
                      + " | ".join(cells) + " |")
+    curves = curve_points(rows)
+    lines += ["", "Along the curve (guidance 3): mean minutes, then the mean of both splits' top-k (exact-set).", "",
+              "| arm | seeds | points |", "|---|---|---|"]
+    lines += [f"| {arm} | {len(xs[0])} | " + " · ".join(
+        f"{statistics.mean(r['minutes'] for r in rs):.1f} min: {_both(rs, 'topk'):.2f} ({_both(rs, 'exact_set'):.2f})"
+        for rs in xs) + " |" for arm, xs in curves.items()]
     if plot is not None:
         from matplotlib.figure import Figure
 
         fig = Figure(figsize=(6.5, 4))
         ax = fig.add_subplot()
-        runs_at_3 = defaultdict(list)  # (arm, seed): its checkpoints at guidance 3, the curve's points in order
-        for r in rows:
-            if r["guidance"] == 3.0:
-                runs_at_3[r["arm"], r["seed"]].append(r)
-        fewest = defaultdict(lambda: 10**9)  # checkpoints are saved by minutes, so a run may have one more
-        for (arm, _), rs in runs_at_3.items():
-            fewest[arm] = min(fewest[arm], len(rs))
-        curves = defaultdict(lambda: defaultdict(list))  # arm: the k-th checkpoint of each seed, its last one last
-        for (arm, _), rs in runs_at_3.items():
-            rs = sorted(rs, key=lambda r: r["step"])
-            for k, r in enumerate(rs[:fewest[arm] - 1] + rs[-1:]):
-                curves[arm][k].append(r)
-        for arm, points in curves.items():
-            xs = [points[k] for k in sorted(points)]
-            ax.plot([statistics.mean(r["minutes"] for r in rs) for rs in xs],
-                    [statistics.mean((r["test"]["topk"] + r["new_test"]["topk"]) / 2 for r in rs) for rs in xs],
+        for arm, xs in curves.items():
+            ax.plot([statistics.mean(r["minutes"] for r in rs) for rs in xs], [_both(rs, "topk") for rs in xs],
                     marker="o", label=arm)
         ax.set(xlabel="training minutes (2 CPU cores)", ylabel="top-k, mean of test and new_test (guidance 3)",
                ylim=(0, 1), title="Accuracy versus training time")
