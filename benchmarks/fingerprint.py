@@ -1,4 +1,5 @@
-"""Fingerprint of the method's numerics: a few seeded fp32 training steps of layout64 (every setting named), then seeded samples.
+"""Fingerprint of the method's numerics: a few seeded fp32 training steps of a preset (the default one unless
+--preset; every setting named), then seeded samples.
 
 Prints one sha1 per artefact. Two checkouts that print the same lines on one machine compute the same weights and the
 same PNGs (floating point differs across CPU kinds, so compare on one machine only):
@@ -13,6 +14,8 @@ import sys
 from pathlib import Path
 
 from safetensors.torch import load_file
+
+from cddpm.choices import DEFAULT_PRESET, PRESETS
 
 
 def tensors_sha1(path: Path) -> str:
@@ -29,13 +32,14 @@ def main() -> None:
     parser.add_argument("--data", default="data/synthetic-iclevr")
     parser.add_argument("--work", required=True, help="scratch folder (replaced)")
     parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--preset", choices=PRESETS, default=DEFAULT_PRESET)
     args = parser.parse_args()
     work = Path(args.work)
     shutil.rmtree(work, ignore_errors=True)
     cddpm = [sys.executable, "-m", "cddpm"]
     run = work / "run"
     subprocess.run(cddpm + ["train", "--data", args.data, "--out", str(run), "--max-steps", str(args.steps),
-                            "--preset", "layout64", "--prediction-type", "v_prediction", "--batch-size", "8", "--lr", "1e-3",
+                            "--preset", args.preset, "--prediction-type", "v_prediction", "--batch-size", "8", "--lr", "1e-3",
                             "--warmup", "2", "--weight-decay", "0", "--max-grad-norm", "1", "--p-uncond", "0.1",
                             "--ema-decay", "0.9999", "--no-hflip", "--mixed-precision", "no", "--seed", "0",
                             "--save-every", str(args.steps), "--log-every", "1"], check=True)
