@@ -41,11 +41,10 @@ def test_the_command_line_offers_the_shared_choices_and_defaults():
     assert option("sample", "--sampler").default == choices.DEFAULT_SAMPLER
     assert shown["--steps"].endswith(f"[{choices.DEFAULT_STEPS[choices.DEFAULT_SAMPLER]}]")
     request = sample.SampleRequest()  # sample.py's defaults are the shared ones, which the flags take
-    assert (request.guidance, request.seed, request.classifier_guidance) == (choices.GUIDANCE, choices.SEED,
-                                                                             choices.CLASSIFIER_GUIDANCE)
+    assert (request.guidance, request.seed, request.edit_threshold) == (choices.GUIDANCE, choices.SEED,
+                                                                        choices.EDIT_THRESHOLD)
     assert (option("sample", "--guidance").default, option("sample", "--seed").default,
-            option("sample", "--classifier-guidance").default) == (choices.GUIDANCE, choices.SEED,
-                                                                     choices.CLASSIFIER_GUIDANCE)
+            option("sample", "--edit-threshold").default) == (choices.GUIDANCE, choices.SEED, choices.EDIT_THRESHOLD)
     assert shown["--guidance"].endswith(f"[{choices.GUIDANCE}]")
     for command, flag in (("render", "--split"), ("sample", "--split"), ("evaluate", "--split"), ("batch", "--splits")):
         assert tuple(option(command, flag).choices) == choices.SPLITS, (command, flag)

@@ -45,14 +45,14 @@ def test_raw_weights_and_other_settings_are_rows_of_their_own_not_seeds(tmp_path
     assert [(r["weights"], r["seeds"], r["topk"]) for r in rows] == [("ema", 2, pytest.approx(0.6)), ("raw", 1, 0.9)]
     table = report.markdown_table(rows).splitlines()
     assert table[0].startswith("| split | checkpoint | weights |") and "edit threshold" not in table[0]
-    guided = root / "test__seed0__last__dpmsolver20__g1__cg"
-    guided.mkdir()
-    (guided / "metrics.json").write_text(json.dumps({**record, "classifier_guidance": 2.0}))
+    edited = root / "test__seed0__last__dpmsolver20__g1__e0.3"
+    edited.mkdir()
+    (edited / "metrics.json").write_text(json.dumps({**record, "edit_threshold": 0.3}))
     rows = report.summarise(report.collect(root))
-    assert len(rows) == 3  # classifier guidance 2 is not a third seed of the plain setting
+    assert len(rows) == 3  # edit threshold 0.3 is not a third seed of the plain setting
     table = report.markdown_table(rows).splitlines()
-    assert "| classifier guidance |" in table[0] and table[1].count("---") == len(table[0].split("|")) - 2
-    assert any("| 2.0 | 1 | 0.500 |" in line for line in table)
+    assert "| edit threshold |" in table[0] and table[1].count("---") == len(table[0].split("|")) - 2
+    assert any("| 0.3 | 1 | 0.500 |" in line for line in table)
 
 
 def test_build_writes_table_and_figures(tmp_path):

@@ -8,7 +8,6 @@ DEFAULT_SAMPLER = "dpmsolver"                       # DPM-Solver++ (the sampler 
 DEFAULT_STEPS = {"ddpm": 1000, "ddim": 50, DEFAULT_SAMPLER: 20}
 WEIGHTS = ("ema", "raw")                            # a checkpoint's EMA of the weights, or the weights themselves
 GUIDANCE = 1.0                                      # classifier-free guidance scale (1: plain conditional)
-CLASSIFIER_GUIDANCE = 0.0                           # judge-gradient guidance (0: off)
 SAMPLE_BATCH = 64                                   # images a sampler draws at once (the pipeline too)
 CONDITIONINGS = ("concat", "embed")                 # how the label reaches the UNet, see cddpm.model
 PREDICTION_TYPES = ("epsilon", "v_prediction")

@@ -12,7 +12,6 @@ from pathlib import Path
 
 from . import __version__
 from .choices import (
-    CLASSIFIER_GUIDANCE,
     CONDITIONINGS,
     DEFAULT_DATA,
     DEFAULT_EVALUATOR,
@@ -281,10 +280,6 @@ def _add_sample(sub) -> None:
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument("--evaluator", type=Path, default=None, help="evaluator checkpoint: adds accuracies to metrics.json")
     _add_fidelity(p)
-    p.add_argument("--classifier-guidance", type=float, default=CLASSIFIER_GUIDANCE, metavar="S",
-                   help="add S * grad log p(set | predicted x0) of --guide-evaluator to each step (0: off) [%(default)s]")
-    p.add_argument("--guide-evaluator", type=Path, default=None,
-                   help="evaluator that guides; judge with a different --evaluator")
     p.add_argument("--frames", type=int, default=DENOISE_FRAMES, help="frames of the denoising strip [%(default)s]")
     p.set_defaults(func=_sample)
 
@@ -294,13 +289,13 @@ def _sample(args) -> int:
     from .device import resolve
     from .evaluation.judge import for_sampling
 
-    request = _request(args, batch_size=args.batch_size, classifier_guidance=args.classifier_guidance)
+    request = _request(args, batch_size=args.batch_size)
     device = resolve(args.device)
-    judge, guide = for_sampling(args.evaluator, args.guide_evaluator, device, **_fidelity_options(args))
+    judge = for_sampling(args.evaluator, device, **_fidelity_options(args))
     metrics = sample.sample_split(
         args.run, args.out, request, split=args.split, labels=args.labels and [labels.parse(t) for t in args.labels],
         conditions=args.conditions, layout=args.layout, data=args.data, checkpoint=args.checkpoint, ema=args.ema,
-        judge=judge, guide=guide, frames=args.frames, device=device)
+        judge=judge, frames=args.frames, device=device)
     _print_json(metrics)
     return 0
 

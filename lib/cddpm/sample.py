@@ -1,5 +1,4 @@
-"""Sampling: diffusers samplers of the run's training schedule, classifier-free (and classifier) guidance, the
-course outputs; image i draws all its noise from a generator seeded by (seed, i) (docs/training-and-sampling.md)."""
+"""Sampling: diffusers samplers of the run's training schedule, classifier-free guidance, the course outputs; image i draws all its noise from a generator seeded by (seed, i) (docs/training-and-sampling.md)."""
 from __future__ import annotations
 
 import math
@@ -24,7 +23,6 @@ from . import canvas as C
 from . import figures, provenance, runs
 from . import labels as L
 from .choices import (
-    CLASSIFIER_GUIDANCE,
     DEFAULT_SAMPLER,
     DEFAULT_STEPS,
     DENOISE_FRAMES,
@@ -58,16 +56,6 @@ SAMPLERS: dict[str, tuple[type[SchedulerMixin], dict]] = {
                                                 "thresholding": True, "sample_max_value": 1.0}),
 }
 Box = Sequence[int]  # y0, x0, y1, x1 of an object in the course's IMAGE_SIZE pixels, ends exclusive
-# differentiable log p(requested set | image) (N,) of images (N, 3, IMAGE_SIZE, IMAGE_SIZE) in [-1, 1] and (N, 24)
-Guide = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-class NamedGuide(Protocol):
-    """A :data:`Guide` that ``metrics.json`` records by ``path`` (e.g. ``cddpm.evaluation.judge.ClassifierGuide``)."""
-
-    path: str
-
-    def __call__(self, images: torch.Tensor, cond: torch.Tensor) -> torch.Tensor: ...
 
 
 class Judge(Protocol):
@@ -89,7 +77,7 @@ def generators(seed: int, indices: Sequence[int]) -> list[torch.Generator]:
 
 
 FLAGS = {"steps": "--steps", "guidance": "--guidance", "seed": "--seed", "batch_size": "--batch-size",
-         "edit_threshold": "--edit-threshold", "classifier_guidance": "--classifier-guidance"}  # as errors name them
+         "edit_threshold": "--edit-threshold"}  # as errors name them
 
 
 def _show(name: str, value: object) -> str:
@@ -119,7 +107,6 @@ class SampleRequest:
     seed: int = SEED
     batch_size: int = SAMPLE_BATCH
     edit_threshold: float = EDIT_THRESHOLD
-    classifier_guidance: float = CLASSIFIER_GUIDANCE
     names: InitVar[Mapping[str, str]] = FLAGS
 
     def __post_init__(self, names: Mapping[str, str]) -> None:
@@ -127,7 +114,6 @@ class SampleRequest:
         if self.steps is not None:
             check_whole(names["steps"], self.steps, 1)
         for key, high, rule in (("guidance", math.inf, "be a finite number >= 0 (1 is plain conditional)"),
-                                ("classifier_guidance", math.inf, "be a finite number >= 0 (0 is off)"),
                                 ("edit_threshold", 2, "lie in [0, 2): changes of images in [-1, 1] stay below 2 (0 "
                                                       f"keeps whole passes; default {EDIT_THRESHOLD})")):
             value = getattr(self, key)
@@ -181,19 +167,6 @@ def _predict(model: torch.nn.Module, x: torch.Tensor, t: torch.Tensor, cond: tor
     both = model(x, t, null) if canvas is None else model(x, t, null, torch.cat([canvas, canvas]))
     pred_cond, pred_null = both.chunk(2)
     return pred_null + guidance * (pred_cond - pred_null)
-
-
-def _apply_guide(sampler: SchedulerMixin, pred: torch.Tensor, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor,
-                 guide: Guide, scale: float) -> torch.Tensor:
-    """Shift the prediction so that its x0 moves by ``scale`` * grad_x0 log p(set | x0); the gradient skips the
-    denoiser, so a guided step costs one guide forward and backward."""
-    ab = sampler.alphas_cumprod.to(x.device, x.dtype)[t]
-    a, s = ab.sqrt(), (1 - ab).sqrt()
-    v_pred = sampler.config.prediction_type == "v_prediction"
-    x0 = (a * x - s * pred if v_pred else (x - s * pred) / a).detach().requires_grad_(True)
-    log_p = guide(resize(x0.clamp(-1, 1), IMAGE_SIZE), cond)
-    grad = torch.autograd.grad(log_p.sum(), x0)[0]
-    return pred - scale * grad / s if v_pred else pred - scale * grad * a / s
 
 
 def check_boxes(model: torch.nn.Module, conditions: Sequence[Sequence[str]],
@@ -262,29 +235,24 @@ def check_start(model: torch.nn.Module, start: torch.Tensor | None, n: int) -> t
 
 @torch.no_grad()
 def denoise(model: torch.nn.Module, sampler: SchedulerMixin, cond: torch.Tensor, gens: list[torch.Generator],
-            request: SampleRequest, guide: Guide | None = None, canvas: torch.Tensor | None = None,
-            target: torch.Tensor | None = None) -> Iterator[torch.Tensor]:
+            request: SampleRequest, canvas: torch.Tensor | None = None) -> Iterator[torch.Tensor]:
     """Yield x_T and then x_t after every sampler step for one batch; ``canvas``: what a canvas model adds ``cond``
-    to, ``target``: the multi-hot ``guide`` should find (default ``cond``)."""
+    to."""
     device = next(model.parameters()).device
     size = model.config.crop or model.config.sample_size  # a crop model draws its window
     sampler.set_timesteps(sampler.num_inference_steps)  # resets multistep state; CPU timesteps like diffusers pipelines
     cond = cond.to(device)
-    target = cond if target is None else target.to(device)
     canvas = None if canvas is None else canvas.to(device)
     x = randn_tensor((len(gens), 3, size, size), generator=gens, device=device) * sampler.init_noise_sigma
     yield x
     for t in sampler.timesteps:
         pred = _predict(model, sampler.scale_model_input(x, t), t, cond, request.guidance, canvas)
-        if guide is not None and request.classifier_guidance:
-            with torch.enable_grad():
-                pred = _apply_guide(sampler, pred, x, t, target, guide, request.classifier_guidance)
         x = sampler.step(pred, t, x, generator=gens).prev_sample
         yield x
 
 
 def draw(model: torch.nn.Module, sampler: SchedulerMixin, conditions: Sequence[Sequence[str]],
-         gens: list[torch.Generator], request: SampleRequest = SampleRequest(), guide: Guide | None = None,
+         gens: list[torch.Generator], request: SampleRequest = SampleRequest(),
          on_step: Callable[[int], object] | None = None, boxes: Sequence[Sequence[Box | None] | None] | None = None,
          start: torch.Tensor | None = None) -> Iterator[torch.Tensor]:
     """Yield every state from the noise to the final images (N, 3, S, S) of N label lists; ``on_step(n)`` after
@@ -292,11 +260,8 @@ def draw(model: torch.nn.Module, sampler: SchedulerMixin, conditions: Sequence[S
     what :func:`cddpm.canvas.composite` keeps, quantised to 8 bits; a layout model first places (or takes) its box."""
     tick = on_step or (lambda n: None)
     given, start = check_boxes(model, conditions, boxes), check_start(model, start, len(conditions))
-    if model.config.crop and guide is not None and request.classifier_guidance:
-        raise ValueError("classifier guidance reads whole frames and this crop model draws each object in a "
-                         f"{model.config.crop}x{model.config.crop} window; leave --classifier-guidance out")
     if not model.config.canvas:
-        for k, x in enumerate(denoise(model, sampler, L.encode_batch(conditions), gens, request, guide)):
+        for k, x in enumerate(denoise(model, sampler, L.encode_batch(conditions), gens, request)):
             if k:  # state 0 is the starting noise, not a step
                 tick(len(x))
             yield x
@@ -312,7 +277,7 @@ def draw(model: torch.nn.Module, sampler: SchedulerMixin, conditions: Sequence[S
         given = given.to(current.device)
         taken = (C.box_mask(given.clamp(min=0).flatten(0, 1), size) > 0).view(*given.shape[:2], size, size)
         taken = taken.any(1, keepdim=True)  # a -1 row (no box) is the empty box 0, 0, 0, 0
-    for s, (rows, added, so_far) in enumerate(C.stages(conditions)):
+    for s, (rows, added, _) in enumerate(C.stages(conditions)):
         index = torch.tensor(rows, device=current.device)
         here = current[index]  # these rows' images before the pass
         context, within, corner, side = here, None, None, None
@@ -332,7 +297,7 @@ def draw(model: torch.nn.Module, sampler: SchedulerMixin, conditions: Sequence[S
         def frame(drawn: torch.Tensor) -> torch.Tensor:  # the pass's output as whole frames of these rows
             return drawn if corner is None else C.paste(here, drawn, corner, side)
 
-        for k, x in enumerate(denoise(model, sampler, added, [gens[i] for i in rows], request, guide, context, so_far)):
+        for k, x in enumerate(denoise(model, sampler, added, [gens[i] for i in rows], request, context)):
             if k:
                 tick(len(rows))
             yield current.index_copy(0, index, frame(x.to(current.dtype)))
@@ -351,7 +316,7 @@ def passes(model: torch.nn.Module, conditions: Sequence[Sequence[str]]) -> int:
 
 
 def generate(model: torch.nn.Module, sampler: SchedulerMixin | dict, labels: torch.Tensor | Sequence[Sequence[str]],
-             request: SampleRequest = SampleRequest(), guide: Guide | None = None,
+             request: SampleRequest = SampleRequest(),
              gens: Sequence[torch.Generator] | None = None, size: int | None = IMAGE_SIZE,
              on_step: Callable[[int], object] | None = None,
              boxes: Sequence[Sequence[Box | None] | None] | None = None, start: torch.Tensor | None = None
@@ -367,7 +332,7 @@ def generate(model: torch.nn.Module, sampler: SchedulerMixin | dict, labels: tor
     out = []
     for first in range(0, len(conditions), request.batch_size):
         rows = slice(first, first + request.batch_size)
-        for x in draw(model, schedule, conditions[rows], gens[rows], request, guide, on_step,
+        for x in draw(model, schedule, conditions[rows], gens[rows], request, on_step,
                       None if boxes is None else boxes[rows], None if start is None else start[rows]):
             pass
         out.append(x.float().clamp(-1, 1).cpu())
@@ -376,11 +341,10 @@ def generate(model: torch.nn.Module, sampler: SchedulerMixin | dict, labels: tor
 
 
 def denoise_frames(model: torch.nn.Module, sampler: SchedulerMixin | dict, labels: Sequence[str] = DENOISE_LABELS,
-                   frames: int = DENOISE_FRAMES, request: SampleRequest = SampleRequest(), guide: Guide | None = None,
+                   frames: int = DENOISE_FRAMES, request: SampleRequest = SampleRequest(),
                    size: int | None = IMAGE_SIZE) -> torch.Tensor:
     """``frames`` evenly spaced states (F, 3, size, size) from noise to the final image of one label list."""
-    states = list(draw(model, _built(sampler, request), [L.check(labels)], generators(request.seed, [0]), request,
-                       guide))
+    states = list(draw(model, _built(sampler, request), [L.check(labels)], generators(request.seed, [0]), request))
     keep = np.unique(np.linspace(0, len(states) - 1, frames).round().astype(int))
     return resize(torch.cat([states[i] for i in keep]).float().clamp(-1, 1).cpu(), size).clamp(-1, 1)
 
@@ -462,7 +426,7 @@ def sample_split(run: str | os.PathLike, out: str | os.PathLike, request: Sample
                  split: str | None = None, labels: Sequence[Sequence[str]] | None = None,
                  conditions: str | os.PathLike | None = None, layout: str | os.PathLike | None = None,
                  data: str | os.PathLike | None = None,
-                 checkpoint: str = "last", ema: bool = True, judge: Judge | None = None, guide: NamedGuide | None = None,
+                 checkpoint: str = "last", ema: bool = True, judge: Judge | None = None,
                  frames: int = DENOISE_FRAMES, device: str | torch.device | None = None, progress: bool = True) -> dict:
     """``cddpm sample``: draw one of a split, label lists, a conditions file or a layout file with a checkpoint of
     ``run`` and write the course outputs and ``metrics.json`` (returned) to ``out``."""
@@ -470,10 +434,6 @@ def sample_split(run: str | os.PathLike, out: str | os.PathLike, request: Sample
         raise ValueError("give exactly one of a split (test or new_test), label lists, a conditions file or a layout "
                          "file to sample")
     check_whole("--frames", frames, 2)  # every value is checked before --out is touched (prepare_out clears it)
-    if request.classifier_guidance and guide is None:
-        raise ValueError("classifier guidance needs --guide-evaluator PATH (an evaluator other than the judging one)")
-    if guide is not None and not request.classifier_guidance:
-        raise ValueError("--guide-evaluator only acts with --classifier-guidance S > 0; give both or neither")
     conditions, boxes = read_layout(layout) if layout is not None else (conditions, None)
     named = layout if layout is not None else conditions
     name = split if split is not None else Path(named).stem if named is not None else "labels"
@@ -495,17 +455,15 @@ def sample_split(run: str | os.PathLike, out: str | os.PathLike, request: Sample
     if judge is not None:
         judge.check(L.encode_batch(conditions), root)
     out = prepare_out(out, name)
-    images, wall = _timed(model, schedule, conditions, request, progress, guide=guide, boxes=boxes)
+    images, wall = _timed(model, schedule, conditions, request, progress, boxes=boxes)
     save_images(images, out / "images" / name)
     figures.save_grid(images, out / f"grid_{name}.png")
     figures.save_captioned_grid(images, [", ".join(c) for c in conditions], out / f"captions_{name}.png")
-    figures.save_grid(denoise_frames(model, schedule, DENOISE_LABELS, frames, request, guide), out / "denoise.png",
+    figures.save_grid(denoise_frames(model, schedule, DENOISE_LABELS, frames, request), out / "denoise.png",
                       nrow=frames)
 
     metrics = dict(split=name, n=len(images), run=str(run), checkpoint=folder.name, ema=ema, sampler=request.sampler,
                    steps=schedule.num_inference_steps, guidance=request.guidance, seed=request.seed,
-                   classifier_guidance=request.classifier_guidance,
-                   guide_evaluator=guide.path if guide is not None else None,
                    edit_threshold=request.edit_threshold if model.config.canvas else None,
                    sample_size=model.config.sample_size, device=str(device), batch_size=request.batch_size,
                    wall_s=round(wall, 3), images_per_s=round(len(images) / wall, 3) if wall > 0 else None,

@@ -168,7 +168,7 @@ class Evaluator:
         return atomic_write(path, lambda tmp: torch.save({"model": state, **record}, tmp))
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        """(N, 24) pre-sigmoid logits, differentiable and unchecked: for BCE training and classifier guidance."""
+        """(N, 24) pre-sigmoid logits, differentiable and unchecked: for BCE training."""
         return self._logits(images)
 
     def scores(self, images: torch.Tensor, batch_size: int = 256, check_range: bool = True) -> torch.Tensor:

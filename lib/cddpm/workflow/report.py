@@ -15,8 +15,7 @@ from ..figures import loss_curve
 from ..paths import write_json, write_text
 
 KEYS = ("split", "checkpoint", "weights", "sampler", "steps", "guidance")
-SETTINGS = {"classifier_guidance": "classifier guidance", "edit_threshold": "edit threshold"}  # also grouped by; a
-                                                                   # column of the table only where they differ
+SETTINGS = {"edit_threshold": "edit threshold"}  # also grouped by; a column of the table only where they differ
 METRICS = ("topk", "exact_set", "extra_object_rate")
 FIDELITY = {"fd": "FD", "fd_floor": "FD floor", "kid_mean": "KID"}  # columns of rows whose every seed has them
 

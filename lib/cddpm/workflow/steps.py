@@ -150,7 +150,7 @@ def sample(p: profiles.Profile, split: str, request: SampleRequest | None = None
     out = Path(out_dir) if out_dir else folders.samples(p.outputs, p.batch) / folders.tag(
         split, request.seed, checkpoint, request.sampler, steps, request.guidance, p.weights)
     device = resolve_device(device or p.device)
-    judge = for_sampling(evaluator, None, device)[0]
+    judge = for_sampling(evaluator, device)
     metrics = sample_split(p.run, out, request, split=split, data=data_root, checkpoint=checkpoint,
                            ema=p.weights == "ema", judge=judge, device=device, progress=False)
     return metrics, out
