@@ -20,7 +20,7 @@ from .paths import atomic_write, claim_folder
 MANIFEST = ".cddpm-export"
 OUTPUT_TYPES = ("pil", "np", "pt")
 Picture = Image.Image | str | os.PathLike | torch.Tensor  # what ``image=`` takes, see CddpmPipeline.__call__
-KEYWORDS = {**{key: key for key in sample.FLAGS}, "steps": "num_inference_steps", "guidance": "guidance_scale"}
+KEYWORDS = {**{key: key for key in sample.FLAGS}, "guidance": "guidance_scale"}
 
 
 class CddpmPipeline(DiffusionPipeline):
@@ -54,8 +54,8 @@ class CddpmPipeline(DiffusionPipeline):
         sample.set_steps(self.scheduler, num_inference_steps, "num_inference_steps")
         if seed is None:  # with a generator the request's seed goes unused
             seed = 0 if generator is not None else int(torch.randint(2 ** 62, ()))
-        request = sample.SampleRequest(steps=num_inference_steps, guidance=guidance_scale, seed=seed,
-                                       batch_size=batch_size, edit_threshold=edit_threshold, names=KEYWORDS)
+        request = sample.SampleRequest(guidance=guidance_scale, seed=seed, batch_size=batch_size,
+                                       edit_threshold=edit_threshold, names=KEYWORDS)  # steps: set_steps above
         gens = generator if generator is None or isinstance(generator, list) else [generator] * len(conditions)
         if gens is not None and len(gens) != len(conditions):
             raise ValueError(f"{len(gens)} generators for {len(conditions)} images; give one per image, or one")

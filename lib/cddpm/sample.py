@@ -315,16 +315,16 @@ def passes(model: torch.nn.Module, conditions: Sequence[Sequence[str]]) -> int:
     return sum(len(c) for c in conditions) if model.config.canvas else len(conditions)
 
 
-def generate(model: torch.nn.Module, sampler: SchedulerMixin | dict, labels: torch.Tensor | Sequence[Sequence[str]],
+def generate(model: torch.nn.Module, sampler: SchedulerMixin | dict, labels: Sequence[Sequence[str]],
              request: SampleRequest = SampleRequest(),
              gens: Sequence[torch.Generator] | None = None, size: int | None = IMAGE_SIZE,
              on_step: Callable[[int], object] | None = None,
              boxes: Sequence[Sequence[Box | None] | None] | None = None, start: torch.Tensor | None = None
              ) -> torch.Tensor:
-    """Images in [-1, 1] (N, 3, size, size) on the CPU for N label lists (or an (N, 24) multi-hot), ``batch_size``
-    at a time, image i from ``gens[i]`` (default: the request's seed); ``sampler``: a training scheduler config or a
-    built sampler; the rest as in :func:`draw`."""
-    conditions = L.decode(labels) if isinstance(labels, torch.Tensor) else [L.check(c) for c in labels]
+    """Images in [-1, 1] (N, 3, size, size) on the CPU for N label lists, ``batch_size`` at a time, image i from
+    ``gens[i]`` (default: the request's seed); ``sampler``: a training scheduler config or a built sampler; the rest
+    as in :func:`draw`."""
+    conditions = [L.check(c) for c in labels]
     check_boxes(model, conditions, boxes)  # both said before any image is drawn
     check_start(model, start, len(conditions))
     schedule = _built(sampler, request)
@@ -440,7 +440,6 @@ def sample_split(run: str | os.PathLike, out: str | os.PathLike, request: Sample
     check_out(out, name)  # before the model loads
     device = resolve_device(device)
     model, config, folder = runs.load_model(run, checkpoint, ema, device)
-    scheduler_config = config["scheduler"]
     root = Path(data if data is not None else config["data"])  # the split's root, else the run's data
     if split is not None:
         source, conditions = str(root.resolve() / f"{split}.json"), load_condition_lists(root, split)
@@ -451,7 +450,7 @@ def sample_split(run: str | os.PathLike, out: str | os.PathLike, request: Sample
         source, conditions = str(Path(conditions).resolve()), load_condition_file(conditions)
     else:
         conditions, source = [L.check(c) for c in labels], "labels"
-    schedule = make_sampler(request.sampler, scheduler_config, request.steps)  # once for all; fails before any work
+    schedule = make_sampler(request.sampler, config["scheduler"], request.steps)  # once for all; fails before any work
     if judge is not None:
         judge.check(L.encode_batch(conditions), root)
     out = prepare_out(out, name)
@@ -479,8 +478,7 @@ def sample_split(run: str | os.PathLike, out: str | os.PathLike, request: Sample
 
 def add_to_image(run: str | os.PathLike, image: str | os.PathLike, labels: Sequence[str], out: str | os.PathLike,
                  request: SampleRequest = SampleRequest(), *, boxes: Sequence[Box | None] | None = None,
-                 checkpoint: str = "last", ema: bool = True, device: str | torch.device | None = None,
-                 progress: bool = True) -> dict:
+                 checkpoint: str = "last", ema: bool = True, device: str | torch.device | None = None) -> dict:
     """``cddpm add``: draw ``labels``' objects onto the picture ``image`` (in ``boxes`` where given) with a canvas
     checkpoint of ``run``; writes ``out/images/{stem}/0.png`` and ``metrics.json`` (returned)."""
     labels, image = L.check(labels), Path(image)
@@ -495,7 +493,7 @@ def add_to_image(run: str | os.PathLike, image: str | os.PathLike, labels: Seque
     check_boxes(model, [labels], rows)
     schedule = make_sampler(request.sampler, config["scheduler"], request.steps)
     out = prepare_out(out, image.stem)
-    images, wall = _timed(model, schedule, [labels], request, progress, boxes=rows, start=start)
+    images, wall = _timed(model, schedule, [labels], request, True, boxes=rows, start=start)
     save_images(images, out / "images" / image.stem)
     metrics = dict(image=str(image.resolve()), added=labels, boxes=rows and rows[0], n=1, run=str(run),
                    checkpoint=folder.name, ema=ema, sampler=request.sampler, steps=schedule.num_inference_steps,
