@@ -115,7 +115,7 @@ def _foreign(out: Path) -> list[str]:
 
 
 def model_card(run: str | os.PathLike, config: dict, folder: Path, ema: bool) -> str:
-    """The export's README.md: where the model came from, how it was trained and how well it did."""
+    """The export's README.md: where the model came from and how it was trained."""
     state = runs.read_state(folder)
     model, dataset = config["model"], config.get("dataset", {})
     images = f" ({dataset['images']} training images)" if "images" in dataset else ""
@@ -129,7 +129,6 @@ def model_card(run: str | os.PathLike, config: dict, folder: Path, ema: bool) ->
                            f"{IMAGE_SIZE}x{IMAGE_SIZE}"),
             ("steps trained", str(state["step"])),
             ("train seconds", f"{seconds:.0f}" if seconds is not None else "not recorded"),
-            ("accuracy", _accuracy(run, state["step"])),
             ("weights", f"{'EMA' if ema else 'raw'}, checkpoint {folder.name} of `{run}`"),
             ("sampler", "DPM-Solver++ (`cddpm sample`'s default); swap with `XScheduler.from_config`")]
     table = "\n".join(f"| {k} | {v} |" for k, v in rows)
@@ -155,13 +154,3 @@ images = pipe(["red sphere", "cyan cube,gray cylinder"], num_inference_steps=20,
 
 The same seed, steps and guidance give the images of `cddpm sample --labels ... --seed S --steps K --guidance W`.
 """
-
-
-def _accuracy(run: str | os.PathLike, step: int) -> str:
-    """The newest top-k and exact-set accuracy the run's ``metrics.jsonl`` records up to ``step``, or "not measured"."""
-    scored = [r for r in runs.read_metrics(run) if "topk" in r and r.get("step", 0) <= step]
-    if not scored:
-        return "not measured"
-    last = scored[-1]
-    exact = f", exact-set {last['exact_set']:.3f}" if "exact_set" in last else ""
-    return f"top-k {last['topk']:.3f}{exact} at step {last.get('step', 0)}"
