@@ -593,7 +593,7 @@ def test_a_budgeted_run_resumes_exactly_or_refuses(tmp_path, data, monkeypatch):
         train(dataclasses.replace(pieces, resume=True))
 
 
-def test_cli_budget_and_a_run_written_with_the_old_time_limit(tmp_path, data, capsys, monkeypatch):
+def test_cli_budget_and_a_length_given_on_resume(tmp_path, data, capsys, monkeypatch):
     from cddpm import budget
 
     monkeypatch.setattr(budget, "MIN_SECONDS", 0.0)
@@ -606,8 +606,5 @@ def test_cli_budget_and_a_run_written_with_the_old_time_limit(tmp_path, data, ca
     assert "5-minute budget" in captured.err and "-> 3 steps (the max_steps cap)" in captured.err
     assert main([*base, "--minutes", "5", "--epochs", "2"]) == 2
     assert "give minutes with max_steps as its cap, not with epochs" in capsys.readouterr().err
-    stored = json.loads((run / "config.json").read_text())
-    stored["train"]["max_minutes"] = 14  # earlier versions' stop-only time limit
-    (run / "config.json").write_text(json.dumps(stored))
     assert main(["train", "--out", str(run), "--resume", "--max-steps", "4"]) == 0  # a length given replaces the budget
     assert json.loads(capsys.readouterr().out)["step"] == 4 and load_config(run).minutes is None

@@ -125,7 +125,6 @@ class TrainConfig:
 def load_config(run: str | Path) -> TrainConfig:
     """The ``TrainConfig`` a run was trained with, read back from its ``config.json``."""
     stored = runs.read_config(run)
-    stored["train"].pop("max_minutes", None)  # a stop-only time limit of earlier versions; the run's steps stand
     unknown = sorted(set(stored["train"]) - {f.name for f in dataclasses.fields(TrainConfig)})
     if unknown:
         raise ValueError(f"{Path(run) / 'config.json'} has unknown training settings {unknown} (written by another "
