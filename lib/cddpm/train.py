@@ -396,25 +396,19 @@ class _StopOnInterrupt:
             signal.signal(signal.SIGINT, self._previous)
 
 
-def _mismatches(run: Path, stored: dict, config: TrainConfig, dataset: dict) -> list[str]:
+def _mismatches(stored: dict, config: TrainConfig, dataset: dict) -> list[str]:
     """``field (run X, now Y)`` for every model, data or fixed training setting that differs from the run."""
     now = {"model": config.model.to_dict(), "train": config.train_dict(), "dataset": dataset}
-    # a field added after the run was written is absent from its config.json: the run had the field's default;
-    # a dataset record it lacks (e.g. images_sha1) was not kept then, so there is nothing to compare
-    defaults = {"model": ModelConfig().to_dict(), "train": TrainConfig(max_steps=1).train_dict(), "dataset": {}}
     diffs = []
-    for part, values in now.items():
+    for part, values in json.loads(json.dumps(now)).items():  # as config.json holds them (tuples as lists)
+        was = stored.get(part, {})
         for key, value in values.items():
-            if part == "dataset" and key not in stored.get(part, {}):
-                continue
-            old = stored.get(part, {}).get(key, json.loads(json.dumps(defaults[part].get(key))))
-            if part == "train" and key in RESUMABLE or json.loads(json.dumps(value)) == old:
-                continue
-            diffs.append(f"{part}.{key} (run {old}, now {json.loads(json.dumps(value))})")
+            if (part != "train" or key not in RESUMABLE) and (key not in was or was[key] != value):
+                diffs.append(f"{part}.{key} (run {was.get(key, 'unset')}, now {value})")
     return diffs
 
 
-def _starting_point(config: TrainConfig, dataset: dict, acc: Accelerator) -> Path | None:
+def _starting_point(config: TrainConfig, dataset: dict) -> Path | None:
     """The checkpoint to resume from (None: a fresh run); refuses to overwrite or to resume a different run."""
     run = claim_folder(config.out, "--out", "training run", lambda run: [] if (run / "config.json").is_file() or
                        [p.name for p in run.iterdir()] == [runs.LOCK_FILE] else None)
@@ -422,13 +416,9 @@ def _starting_point(config: TrainConfig, dataset: dict, acc: Accelerator) -> Pat
         return None
     if not config.resume:
         raise FileExistsError(f"{run} already holds a training run; pass --resume to continue it or choose another --out")
-    stored = runs.read_config(run)
-    diffs = _mismatches(run, stored, config, dataset)
+    diffs = _mismatches(runs.read_config(run), config, dataset)
     if diffs:
         raise ValueError(f"cannot resume {run}: {'; '.join(diffs)}; use the run's settings or train a new --out")
-    if "images_sha1" not in stored.get("dataset", {}):
-        _say(acc, f"note: {run} was written before runs kept a hash of their images; only the names and labels of "
-                  f"{config.data} were compared")
     found = runs.checkpoints(run)
     return found[-1] if found else None
 
@@ -541,7 +531,7 @@ def _train(config: TrainConfig, on_log: Callable[[dict], None] | None, acc: Acce
         left = "; ".join(f"{n} {why}" for why, n in dataset["unused"].items())
         _say(acc, f"canvas training uses {dataset['used']} of {len(names)} images in {config.data}/train.json"
                   + (f"; left out: {left}" if left else ""))
-    start = _starting_point(config, dataset, acc)
+    start = _starting_point(config, dataset)
     acc.wait_for_everyone()  # every process has looked at the run before the main one writes to it
     sized, boxes = None, layout_boxes(images, parents, acc) if config.model.layout else None
     if config.minutes is not None:
