@@ -228,7 +228,7 @@ class Trainer:
         self.accelerator = acc = accelerator or make_accelerator(config)
         if config.model.layout and boxes is None:
             boxes = layout_boxes(images, parents, acc)
-        self.batches = Batches(config, images, labels, acc, parents, boxes if config.model.layout else None)
+        self.batches = Batches(config, images, labels, acc, parents, boxes)
         self.per_epoch = self.batches.per_epoch
         self.total_steps = config.max_steps or max(1, math.ceil(config.epochs * self.per_epoch / config.grad_accum))
         torch.manual_seed(config.seed)  # the same initial weights on every process
