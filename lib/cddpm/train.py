@@ -89,12 +89,9 @@ class TrainConfig:
         elif isinstance(self.model, dict):
             self.model = ModelConfig(**self.model)
         self.data, self.out = str(self.data), str(self.out)
-        positive = {"batch_size": self.batch_size, "grad_accum": self.grad_accum, "save_every": self.save_every,
-                    "keep": self.keep, "log_every": self.log_every, "lr": self.lr}
-        positive.update({k: v for k, v in (("max_steps", self.max_steps), ("epochs", self.epochs),
-                                           ("minutes", self.minutes), ("save_minutes", self.save_minutes))
-                          if v is not None})
-        bad = [f"{k}={v}" for k, v in positive.items() if not v > 0]
+        positive = {k: getattr(self, k) for k in ("batch_size", "grad_accum", "save_every", "keep", "log_every", "lr",
+                                                  "max_steps", "epochs", "minutes", "save_minutes")}
+        bad = [f"{k}={v}" for k, v in positive.items() if v is not None and not v > 0]  # None: not given
         if bad:
             raise ValueError(f"{', '.join(bad)} must be positive")
         if self.max_steps is not None and self.epochs is not None:
