@@ -6,7 +6,7 @@ import dataclasses
 import subprocess
 import sys
 
-from cddpm import choices, cli, diffusion, model, sample, train
+from cddpm import choices, cli, device, diffusion, model, sample, train
 from cddpm.workflow import profiles
 
 
@@ -27,7 +27,7 @@ def test_the_library_acts_on_exactly_the_shared_choices():
     assert tuple(sample.SAMPLERS) == choices.SAMPLERS and sample.DEFAULT_STEPS is choices.DEFAULT_STEPS
     assert tuple(model.PRESETS) == choices.PRESETS and tuple(profiles.PROFILES) == choices.PROFILES
     assert diffusion.PREDICTION_TYPES == choices.PREDICTION_TYPES
-    assert train.MIXED_PRECISIONS == choices.MIXED_PRECISIONS and model.CONDITIONINGS == choices.CONDITIONINGS
+    assert device.MIXED_PRECISIONS == choices.MIXED_PRECISIONS and model.CONDITIONINGS == choices.CONDITIONINGS
     assert profiles.Profile("x").steps == choices.DEFAULT_STEPS[profiles.Profile("x").sampler]
     assert profiles.Profile("x").sampler == choices.DEFAULT_SAMPLER
 

@@ -9,13 +9,12 @@ from diffusers import DDPMScheduler
 from .choices import PREDICTION_TYPES
 
 
-def train_scheduler(num_train_timesteps: int = 1000, beta_schedule: str = "squaredcos_cap_v2",
-                    prediction_type: str = "epsilon") -> DDPMScheduler:
-    """The forward (noising) process used in training."""
+def train_scheduler(prediction_type: str = "epsilon") -> DDPMScheduler:
+    """The forward (noising) process used in training: 1000 steps of the cosine schedule."""
     if prediction_type not in PREDICTION_TYPES:
         raise ValueError(f"unknown prediction type {prediction_type!r}; use one of {', '.join(PREDICTION_TYPES)}")
-    return DDPMScheduler(num_train_timesteps=num_train_timesteps, beta_schedule=beta_schedule,
-                         prediction_type=prediction_type, clip_sample=True)
+    return DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type=prediction_type,
+                         clip_sample=True)
 
 
 def drop_labels(labels: torch.Tensor, p_uncond: float, generator: torch.Generator | None = None) -> torch.Tensor:

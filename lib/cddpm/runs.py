@@ -23,26 +23,6 @@ EMA_FILE = "ema.safetensors"
 STATE_FILE = "state.json"
 METRICS_FILE = "metrics.jsonl"
 LOCK_FILE = ".lock"
-LAST_WITH_REMOVED = "0.1.0"  # the last cddpm with the options below: it trains and samples the runs that used them
-# run fields of that version which this one dropped, each with the value that left its option off (align_weight
-# weighs nothing with align_evaluator off): a run that had them off reads as this version writes it
-REMOVED = {"model": {"align_channels": 0},
-           "train": {"snr_gamma": None, "timestep_shift": 1.0, "align_evaluator": None}}
-
-
-def _drop_removed(config: dict, path: Path) -> None:
-    """Take the :data:`REMOVED` fields out of a run's config where they are off; refuse a run that used one."""
-    used = [f"{part}.{key}={config[part][key]!r}" for part, off in REMOVED.items() for key in off
-            if config[part].get(key, off[key]) != off[key]]
-    if config["model"].get("conditioning") == "tokens":
-        used.append("model.conditioning='tokens'")
-    if used:
-        raise ValueError(f"{path} uses {', '.join(used)}, an option removed after cddpm {LAST_WITH_REMOVED}; "
-                         f"resume or sample this run with cddpm {LAST_WITH_REMOVED}, or train a new --out")
-    for part, off in REMOVED.items():
-        for key in off:
-            config[part].pop(key, None)
-    config["train"].pop("align_weight", None)
 
 
 def read_config(run: str | os.PathLike) -> dict:
@@ -59,7 +39,6 @@ def read_config(run: str | os.PathLike) -> dict:
     if not isinstance(config, dict) or any(not isinstance(config.get(k), t) for k, t in needed.items()):
         raise ValueError(f"{path} is not a cddpm run config (needs model, train and scheduler objects and a data "
                          "path); restore it from a copy, or train a new --out")
-    _drop_removed(config, path)
     fields = {f.name for f in dataclasses.fields(ModelConfig)}
     unknown = sorted(set(config["model"]) - fields)
     if unknown:
@@ -149,7 +128,7 @@ def checkpoints(run: str | os.PathLike) -> list[Path]:
     """Complete checkpoint folders of a run, oldest first (temporary folders are ignored)."""
     folder = Path(run) / "checkpoints"
     found = [p for p in folder.glob("step-*") if p.is_dir() and _STEP.match(p.name)] if folder.is_dir() else []
-    return sorted(found, key=lambda p: int(_STEP.match(p.name).group(1)))
+    return sorted(found, key=_step)
 
 
 def resolve(run: str | os.PathLike, checkpoint: str = "last") -> Path:

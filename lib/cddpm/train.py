@@ -28,11 +28,11 @@ from diffusers.training_utils import EMAModel
 from safetensors.torch import save_file
 
 from . import budget, canvas, figures, folders, runs
-from .choices import DEFAULT_DATA, DEFAULT_OUTPUTS, DEFAULT_PRECISION, DEFAULT_PRESET, MIXED_PRECISIONS
+from .choices import DEFAULT_DATA, DEFAULT_OUTPUTS, DEFAULT_PRECISION, DEFAULT_PRESET
 from .data import ICLEVRDataset, held_out, to_float
 from .device import choose_precision, describe_precision
 from .device import resolve as resolve_device
-from .diffusion import PREDICTION_TYPES, train_scheduler, training_loss
+from .diffusion import train_scheduler, training_loss
 from .model import ConditionalUNet, ModelConfig, preset
 from .paths import claim_folder, publish, temporary_sibling, write_json, write_text
 from .progress import tqdm
@@ -66,10 +66,10 @@ class TrainConfig:
                                        # tenth of the run, at most 200 (warmup_steps)
     max_grad_norm: float = 1.0
     p_uncond: float = 0.1              # label dropout for classifier-free guidance
-    prediction_type: str = "v_prediction"
+    prediction_type: str = "v_prediction"  # or epsilon, checked by cddpm.diffusion.train_scheduler
     ema_decay: float = 0.9999         # the cap of the EMA decay, which warms up as 1 - (1 + step)^-3/4
     hflip: bool = False                # random horizontal flips: labels allow it, but they mirror the key light
-    mixed_precision: str = DEFAULT_PRECISION  # auto | no | fp16 | bf16, see cddpm.device.choose_precision
+    mixed_precision: str = DEFAULT_PRECISION  # auto | no | fp16 | bf16, checked by cddpm.device.choose_precision
     channels_last: bool = False
     compile: bool = False              # torch.compile the model
     seed: int = 0
@@ -89,12 +89,9 @@ class TrainConfig:
         elif isinstance(self.model, dict):
             self.model = ModelConfig(**self.model)
         self.data, self.out = str(self.data), str(self.out)
-        positive = {"batch_size": self.batch_size, "grad_accum": self.grad_accum, "save_every": self.save_every,
-                    "keep": self.keep, "log_every": self.log_every, "lr": self.lr}
-        positive.update({k: v for k, v in (("max_steps", self.max_steps), ("epochs", self.epochs),
-                                           ("minutes", self.minutes), ("save_minutes", self.save_minutes))
-                          if v is not None})
-        bad = [f"{k}={v}" for k, v in positive.items() if not v > 0]
+        positive = {k: getattr(self, k) for k in ("batch_size", "grad_accum", "save_every", "keep", "log_every", "lr",
+                                                  "max_steps", "epochs", "minutes", "save_minutes")}
+        bad = [f"{k}={v}" for k, v in positive.items() if v is not None and not v > 0]  # None: not given
         if bad:
             raise ValueError(f"{', '.join(bad)} must be positive")
         if self.max_steps is not None and self.epochs is not None:
@@ -109,13 +106,9 @@ class TrainConfig:
             raise ValueError(f"seed={self.seed} must be an integer from 0 to {2**32 - 1} (--seed)")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay={self.ema_decay} must lie in [0, 1), e.g. 0.9999")
-        if self.prediction_type not in PREDICTION_TYPES:
-            raise ValueError(f"unknown prediction type {self.prediction_type!r}; use one of {', '.join(PREDICTION_TYPES)}")
         if self.hflip and self.model.crop:
             raise ValueError("hflip=True with a crop model would mirror the crop but not its position channels; "
                              "leave --hflip out")
-        if self.mixed_precision not in MIXED_PRECISIONS:
-            raise ValueError(f"unknown mixed precision {self.mixed_precision!r}; use one of {', '.join(MIXED_PRECISIONS)}")
 
     def train_dict(self) -> dict:
         """The ``train`` part of ``config.json``: every field but ``model`` and ``data``."""
@@ -125,7 +118,6 @@ class TrainConfig:
 def load_config(run: str | Path) -> TrainConfig:
     """The ``TrainConfig`` a run was trained with, read back from its ``config.json``."""
     stored = runs.read_config(run)
-    stored["train"].pop("max_minutes", None)  # a stop-only time limit of earlier versions; the run's steps stand
     unknown = sorted(set(stored["train"]) - {f.name for f in dataclasses.fields(TrainConfig)})
     if unknown:
         raise ValueError(f"{Path(run) / 'config.json'} has unknown training settings {unknown} (written by another "
@@ -229,10 +221,11 @@ class Trainer:
             raise ValueError("a canvas model trains on (image, parent) pairs and only a canvas model does; "
                              "pass parents from cddpm.canvas.pairs exactly when config.model.canvas is set")
         self.config = config
+        self.noise_scheduler = train_scheduler(prediction_type=config.prediction_type)
         self.accelerator = acc = accelerator or make_accelerator(config)
         if config.model.layout and boxes is None:
             boxes = layout_boxes(images, parents, acc)
-        self.batches = Batches(config, images, labels, acc, parents, boxes if config.model.layout else None)
+        self.batches = Batches(config, images, labels, acc, parents, boxes)
         self.per_epoch = self.batches.per_epoch
         self.total_steps = config.max_steps or max(1, math.ceil(config.epochs * self.per_epoch / config.grad_accum))
         torch.manual_seed(config.seed)  # the same initial weights on every process
@@ -253,7 +246,6 @@ class Trainer:
         # 2k steps and 0.9994 after 20k, so short CPU runs and long GPU runs both get a sensible average
         self.ema = EMAModel(self.net.parameters(), decay=config.ema_decay, use_ema_warmup=True, power=0.75,
                             foreach=True)
-        self.noise_scheduler = train_scheduler(prediction_type=config.prediction_type)
         self.step, self.train_seconds = 0, 0.0
         acc.register_save_state_pre_hook(self._save_weights)
         acc.register_load_state_pre_hook(self._load_weights)
@@ -397,25 +389,19 @@ class _StopOnInterrupt:
             signal.signal(signal.SIGINT, self._previous)
 
 
-def _mismatches(run: Path, stored: dict, config: TrainConfig, dataset: dict) -> list[str]:
+def _mismatches(stored: dict, config: TrainConfig, dataset: dict) -> list[str]:
     """``field (run X, now Y)`` for every model, data or fixed training setting that differs from the run."""
     now = {"model": config.model.to_dict(), "train": config.train_dict(), "dataset": dataset}
-    # a field added after the run was written is absent from its config.json: the run had the field's default;
-    # a dataset record it lacks (e.g. images_sha1) was not kept then, so there is nothing to compare
-    defaults = {"model": ModelConfig().to_dict(), "train": TrainConfig(max_steps=1).train_dict(), "dataset": {}}
     diffs = []
-    for part, values in now.items():
+    for part, values in json.loads(json.dumps(now)).items():  # as config.json holds them (tuples as lists)
+        was = stored.get(part, {})
         for key, value in values.items():
-            if part == "dataset" and key not in stored.get(part, {}):
-                continue
-            old = stored.get(part, {}).get(key, json.loads(json.dumps(defaults[part].get(key))))
-            if part == "train" and key in RESUMABLE or json.loads(json.dumps(value)) == old:
-                continue
-            diffs.append(f"{part}.{key} (run {old}, now {json.loads(json.dumps(value))})")
+            if (part != "train" or key not in RESUMABLE) and (key not in was or was[key] != value):
+                diffs.append(f"{part}.{key} (run {was.get(key, 'unset')}, now {value})")
     return diffs
 
 
-def _starting_point(config: TrainConfig, dataset: dict, acc: Accelerator) -> Path | None:
+def _starting_point(config: TrainConfig, dataset: dict) -> Path | None:
     """The checkpoint to resume from (None: a fresh run); refuses to overwrite or to resume a different run."""
     run = claim_folder(config.out, "--out", "training run", lambda run: [] if (run / "config.json").is_file() or
                        [p.name for p in run.iterdir()] == [runs.LOCK_FILE] else None)
@@ -423,13 +409,9 @@ def _starting_point(config: TrainConfig, dataset: dict, acc: Accelerator) -> Pat
         return None
     if not config.resume:
         raise FileExistsError(f"{run} already holds a training run; pass --resume to continue it or choose another --out")
-    stored = runs.read_config(run)
-    diffs = _mismatches(run, stored, config, dataset)
+    diffs = _mismatches(runs.read_config(run), config, dataset)
     if diffs:
         raise ValueError(f"cannot resume {run}: {'; '.join(diffs)}; use the run's settings or train a new --out")
-    if "images_sha1" not in stored.get("dataset", {}):
-        _say(acc, f"note: {run} was written before runs kept a hash of their images; only the names and labels of "
-                  f"{config.data} were compared")
     found = runs.checkpoints(run)
     return found[-1] if found else None
 
@@ -512,21 +494,18 @@ def _recorded_budget(run: Path, config: TrainConfig) -> dict:
     return recorded
 
 
-def train(config: TrainConfig, on_log: Callable[[dict], None] | None = None,
-          accelerator: Accelerator | None = None) -> dict:
+def train(config: TrainConfig, on_log: Callable[[dict], None] | None = None) -> dict:
     """Train (or, with ``config.resume``, continue) the run in ``config.out``; return the last log record.
     ``on_log(record)`` gets each ``metrics.jsonl`` record on the main process; Ctrl-C saves, then raises."""
     called = time.perf_counter()
-    acc = accelerator or make_accelerator(config)
+    acc = make_accelerator(config)
     with runs.locked(config.out, acc.is_main_process):  # one trainer per run folder
         return _train(config, on_log, acc, called)
 
 
 def _train(config: TrainConfig, on_log: Callable[[dict], None] | None, acc: Accelerator, called: float) -> dict:
     """:func:`train`'s work, done while the run folder is locked."""
-    chosen, reason = choose_precision(config.mixed_precision, acc.device)
-    precision = {"used": acc.mixed_precision,
-                 "reason": reason if chosen == acc.mixed_precision else "set by the caller's Accelerator"}
+    precision = {"used": acc.mixed_precision, "reason": choose_precision(config.mixed_precision, acc.device)[1]}
     run = Path(config.out)
     with acc.main_process_first():
         ds = ICLEVRDataset(config.data, size=config.model.sample_size, preload=True)
@@ -542,7 +521,7 @@ def _train(config: TrainConfig, on_log: Callable[[dict], None] | None, acc: Acce
         left = "; ".join(f"{n} {why}" for why, n in dataset["unused"].items())
         _say(acc, f"canvas training uses {dataset['used']} of {len(names)} images in {config.data}/train.json"
                   + (f"; left out: {left}" if left else ""))
-    start = _starting_point(config, dataset, acc)
+    start = _starting_point(config, dataset)
     acc.wait_for_everyone()  # every process has looked at the run before the main one writes to it
     sized, boxes = None, layout_boxes(images, parents, acc) if config.model.layout else None
     if config.minutes is not None:
@@ -574,17 +553,16 @@ def _train(config: TrainConfig, on_log: Callable[[dict], None] | None, acc: Acce
     if trainer.step >= trainer.total_steps:
         _say(acc, f"{run} is already trained to step {trainer.step}; raise --max-steps/--epochs to continue")
     images_per_step = config.batch_size * acc.num_processes * config.grad_accum
-    saved_at = trainer.train_seconds  # training time at the last checkpoint, for save_minutes
+    saved_at = logged_at = trainer.train_seconds  # training time at the last checkpoint (save_minutes), the last log
+    clock = time.perf_counter() - trainer.train_seconds  # train_seconds = perf_counter() - clock; saving is not counted
     record, loss_sum, window = {}, 0.0, 0
-    base, started, paused = trainer.train_seconds, time.perf_counter(), 0.0  # paused: time spent saving
-    window_start = started
     bar = tqdm(total=trainer.total_steps, initial=trainer.step, desc=run.name, unit="step", dynamic_ncols=True,
                disable=not acc.is_local_main_process)
     with _StopOnInterrupt(acc.num_processes == 1) as stop:
         while trainer.step < trainer.total_steps:
             loss_sum, window = loss_sum + trainer.train_step(), window + 1
             bar.update()
-            trainer.train_seconds = base + time.perf_counter() - started - paused
+            trainer.train_seconds = time.perf_counter() - clock
             if retime and broadcast_object_list([trainer.step >= budget.MIN_STEPS and trainer.train_seconds
                                                  >= budget.RETIME_AFTER * config.minutes * 60])[0]:
                 retime = False
@@ -594,13 +572,12 @@ def _train(config: TrainConfig, on_log: Callable[[dict], None] | None, acc: Acce
             last = trainer.step == trainer.total_steps or stop.requested
             if boundary or last:
                 loss = acc.reduce(loss_sum / window, "mean").item()  # waits for the device
-                now = time.perf_counter()
-                trainer.train_seconds = base + now - started - paused
+                trainer.train_seconds = time.perf_counter() - clock
                 record = {"step": trainer.step, "epoch": round(trainer.epoch, 4), "loss": loss,
                           "lr": trainer.lr_scheduler.get_last_lr()[0],
-                          "images_per_s": window * images_per_step / (now - window_start),
+                          "images_per_s": window * images_per_step / (trainer.train_seconds - logged_at),
                           "train_seconds": round(trainer.train_seconds, 2), "log_every": config.log_every}
-                window_start, loss_sum, window = now, 0.0, 0
+                logged_at, loss_sum, window = trainer.train_seconds, 0.0, 0
                 bar.set_postfix(loss=f"{loss:.4f}", lr=f"{record['lr']:.2e}", img_s=f"{record['images_per_s']:.0f}")
                 if acc.is_main_process:
                     with metrics.open("a") as f:
@@ -615,8 +592,8 @@ def _train(config: TrainConfig, on_log: Callable[[dict], None] | None, acc: Acce
                 retime = False
                 pause = time.perf_counter()
                 trainer.save(run)
-                saved_at, pause = trainer.train_seconds, time.perf_counter() - pause
-                paused, window_start = paused + pause, window_start + pause
+                clock += time.perf_counter() - pause
+                saved_at = trainer.train_seconds
             if last:
                 break
     bar.close()
