@@ -17,6 +17,7 @@ from PIL import Image
 
 from .. import labels as L
 from ..choices import IMAGE_SIZE, PER_CONDITION, SCENES, SEED
+from ..data import ROOT_FILES
 from ..paths import atomic_write, claim_folder
 from ..progress import TERMINAL_ONLY, tqdm
 from . import raycast
@@ -97,7 +98,7 @@ def _check_common(seed: int, size: int, out: str | os.PathLike, force: bool) -> 
     claim_folder(out, "--out", "cddpm render", _foreign, force)  # nothing but an earlier render, and only with force
 
 
-RENDER_FILES = ("objects.json", "train.json", "test.json", "new_test.json", "scenes.json", "meta.json")
+RENDER_FILES = (*ROOT_FILES, "scenes.json", "meta.json")
 OURS = (*RENDER_FILES, "iclevr", ".cache")  # .cache: the training loader's image cache (cddpm.data)
 # {split}_{size}.pt, its temporary .{split}_{size}.pt.{pid}.tmp (paths.atomic_write) and older mkstemp tmp*.tmp
 CACHE_FILE = re.compile(r"^\w+_\d+\.pt$|^\.\w+_\d+\.pt\.\d+\.tmp$|^tmp\w*\.tmp$")
