@@ -100,8 +100,8 @@ def _check_common(seed: int, size: int, out: str | os.PathLike, force: bool) -> 
 
 RENDER_FILES = (*ROOT_FILES, "scenes.json", "meta.json")
 OURS = (*RENDER_FILES, "iclevr", ".cache")  # .cache: the training loader's image cache (cddpm.data)
-# {split}_{size}.pt, its temporary .{split}_{size}.pt.{pid}.tmp (paths.atomic_write) and older mkstemp tmp*.tmp
-CACHE_FILE = re.compile(r"^\w+_\d+\.pt$|^\.\w+_\d+\.pt\.\d+\.tmp$|^tmp\w*\.tmp$")
+# {split}_{size}.pt and its temporary .{split}_{size}.pt.{pid}.tmp (paths.atomic_write)
+CACHE_FILE = re.compile(r"^\w+_\d+\.pt$|^\.\w+_\d+\.pt\.\d+\.tmp$")
 
 
 def _foreign(out: Path) -> list[str] | None:
