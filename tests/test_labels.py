@@ -48,10 +48,6 @@ def test_errors_are_one_line(bad, message):
     assert "\n" not in str(err.value)
 
 
-def test_limit_is_a_parameter():
-    assert L.encode(["red cube", "blue cube", "gray cube", "cyan cube"], max_objects=4).sum() == 4
-
-
 def test_decode_rejects_wrong_shape():
     with pytest.raises(ValueError, match="expected shape"):
         L.decode(torch.zeros(23))

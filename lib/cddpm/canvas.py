@@ -201,17 +201,17 @@ def box_mask(box: torch.Tensor, size: int) -> torch.Tensor:
     return ((rows[:, :, None] & cols[:, None, :]).float() * 2 - 1)[:, None]
 
 
-def window(box: torch.Tensor, crop: int, size: int) -> torch.Tensor:
-    """(N, 2) top-left corners ``y, x`` of crop x crop windows centred on boxes (N, 4), moved inside the frame."""
-    return ((box[:, :2] + box[:, 2:]) // 2 - crop // 2).clamp(0, size - crop)
+def window(box: torch.Tensor, crop: int | torch.Tensor, size: int) -> torch.Tensor:
+    """(N, 2) top-left corners ``y, x`` of crop x crop windows (``crop`` one side or (N, 1) sides) centred on boxes
+    (N, 4), moved inside the frame."""
+    return ((box[:, :2] + box[:, 2:]) // 2 - crop // 2).clamp(min=0).clamp(max=size - crop)
 
 
 def zoomed(box: torch.Tensor, crop: int, size: int, zoom: float) -> tuple[torch.Tensor, torch.Tensor]:
     """(N, 2) corners and (N,) sides of square windows ``zoom`` times each box's longer side (from crop // 2 to the
     frame), centred on the boxes and moved inside the frame: a crop model sees every object at about one size."""
     side = (zoom * (box[:, 2:] - box[:, :2]).amax(1)).round().long().clamp(crop // 2, size)
-    corner = ((box[:, :2] + box[:, 2:]) // 2 - side[:, None] // 2).clamp(min=0)
-    return torch.minimum(corner, size - side[:, None]), side
+    return window(box, side[:, None], size), side
 
 
 def _window_index(n: int, corner: torch.Tensor, crop: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -32,14 +32,6 @@ def scene_step(name: str) -> tuple[str, int | None]:
     return (m[1], int(m[2])) if m else (stem, None)
 
 
-def _root(root: str | os.PathLike) -> Path:
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"i-CLEVR root {root} does not exist; render one with `cddpm render --out {root}` "
-                                "or point --data at your copy of the course files")
-    return root
-
-
 def read_json(path: Path):
     """Read a json file with one-line errors naming the path."""
     if not path.is_file():
@@ -63,7 +55,10 @@ def check_lists(entries: list, path: str | os.PathLike) -> list[list[str]]:
 
 def _read_split(root: str | os.PathLike, split: str, kind: type, shape: str) -> tuple[Path, dict | list]:
     """``ROOT/{split}.json`` of a root with the course's objects.json, checked to be a ``kind`` (``shape`` says what)."""
-    root = _root(root)
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"i-CLEVR root {root} does not exist; render one with `cddpm render --out {root}` "
+                                "or point --data at your copy of the course files")
     if read_json(root / "objects.json") != L.objects_dict():
         raise ValueError(f"{root / 'objects.json'} differs from the i-CLEVR class order built into cddpm; use the "
                          "course's objects.json")
@@ -161,8 +156,8 @@ class ICLEVRDataset(Dataset):
     all into ``self.images`` (uint8) once, cached in ``root/.cache`` until the json or an image changes."""
 
     def __init__(self, root: str | os.PathLike, split: str = "train", size: int = IMAGE_SIZE, preload: bool = False,
-                 cache_dir: str | os.PathLike | None = None, workers: int = 8):
-        self.root = _root(root)
+                 cache_dir: str | os.PathLike | None = None):
+        self.root = Path(root)
         self.size = size
         self.mapping = load_mapping(self.root, split)
         self.files = [self.root / "iclevr" / name for name in self.mapping]
@@ -170,7 +165,7 @@ class ICLEVRDataset(Dataset):
         self.images: torch.Tensor | None = None
         if preload:
             cache = Path(cache_dir) if cache_dir else self.root / ".cache"
-            self.images = self._load_all(cache / f"{split}_{size}.pt", workers)
+            self.images = self._load_all(cache / f"{split}_{size}.pt")
 
     def __len__(self) -> int:
         return len(self.files)
@@ -189,7 +184,7 @@ class ICLEVRDataset(Dataset):
             digest.update(f"{path.name}:{st.st_size}:{st.st_mtime_ns};".encode())
         return digest.hexdigest()
 
-    def _load_all(self, cache: Path, workers: int) -> torch.Tensor:
+    def _load_all(self, cache: Path) -> torch.Tensor:
         key = self._fingerprint()
         if cache.is_file():
             try:
@@ -198,7 +193,7 @@ class ICLEVRDataset(Dataset):
                     return saved["images"]
             except Exception:  # a stale or broken cache is rebuilt, never trusted
                 pass
-        with ThreadPoolExecutor(workers) as pool:
+        with ThreadPoolExecutor(8) as pool:
             arrays = list(pool.map(lambda p: read_image(p, self.size), self.files))
         images = torch.from_numpy(np.stack(arrays)) if arrays else torch.zeros(0, 3, self.size, self.size, dtype=torch.uint8)
         try:

@@ -31,7 +31,7 @@ def nearest(text: str) -> str:
     return f"{colour} {shape}"
 
 
-def check(labels: Sequence[str], max_objects: int = MAX_OBJECTS) -> list[str]:
+def check(labels: Sequence[str]) -> list[str]:
     """Validate one label list and return it as a list; raise a one-line ``ValueError`` otherwise."""
     if isinstance(labels, str):
         raise ValueError(f"expected a list of objects, got the string {labels!r}; wrap it: [{labels!r}]")
@@ -40,9 +40,9 @@ def check(labels: Sequence[str], max_objects: int = MAX_OBJECTS) -> list[str]:
                          f"(a {type(labels).__name__})")
     labels = list(labels)
     if not labels:
-        raise ValueError("empty object list; give 1 to %d objects such as ['red sphere']" % max_objects)
-    if len(labels) > max_objects:
-        raise ValueError(f"{len(labels)} objects {labels} exceed the limit of {max_objects}; drop some")
+        raise ValueError(f"empty object list; give 1 to {MAX_OBJECTS} objects such as ['red sphere']")
+    if len(labels) > MAX_OBJECTS:
+        raise ValueError(f"{len(labels)} objects {labels} exceed the limit of {MAX_OBJECTS}; drop some")
     for label in labels:
         if not isinstance(label, str):
             raise ValueError(f"object {label!r} is a {type(label).__name__}, not a string like 'red sphere'")
@@ -54,16 +54,16 @@ def check(labels: Sequence[str], max_objects: int = MAX_OBJECTS) -> list[str]:
     return labels
 
 
-def encode(labels: Sequence[str], max_objects: int = MAX_OBJECTS) -> torch.Tensor:
+def encode(labels: Sequence[str]) -> torch.Tensor:
     """Multi-hot float tensor of shape (24,) for one list of object names."""
     out = torch.zeros(NUM_CLASSES)
-    out[[INDEX[label] for label in check(labels, max_objects)]] = 1.0
+    out[[INDEX[label] for label in check(labels)]] = 1.0
     return out
 
 
-def encode_batch(batch: Iterable[Sequence[str]], max_objects: int = MAX_OBJECTS) -> torch.Tensor:
+def encode_batch(batch: Iterable[Sequence[str]]) -> torch.Tensor:
     """Multi-hot float tensor of shape (N, 24) for N label lists."""
-    rows = [encode(labels, max_objects) for labels in batch]
+    rows = [encode(labels) for labels in batch]
     return torch.stack(rows) if rows else torch.zeros(0, NUM_CLASSES)
 
 
@@ -77,6 +77,6 @@ def decode(multi_hot: torch.Tensor) -> list[str] | list[list[str]]:
     return [CLASSES[i] for i in torch.nonzero(multi_hot > 0.5).flatten().tolist()]
 
 
-def parse(text: str, max_objects: int = MAX_OBJECTS) -> list[str]:
+def parse(text: str) -> list[str]:
     """Parse a comma-separated command-line list such as ``"red sphere, cyan cube"``."""
-    return check([part.strip() for part in text.split(",") if part.strip()], max_objects)
+    return check([part.strip() for part in text.split(",") if part.strip()])

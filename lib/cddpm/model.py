@@ -68,26 +68,21 @@ class ModelConfig:
         return dataclasses.asdict(self)
 
 
+# CPU widths at 64x64 (a 2x2 pixel-unshuffle stem: the UNet runs on a 32x32 grid), AdaGN scale-shift, drawing one
+# object at a time onto a canvas
+_CANVAS64 = ModelConfig(sample_size=64, patch_size=2, scale_shift=True, canvas=True,
+                        block_out_channels=(32, 64, 64, 128), attention_levels=(3,), layers_per_block=1,
+                        norm_num_groups=16)
 PRESETS: dict[str, ModelConfig] = {
-    # CPU widths at 64x64 (a 2x2 pixel-unshuffle stem: the UNet runs on a 32x32 grid), AdaGN scale-shift, drawing
-    # one object at a time onto a canvas
-    "canvas64": ModelConfig(sample_size=64, patch_size=2, scale_shift=True, canvas=True,
-                            block_out_channels=(32, 64, 64, 128), attention_levels=(3,), layers_per_block=1,
-                            norm_num_groups=16),
+    "canvas64": _CANVAS64,
     # canvas64 told where each object goes (a box from the training layouts of its class)
-    "layout64": ModelConfig(sample_size=64, patch_size=2, scale_shift=True, canvas=True, layout=True,
-                            block_out_channels=(32, 64, 64, 128), attention_levels=(3,), layers_per_block=1,
-                            norm_num_groups=16),
+    "layout64": dataclasses.replace(_CANVAS64, layout=True),
     # layout64 drawing each object in a 32x32 window around its box at full resolution, told where the window lies:
     # the same UNet grid, so about the same cost per step (docs/ablations.md)
-    "crop64": ModelConfig(sample_size=64, patch_size=1, scale_shift=True, canvas=True, layout=True, crop=32,
-                          block_out_channels=(32, 64, 64, 128), attention_levels=(3,), layers_per_block=1,
-                          norm_num_groups=16),
+    "crop64": dataclasses.replace(_CANVAS64, layout=True, patch_size=1, crop=32),
     # crop64 drawing each object in a window 1.25 times its box, resampled to 24x24: every object at about one size,
     # whole, at 0.6 of the cost per step (docs/ablations.md): the default
-    "zoom64": ModelConfig(sample_size=64, patch_size=1, scale_shift=True, canvas=True, layout=True, crop=24, zoom=1.25,
-                          block_out_channels=(32, 64, 64, 128), attention_levels=(3,), layers_per_block=1,
-                          norm_num_groups=16),
+    "zoom64": dataclasses.replace(_CANVAS64, layout=True, patch_size=1, crop=24, zoom=1.25),
     # the layout design at GPU widths, full resolution; fits a 16 GB T4 at batch 64 in fp16
     "colab": ModelConfig(block_out_channels=(64, 128, 256, 256), attention_levels=(2, 3), layers_per_block=2,
                          scale_shift=True, canvas=True, layout=True),

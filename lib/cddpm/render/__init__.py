@@ -17,6 +17,7 @@ from PIL import Image
 
 from .. import labels as L
 from ..choices import IMAGE_SIZE, PER_CONDITION, SCENES, SEED
+from ..data import ROOT_FILES
 from ..paths import atomic_write, claim_folder
 from ..progress import TERMINAL_ONLY, tqdm
 from . import raycast
@@ -97,10 +98,10 @@ def _check_common(seed: int, size: int, out: str | os.PathLike, force: bool) -> 
     claim_folder(out, "--out", "cddpm render", _foreign, force)  # nothing but an earlier render, and only with force
 
 
-RENDER_FILES = ("objects.json", "train.json", "test.json", "new_test.json", "scenes.json", "meta.json")
+RENDER_FILES = (*ROOT_FILES, "scenes.json", "meta.json")
 OURS = (*RENDER_FILES, "iclevr", ".cache")  # .cache: the training loader's image cache (cddpm.data)
-# {split}_{size}.pt, its temporary .{split}_{size}.pt.{pid}.tmp (paths.atomic_write) and older mkstemp tmp*.tmp
-CACHE_FILE = re.compile(r"^\w+_\d+\.pt$|^\.\w+_\d+\.pt\.\d+\.tmp$|^tmp\w*\.tmp$")
+# {split}_{size}.pt and its temporary .{split}_{size}.pt.{pid}.tmp (paths.atomic_write)
+CACHE_FILE = re.compile(r"^\w+_\d+\.pt$|^\.\w+_\d+\.pt\.\d+\.tmp$")
 
 
 def _foreign(out: Path) -> list[str] | None:
@@ -199,21 +200,20 @@ def _render_chunk(args: tuple[list[Job], int, int, Path, bool]) -> dict[str, lis
     return truth
 
 
-def _realistic_render(job: Job, things: Sequence[S.Thing], seed: int, size: int,
-                     realism: raycast.Realism = raycast.REALISM) -> raycast.Result:
+def _realistic_render(job: Job, things: Sequence[S.Thing], seed: int, size: int) -> raycast.Result:
     """A scene's images as ``--realistic`` renders them: its own camera and lights (drawn from (seed, its key)),
     then each image's light and grain (from (seed, its key, its object count)), so any subset of a scene's images
     (a twin) gets the same pixels."""
-    view = scene_view(seed, job.key, realism)
+    view = scene_view(seed, job.key)
     counts = [count for _, count in job.images]
     rngs = [np.random.default_rng([seed, REALISTIC, *job.key, count]) for count in counts]
-    gain = np.array([1 + realism.step_light * rng.uniform(-1, 1) for rng in rngs])
+    gain = np.array([1 + raycast.REALISM.step_light * rng.uniform(-1, 1) for rng in rngs])
     # a sum of three uniforms: nearly Gaussian, unit variance, and made of exact operations like the pixels
-    grain = np.stack([(rng.random((3, size, size, 3)).sum(0) - 1.5) * 2 * realism.grain for rng in rngs])
+    grain = np.stack([(rng.random((3, size, size, 3)).sum(0) - 1.5) * 2 * raycast.REALISM.grain for rng in rngs])
     return raycast.Renderer(size, raycast.SAMPLES, view).render(S.batch([things[:c] for c in counts]), gain=gain,
                                                                 grain=grain)
 
 
-def scene_view(seed: int, key: tuple[int, ...], realism: raycast.Realism = raycast.REALISM) -> raycast.View:
+def scene_view(seed: int, key: tuple[int, ...]) -> raycast.View:
     """The camera and lights of scene ``key`` in a --realistic render of ``seed``."""
-    return raycast.jittered(np.random.default_rng([seed, REALISTIC, *key]), realism)
+    return raycast.jittered(np.random.default_rng([seed, REALISTIC, *key]))

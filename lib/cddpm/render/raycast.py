@@ -37,17 +37,15 @@ def _unit(v: np.ndarray) -> np.ndarray:
     return v / np.sqrt((v * v).sum(-1, keepdims=True))
 
 
-def _basis() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Camera position and its right, up and forward unit vectors (float64, sqrt only)."""
-    back = _unit(np.array([0.0, -1.0, 0.7]))
-    eye = TARGET + CAMERA_DISTANCE * back
-    fwd = -back
+def _level(fwd: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Right and up unit vectors of a view along unit ``fwd`` with a level horizon (float64, sqrt only)."""
     right = _unit(np.cross(fwd, [0.0, 0.0, 1.0]))
-    up = np.cross(right, fwd)
-    return eye, right, up, fwd
+    return right, np.cross(right, fwd)
 
 
-EYE, RIGHT, UP, FWD = _basis()
+FWD = -_unit(np.array([0.0, -1.0, 0.7]))
+EYE = TARGET - CAMERA_DISTANCE * FWD
+RIGHT, UP = _level(FWD)
 
 # --realistic (cddpm.render): CLEVR's camera and lamp jitter at its distances, light per step, grain, mirrored
 # metal; the numbers and their sources are in docs/data.md
@@ -90,28 +88,26 @@ class View:
 CLEAN = View(EYE, RIGHT, UP, FWD, KEY, FILL)
 
 
-def jittered(rng: np.random.Generator, realism: Realism = REALISM) -> View:
+def jittered(rng: np.random.Generator) -> View:
     """A scene's camera and lights as CLEVR's renderer jitters them (see ``CLEVR_CAMERA_DISTANCE``)."""
-    eye = EYE + realism.camera_jitter * rng.uniform(-1, 1, 3)
+    eye = EYE + REALISM.camera_jitter * rng.uniform(-1, 1, 3)
     fwd = _unit(TARGET - eye)
-    right = _unit(np.cross(fwd, [0.0, 0.0, 1.0]))
     lamps = {}
     for name, towards in (("key", KEY), ("fill", FILL), ("back", BACK)):
         distance = CLEVR_LAMP_DISTANCE[name]
-        moved = distance * _unit(towards) + realism.light_jitter * rng.uniform(-1, 1, 3)
+        moved = distance * _unit(towards) + REALISM.light_jitter * rng.uniform(-1, 1, 3)
         lamps[name] = (moved, float(distance * distance / (moved * moved).sum()))
     key = lamps["key"][0]
     shift = key - CLEVR_LAMP_DISTANCE["key"] * _unit(KEY)
-    return View(eye, right, np.cross(right, fwd), fwd, key=key, fill=lamps["fill"][0], key_gain=lamps["key"][1],
+    return View(eye, *_level(fwd), fwd, key=key, fill=lamps["fill"][0], key_gain=lamps["key"][1],
                 fill_gain=lamps["fill"][1], ambient_gain=lamps["back"][1],
-                pool=(POOL[0] + float(shift[0]), POOL[1] + float(shift[1])), reflections=realism.reflections)
+                pool=(POOL[0] + float(shift[0]), POOL[1] + float(shift[1])), reflections=REALISM.reflections)
 
 
-def _light_dirs(a: np.ndarray, b: np.ndarray, towards: np.ndarray = KEY) -> np.ndarray:
+def _light_dirs(a: np.ndarray, b: np.ndarray, towards: np.ndarray) -> np.ndarray:
     """(..., 3) unit directions towards points (a, b) in [-1, 1]^2 of the square area light."""
     key = _unit(towards)
-    e1 = _unit(np.cross(key, [0.0, 0.0, 1.0]))
-    e2 = np.cross(e1, key)
+    e1, e2 = _level(key)
     return _unit(key + LIGHT_RADIUS * (a[..., None] * e1 + b[..., None] * e2))
 
 

@@ -103,12 +103,12 @@ def batch(images: Sequence[Sequence[Thing]]) -> R.Scenes:
     return s
 
 
-def in_frame(thing: Thing, size: int = IMAGE_SIZE) -> bool:
+def in_frame(thing: Thing) -> bool:
     """Whether the object's bounding box projects inside the image."""
     r = thing.radius
     x, y, z = np.meshgrid([thing.x - r, thing.x + r], [thing.y - r, thing.y + r], [0.0, 2 * r])
-    u, v = R.project(x, y, z, size)
-    return bool(((u >= 0) & (u <= size) & (v >= 0) & (v <= size)).all())
+    u, v = R.project(x, y, z, IMAGE_SIZE)
+    return bool(((u >= 0) & (u <= IMAGE_SIZE) & (v >= 0) & (v <= IMAGE_SIZE)).all())
 
 
 def layout(keys: Sequence[tuple[int, ...]], label_lists: Sequence[Sequence[str]], seed: int) -> list[list[Thing]]:
