@@ -175,19 +175,18 @@ class Evaluator:
         """(N, 24) per-class scores in [0, 1] on the CPU of (N, 3, 64, 64) ``images`` in [-1, 1] (``check_range=False``
         checks only the shape, for batches made with ``data.to_float``)."""
         (check_images if check_range else _check_shape)(images)
-        return self._run(self.network, images, batch_size, L.NUM_CLASSES)
+        return self._run(self.network, images, batch_size)
 
     def features(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
         """(N, 512) pooled features (what the fc layer reads) on the CPU: the judge's feature space, where
         :mod:`cddpm.evaluation.fidelity` measures distances; ``images`` as ``scores`` takes them."""
         _check_shape(images)
-        return self._run(self._pooled, images, batch_size, FEATURES)
+        return self._run(self._pooled, images, batch_size)
 
-    def _run(self, view: nn.Module, images: torch.Tensor, batch_size: int, width: int) -> torch.Tensor:
+    def _run(self, view: nn.Module, images: torch.Tensor, batch_size: int) -> torch.Tensor:
         self.network.eval()
-        with torch.inference_mode():
-            out = [view(chunk.to(self.device, torch.float32)).float().cpu() for chunk in images.split(batch_size)]
-        return torch.cat(out) if out else torch.zeros(0, width)
+        with torch.inference_mode():  # split gives an empty batch one empty chunk: (0, width) out
+            return torch.cat([view(chunk.to(self.device, torch.float32)).float().cpu() for chunk in images.split(batch_size)])
 
 
 # --- metrics on images and folders ---------------------------------------------------------------
