@@ -108,7 +108,7 @@ def _execute(notebook: Path, output: Path, parameters: dict, stream: bool = Fals
 
 def _already_done(batch: Batch, combos: list[dict]) -> set[str]:
     """The tags whose sample folder holds this batch's run, conditions and judge (skipped unless ``force``); a folder
-    holding another's is a one-line refusal before anything runs, one without that record a note."""
+    holding another's (or not recording them) is a one-line refusal before anything runs."""
     import json
 
     from .. import data, provenance, runs
@@ -128,14 +128,10 @@ def _already_done(batch: Batch, combos: list[dict]) -> set[str]:
         except ValueError:
             raise ValueError(f"{path} is not readable json; pass --force to sample it again") from None
         now = {**wanted, "conditions_sha1": conditions[combo["split"]]}
-        if not set(now) & set(record):
-            print(f"note: {path.parent} records no run, conditions or judge (an older cddpm); kept as done, "
-                  "--force samples it again", file=sys.stderr)
-        else:
-            other = [k.split("_")[0] for k, v in now.items() if record.get(k) != v]
-            if other:
-                raise FileExistsError(f"{path.parent} holds samples of another {' and '.join(other)} than this batch's; "
-                                      "pass --force to sample it again, or choose another --name or --outputs")
+        other = [k.split("_")[0] for k, v in now.items() if record.get(k) != v]
+        if other:
+            raise FileExistsError(f"{path.parent} holds samples of another {' and '.join(other)} than this batch's; "
+                                  "pass --force to sample it again, or choose another --name or --outputs")
         done.add(combo["tag"])
     return done
 
