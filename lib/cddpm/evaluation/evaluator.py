@@ -53,16 +53,6 @@ def build_network() -> nn.Module:
     return network
 
 
-def _pooled_view(network: nn.Module) -> nn.Sequential:
-    """The network up to its global average pool (shares parameters): the (N, 512) features its fc layer reads."""
-    return nn.Sequential(*list(network.children())[:-1], nn.Flatten(1))
-
-
-def _logits_view(network: nn.Module) -> nn.Sequential:
-    """The same network without its final Sigmoid (shares parameters): logits for BCE and guidance."""
-    return nn.Sequential(_pooled_view(network), network.fc[0])
-
-
 def _mismatch(expected: dict[str, torch.Tensor], found: dict) -> str:
     """One-line description of how ``found`` differs from the expected state dict ('' when it matches)."""
     def few(keys: list[str], what: str) -> list[str]:
@@ -113,8 +103,10 @@ class Evaluator:
         self.network = network.to(self.device)
         self.path = None if path is None else Path(path)
         self.trained_on = trained_on  # the train.json hash it learned (provenance.mapping_sha); None: not recorded
-        self._logits = _logits_view(self.network)
-        self._pooled = _pooled_view(self.network)
+        # views sharing its parameters: up to the global average pool (the (N, 512) features fc reads), and without
+        # the final Sigmoid (logits for BCE and guidance)
+        self._pooled = nn.Sequential(*list(self.network.children())[:-1], nn.Flatten(1))
+        self._logits = nn.Sequential(self._pooled, self.network.fc[0])
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> Evaluator:
