@@ -165,7 +165,7 @@ def fake_run(path: Path, root: Path) -> Path:
     return path
 
 
-def test_a_batch_refuses_folders_of_another_run_or_judge_before_it_runs(tmp_path, monkeypatch, capsys, course):
+def test_a_batch_refuses_folders_of_another_run_or_judge_before_it_runs(tmp_path, monkeypatch, course):
     executed = []
     monkeypatch.setattr(batch, "_execute", lambda nb, out, params: executed.append(params))
     judge = E.Evaluator(E.build_network()).save(tmp_path / "j.pth")
@@ -183,8 +183,9 @@ def test_a_batch_refuses_folders_of_another_run_or_judge_before_it_runs(tmp_path
         with pytest.raises(FileExistsError, match=f"another {key.split('_')[0]} than this batch's; pass --force"):
             batch.run_batch(b)
     assert not executed
-    (folder / "metrics.json").write_text(json.dumps({"topk": 0.5}))  # sampled by an older cddpm
-    assert batch.run_batch(b)["skipped"] == [tag] and "records no run" in capsys.readouterr().err
+    (folder / "metrics.json").write_text(json.dumps({"topk": 0.5}))  # sampled by an older cddpm: refused alike
+    with pytest.raises(FileExistsError, match="another run and evaluator and conditions than this batch's"):
+        batch.run_batch(b)
     assert batch.run_batch(dataclasses.replace(b, force=True))["done"] == [tag]
     assert executed[0]["evaluator"] == str(judge) and executed[0]["outputs"] == str(tmp_path / "o")
 

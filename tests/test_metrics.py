@@ -1,5 +1,3 @@
-import math
-
 import pytest
 import torch
 
@@ -108,25 +106,13 @@ def test_equals_the_course_compute_acc_to_the_last_digit(kind):
     assert M.topk_accuracy(scores, labels) == course_compute_acc(scores, labels)
 
 
-def test_per_class_recall():
-    labels = L.encode_batch([["red cube"], ["red cube", "blue cube"], ["blue cube"]])
-    scores = scored({"red cube": 0.9}, {"red cube": 0.1, "blue cube": 0.9, "gray cube": 0.8}, {"blue cube": 0.9})
-    recall = M.per_class_recall(scores, labels)
-    assert recall.shape == (24,)
-    assert recall[L.INDEX["red cube"]] == 0.5 and recall[L.INDEX["blue cube"]] == 1.0
-    assert math.isnan(recall[L.INDEX["gray cube"]])  # never requested
-    counts = labels.sum(0)
-    pooled = (recall.nan_to_num() * counts).sum() / counts.sum()
-    assert pooled.item() == pytest.approx(M.topk_accuracy(scores, labels))
-
-
 @pytest.mark.parametrize("scores, labels, match", [
     (torch.rand(2, 24), torch.zeros(3, 24), "same shape"),
     (torch.rand(2, 10), torch.zeros(2, 10), "same shape"),
     (torch.rand(2, 24), L.encode_batch([["red cube"]]).repeat(2, 1) * 0.7, "multi-hot"),
 ])
 def test_bad_input_one_line_errors(scores, labels, match):
-    for metric in (M.topk_accuracy, M.exact_set_accuracy, M.extra_object_rate, M.per_class_recall):
+    for metric in (M.topk_accuracy, M.exact_set_accuracy, M.extra_object_rate):
         with pytest.raises(ValueError, match=match) as err:
             metric(scores, labels)
         assert "\n" not in str(err.value)

@@ -574,14 +574,14 @@ def _train(args) -> int:
     from accelerate import PartialState
 
     from . import model, train
+    from .workflow.profiles import LENGTH
 
     stored = train.load_config(args.out) if args.resume and (args.out / "config.json").is_file() else None
     base = stored or train.TrainConfig()
-    settable = {f.name for f in dataclasses.fields(train.TrainConfig)} - {"model", "preset", "out", "resume",
-                                                                          "inexact_resume"}
-    given = {k: v for k, v in vars(args).items() if k in settable and v is not None}
-    if given.keys() & {"max_steps", "epochs", "minutes"}:  # a length given replaces the run's
-        given = {"max_steps": None, "epochs": None, "minutes": None, **given}
+    fields = {f.name for f in dataclasses.fields(train.TrainConfig)}
+    given = {k: v for k, v in vars(args).items() if k in fields and v is not None}
+    if given.keys() & set(LENGTH):  # a length given replaces the run's
+        given = {**dict.fromkeys(LENGTH), **given}
     overrides = model.parse_overrides(args.model or [])
     if args.conditioning:
         overrides["conditioning"] = args.conditioning
@@ -590,8 +590,7 @@ def _train(args) -> int:
         net = model.preset(name, **overrides)
     else:
         name, net = stored.preset, model.override(stored.model, **overrides)
-    config = dataclasses.replace(base, **given, model=net, preset=name, out=str(args.out), resume=args.resume,
-                                 inexact_resume=args.inexact_resume)
+    config = dataclasses.replace(base, **{**given, "model": net, "preset": name, "out": str(args.out)})
     try:
         result = train.train(config)
     except KeyboardInterrupt as stop:

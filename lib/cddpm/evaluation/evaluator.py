@@ -53,16 +53,6 @@ def build_network() -> nn.Module:
     return network
 
 
-def _pooled_view(network: nn.Module) -> nn.Sequential:
-    """The network up to its global average pool (shares parameters): the (N, 512) features its fc layer reads."""
-    return nn.Sequential(*list(network.children())[:-1], nn.Flatten(1))
-
-
-def _logits_view(network: nn.Module) -> nn.Sequential:
-    """The same network without its final Sigmoid (shares parameters): logits for BCE and guidance."""
-    return nn.Sequential(_pooled_view(network), network.fc[0])
-
-
 def _mismatch(expected: dict[str, torch.Tensor], found: dict) -> str:
     """One-line description of how ``found`` differs from the expected state dict ('' when it matches)."""
     def few(keys: list[str], what: str) -> list[str]:
@@ -113,8 +103,10 @@ class Evaluator:
         self.network = network.to(self.device)
         self.path = None if path is None else Path(path)
         self.trained_on = trained_on  # the train.json hash it learned (provenance.mapping_sha); None: not recorded
-        self._logits = _logits_view(self.network)
-        self._pooled = _pooled_view(self.network)
+        # views sharing its parameters: up to the global average pool (the (N, 512) features fc reads), and without
+        # the final Sigmoid (logits for BCE and guidance)
+        self._pooled = nn.Sequential(*list(self.network.children())[:-1], nn.Flatten(1))
+        self._logits = nn.Sequential(self._pooled, self.network.fc[0])
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> Evaluator:
@@ -175,19 +167,18 @@ class Evaluator:
         """(N, 24) per-class scores in [0, 1] on the CPU of (N, 3, 64, 64) ``images`` in [-1, 1] (``check_range=False``
         checks only the shape, for batches made with ``data.to_float``)."""
         (check_images if check_range else _check_shape)(images)
-        return self._run(self.network, images, batch_size, L.NUM_CLASSES)
+        return self._run(self.network, images, batch_size)
 
     def features(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
         """(N, 512) pooled features (what the fc layer reads) on the CPU: the judge's feature space, where
         :mod:`cddpm.evaluation.fidelity` measures distances; ``images`` as ``scores`` takes them."""
         _check_shape(images)
-        return self._run(self._pooled, images, batch_size, FEATURES)
+        return self._run(self._pooled, images, batch_size)
 
-    def _run(self, view: nn.Module, images: torch.Tensor, batch_size: int, width: int) -> torch.Tensor:
+    def _run(self, view: nn.Module, images: torch.Tensor, batch_size: int) -> torch.Tensor:
         self.network.eval()
-        with torch.inference_mode():
-            out = [view(chunk.to(self.device, torch.float32)).float().cpu() for chunk in images.split(batch_size)]
-        return torch.cat(out) if out else torch.zeros(0, width)
+        with torch.inference_mode():  # split gives an empty batch one empty chunk: (0, width) out
+            return torch.cat([view(chunk.to(self.device, torch.float32)).float().cpu() for chunk in images.split(batch_size)])
 
 
 # --- metrics on images and folders ---------------------------------------------------------------

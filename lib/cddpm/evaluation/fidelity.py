@@ -113,11 +113,9 @@ def _compare(metric: Metric, reference: torch.Tensor, sets: list[torch.Tensor], 
 
 def distances(feature: nn.Module, reference: torch.Tensor, sets: list[torch.Tensor]) -> list[dict]:
     """FD and KID (mean and spread over subsets) of each uint8 image set in ``sets`` against ``reference`` in the
-    space of ``feature`` (an ``nn.Module`` mapping uint8 (N, 3, H, W) to (N, D) on the CPU)."""
-    smallest = min(len(x) for x in [reference, *sets])
-    if smallest < 2:
-        raise ValueError(f"a distance needs at least 2 images per set, and one set holds {smallest}")
-    subset = min(KID_MAX_SUBSET, max(2, smallest // 2))
+    space of ``feature`` (an ``nn.Module`` mapping uint8 (N, 3, H, W) to (N, D) on the CPU); at least 2 images per set
+    (:func:`check`)."""
+    subset = min(KID_MAX_SUBSET, max(2, min(len(x) for x in [reference, *sets]) // 2))
     fd = FrechetInceptionDistance(feature=feature, reset_real_features=False)
     with warnings.catch_warnings():  # that it keeps every feature: a few thousand 512-d rows at most
         warnings.filterwarnings("ignore", "Metric `Kernel Inception Distance` will save all extracted features")

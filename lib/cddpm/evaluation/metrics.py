@@ -52,9 +52,3 @@ def extra_object_rate(scores: torch.Tensor, labels: torch.Tensor, threshold: flo
     scores, requested = _check(scores, labels)
     return ((scores > threshold) & ~requested).any(1).double().mean().item()
 
-
-def per_class_recall(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """(24,) top-k credit of each class over the images requesting it (NaN if never requested); :func:`topk_accuracy`
-    is these recalls weighted by request counts."""
-    credit = topk_credit(scores, labels)
-    return credit.sum(0) / (labels > 0.5).sum(0)

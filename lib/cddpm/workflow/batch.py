@@ -108,7 +108,7 @@ def _execute(notebook: Path, output: Path, parameters: dict, stream: bool = Fals
 
 def _already_done(batch: Batch, combos: list[dict]) -> set[str]:
     """The tags whose sample folder holds this batch's run, conditions and judge (skipped unless ``force``); a folder
-    holding another's is a one-line refusal before anything runs, one without that record a note."""
+    holding another's (or not recording them) is a one-line refusal before anything runs."""
     import json
 
     from .. import data, provenance, runs
@@ -128,14 +128,10 @@ def _already_done(batch: Batch, combos: list[dict]) -> set[str]:
         except ValueError:
             raise ValueError(f"{path} is not readable json; pass --force to sample it again") from None
         now = {**wanted, "conditions_sha1": conditions[combo["split"]]}
-        if not set(now) & set(record):
-            print(f"note: {path.parent} records no run, conditions or judge (an older cddpm); kept as done, "
-                  "--force samples it again", file=sys.stderr)
-        else:
-            other = [k.split("_")[0] for k, v in now.items() if record.get(k) != v]
-            if other:
-                raise FileExistsError(f"{path.parent} holds samples of another {' and '.join(other)} than this batch's; "
-                                      "pass --force to sample it again, or choose another --name or --outputs")
+        other = [k.split("_")[0] for k, v in now.items() if record.get(k) != v]
+        if other:
+            raise FileExistsError(f"{path.parent} holds samples of another {' and '.join(other)} than this batch's; "
+                                  "pass --force to sample it again, or choose another --name or --outputs")
         done.add(combo["tag"])
     return done
 
@@ -182,6 +178,11 @@ def run_batch(batch: Batch) -> dict:
     return {"done": done, "skipped": skipped, "failed": failed, "report": report}
 
 
+def _arms(p) -> list[tuple[str, int]]:
+    """The demo's sampling arms: the profile's sampler and steps, and a DDPM arm where it has ``ddpm_steps``."""
+    return [(p.sampler, p.steps)] + ([("ddpm", p.ddpm_steps)] if p.ddpm_steps else [])
+
+
 def demo_plan(p) -> list[str]:
     """What ``cddpm demo`` will do on profile ``p``: a line per stage with its minutes (a budget the stage sizes its
     work to on this machine, or an estimate of fixed work; both set in ``cddpm.workflow.profiles``), then their sum."""
@@ -216,9 +217,8 @@ def demo_plan(p) -> list[str]:
         rows.append(("train", f"train {preset} into {p.run}", p.train["minutes"], sized))
     else:
         rows.append(("train", f"train {preset} into {p.run} for {p.train.get('max_steps')} steps", None, ""))
-    arms = [(p.sampler, p.steps)] + ([("ddpm", p.ddpm_steps)] if p.ddpm_steps else [])
     sampling = " and ".join(f"{len(p.seeds) * len(p.splits) * len(p.guidance)} runs of {sampler} {steps} steps"
-                            for sampler, steps in arms)
+                            for sampler, steps in _arms(p))
     rows.append(("sample", f"{sampling} ({' + '.join(p.splits)}, guidance {' '.join(f'{w:g}' for w in p.guidance)}, "
                            f"{p.weights} weights), "
                            "the report and the judge on ground truth", p.sample_minutes, "estimated"))
@@ -288,11 +288,10 @@ def run_demo(profile: str | None = None, notebooks: str = DEFAULT_NOTEBOOKS, out
         _execute(_notebook(notebooks, f"{name}.ipynb"), record_dir / f"{name}.ipynb", {**given, **extra}, stream=True)
         print(f"demo [{p.name}]: {name} took {time.perf_counter() - begun:.0f} s", flush=True)
     judge_path = str(profiles.evaluator_path(p))
-    arms = [([p.sampler], [p.steps])] + ([(["ddpm"], [p.ddpm_steps])] if p.ddpm_steps else [])
-    failed = []
-    for i, (samplers, arm_steps) in enumerate(arms):
+    arms, failed = _arms(p), []
+    for i, (sampler, arm_steps) in enumerate(arms):
         result = run_batch(Batch(run=p.run, name=p.batch, evaluator=judge_path, seeds=list(p.seeds),
-                                 weights=[p.weights], splits=list(p.splits), samplers=samplers, steps=arm_steps,
+                                 weights=[p.weights], splits=list(p.splits), samplers=[sampler], steps=[arm_steps],
                                  guidance=list(p.guidance), data=p.data_root, device=device, profile=p.name,
                                  outputs=outputs, notebooks=notebooks, report=i == len(arms) - 1))
         failed += result["failed"]

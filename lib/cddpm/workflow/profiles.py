@@ -100,15 +100,11 @@ def evaluator_path(p: Profile) -> Path:
     return folders.evaluator(p.outputs, data_key(p.data_root), name)
 
 
-def default_name() -> str:
-    """``CDDPM_PROFILE`` when set (CI sets ``smoke``), else ``demo``."""
-    return os.environ.get("CDDPM_PROFILE", "demo")
-
-
 def get(name: str | None = None, **overrides) -> Profile:
     """The named profile with every non-``None`` override applied (a ``TrainConfig`` field to its ``train``; a length
-    given replaces the profile's), its data root, run and batch name filled in."""
-    name = name or default_name()
+    given replaces the profile's), its data root, run and batch name filled in; no name: ``CDDPM_PROFILE`` when set
+    (CI sets ``smoke``), else ``demo``."""
+    name = name or os.environ.get("CDDPM_PROFILE", "demo")
     if name not in PROFILES:
         raise ValueError(f"unknown profile {name!r}; use one of {', '.join(PROFILES)}")
     own = {f.name for f in dataclasses.fields(Profile)} - {"train"}

@@ -6,7 +6,7 @@ import json
 import os
 import shutil
 import statistics
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 from matplotlib.figure import Figure
@@ -98,8 +98,7 @@ def _plot_against(rows: list[dict], x: str, path: Path, title: str) -> Path | No
         sel = [r for r in rows if r["split"] == split]
         # hold the other settings at the most common value so each line varies only x
         others = [k for k in KEYS if k not in ("split", x)]
-        common = max(((tuple(r[k] for k in others)) for r in sel), key=lambda c: sum(
-            tuple(r[k] for k in others) == c for r in sel))
+        common = Counter(tuple(r[k] for k in others) for r in sel).most_common(1)[0][0]
         sel = sorted((r for r in sel if tuple(r[k] for k in others) == common), key=lambda r: r[x])
         for m, style in (("topk", "-o"), ("exact_set", "--s")):
             ax.errorbar([r[x] for r in sel], [r[m] for r in sel], yerr=[r[m + "_std"] or 0.0 for r in sel],

@@ -67,15 +67,10 @@ def ground_truth(p: profiles.Profile, split: str, command: str = "cddpm demo") -
     return _renders(p, split, split, p.gt_per_condition, p.seed + 1001, command)
 
 
-def floor_renders(p: profiles.Profile, split: str, per_condition: int, command: str = "cddpm demo") -> Path:
-    """Renders of a split's conditions, ``per_condition`` each, at another seed than :func:`ground_truth`'s: stand-ins
-    for as many generated images, whose distance to the ground truth is the fidelity floor."""
-    return _renders(p, split, f"{split}_floor{per_condition}", per_condition, p.seed + 2002, command)
-
-
 def fidelity_of_samples(p: profiles.Profile, judge: ev.Evaluator) -> dict[tuple[str, float], tuple[dict, int]]:
-    """FD and KID of the profile's samples (seeds pooled) against :func:`ground_truth` with the floor of
-    :func:`floor_renders`, per (split, guidance) whose every seed was sampled; empty on a root we did not render."""
+    """FD and KID of the profile's samples (seeds pooled) against :func:`ground_truth` with the floor (as many renders
+    as samples, at another seed: their distance to the ground truth), per (split, guidance) whose every seed was
+    sampled; empty on a root we did not render."""
     from ..evaluation.fidelity import measure
 
     results = {}
@@ -87,8 +82,9 @@ def fidelity_of_samples(p: profiles.Profile, judge: ev.Evaluator) -> dict[tuple[
         if all(folder.is_dir() for folder in found):
             conditions = data.load_condition_lists(p.data_root, split)
             images = torch.cat([ev.read_folder(folder, len(conditions))[0] for folder in found])
-            results[split, w] = measure(judge, images, L.encode_batch(conditions * len(found)), ground_truth(p, split),
-                                        floor_renders(p, split, len(found))), len(images)
+            truth = ground_truth(p, split)
+            floor = _renders(p, split, f"{split}_floor{len(found)}", len(found), p.seed + 2002, "cddpm demo")
+            results[split, w] = measure(judge, images, L.encode_batch(conditions * len(found)), truth, floor), len(images)
     return results
 
 
