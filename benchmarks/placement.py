@@ -148,7 +148,7 @@ def main() -> None:
 
     canvases = pass_canvases(model, schedule, conditions, boxes, request)
     before, per_object = model.background.float().cpu().expand(len(conditions), -1, -1, -1), []
-    for s, ((rows, _, _), after) in enumerate(zip(C.stages(conditions), canvases)):
+    for s, ((rows, _), after) in enumerate(zip(C.stages(conditions), canvases)):
         drawn = C.changed(before[rows], after[rows], request.edit_threshold, one_region=False)
         wanted = torch.tensor([boxes[i][s] for i in rows])
         per_object.append(torch.where(drawn.flatten(1).any(1), C.iou(C.mask_boxes(drawn), wanted), 0.0))

@@ -86,13 +86,12 @@ def parent_images(images: torch.Tensor, parents: torch.Tensor, floor: torch.Tens
     return torch.where((parent == EMPTY)[:, None, None, None], floor, images[parent.clamp(min=0)])
 
 
-def stages(conditions: Sequence[Sequence[str]]) -> list[tuple[list[int], torch.Tensor, torch.Tensor]]:
-    """Per stage s: the rows that get an object, its one-hot (their s-th) and the multi-hot of their objects so far."""
+def stages(conditions: Sequence[Sequence[str]]) -> list[tuple[list[int], torch.Tensor]]:
+    """Per stage s: the rows that get an object and its one-hot (their s-th object)."""
     plan = []
     for s in range(max((len(c) for c in conditions), default=0)):
         rows = [i for i, c in enumerate(conditions) if len(c) > s]
-        plan.append((rows, L.encode_batch([[conditions[i][s]] for i in rows]),
-                     L.encode_batch([conditions[i][:s + 1] for i in rows])))
+        plan.append((rows, L.encode_batch([[conditions[i][s]] for i in rows])))
     return plan
 
 

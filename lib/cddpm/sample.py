@@ -277,7 +277,7 @@ def draw(model: torch.nn.Module, sampler: SchedulerMixin, conditions: Sequence[S
         given = given.to(current.device)
         taken = (C.box_mask(given.clamp(min=0).flatten(0, 1), size) > 0).view(*given.shape[:2], size, size)
         taken = taken.any(1, keepdim=True)  # a -1 row (no box) is the empty box 0, 0, 0, 0
-    for s, (rows, added, _) in enumerate(C.stages(conditions)):
+    for s, (rows, added) in enumerate(C.stages(conditions)):
         index = torch.tensor(rows, device=current.device)
         here = current[index]  # these rows' images before the pass
         context, within, corner, side = here, None, None, None
