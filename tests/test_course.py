@@ -184,7 +184,7 @@ def test_a_batch_refuses_folders_of_another_run_or_judge_before_it_runs(tmp_path
             batch.run_batch(b)
     assert not executed
     (folder / "metrics.json").write_text(json.dumps({"topk": 0.5}))  # sampled by an older cddpm: refused alike
-    with pytest.raises(FileExistsError, match="another run and evaluator and conditions than this batch's"):
+    with pytest.raises(FileExistsError, match="samples that record no run, evaluator or conditions; pass --force"):
         batch.run_batch(b)
     assert batch.run_batch(dataclasses.replace(b, force=True))["done"] == [tag]
     assert executed[0]["evaluator"] == str(judge) and executed[0]["outputs"] == str(tmp_path / "o")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -401,7 +402,7 @@ def test_a_run_written_before_a_field_existed_is_refused_in_one_line(tmp_path, d
     del stored["model"]["layout"], stored["train"]["hflip"]  # as an older cddpm wrote it
     path.write_text(json.dumps(stored))
     with pytest.raises(ValueError, match=r"cannot resume .*: model\.layout \(run unset, now False\); "
-                                         r"train\.hflip \(run unset, now False\); use the run's settings"):
+                                         r"train\.hflip \(run unset, now False\); use the run's settings \(a field it lacks: the cddpm version"):
         train(dataclasses.replace(first, resume=True, max_steps=3))
 
 
@@ -589,3 +590,14 @@ def test_cli_budget_and_a_length_given_on_resume(tmp_path, data, capsys, monkeyp
     assert "give minutes with max_steps as its cap, not with epochs" in capsys.readouterr().err
     assert main(["train", "--out", str(run), "--resume", "--max-steps", "4"]) == 0  # a length given replaces the budget
     assert json.loads(capsys.readouterr().out)["step"] == 4 and load_config(run).minutes is None
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("batch_size", None, "batch_size=None must be positive"),
+    ("log_every", 0, "log_every=0 must be positive"),
+    ("prediction_type", "x0", "unknown prediction type 'x0'; use one of epsilon, v_prediction"),
+])
+def test_a_bad_setting_is_refused_when_the_config_is_made(tmp_path, field, value, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        TrainConfig(out=str(tmp_path / "run"), max_steps=1, **{field: value})
+    assert not (tmp_path / "run").exists()

@@ -9,10 +9,15 @@ from diffusers import DDPMScheduler
 from .choices import PREDICTION_TYPES
 
 
-def train_scheduler(prediction_type: str = "epsilon") -> DDPMScheduler:
-    """The forward (noising) process used in training: 1000 steps of the cosine schedule."""
+def check_prediction_type(prediction_type: str) -> None:
+    """A one-line error for a target the training loss does not know."""
     if prediction_type not in PREDICTION_TYPES:
         raise ValueError(f"unknown prediction type {prediction_type!r}; use one of {', '.join(PREDICTION_TYPES)}")
+
+
+def train_scheduler(prediction_type: str = "epsilon") -> DDPMScheduler:
+    """The forward (noising) process used in training: 1000 steps of the cosine schedule."""
+    check_prediction_type(prediction_type)
     return DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type=prediction_type,
                          clip_sample=True)
 

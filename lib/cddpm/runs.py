@@ -43,7 +43,7 @@ def read_config(run: str | os.PathLike) -> dict:
     unknown = sorted(set(config["model"]) - fields)
     if unknown:
         raise ValueError(f"{path} has unknown model fields {unknown} (written by another cddpm version?); "
-                         "restore it from a copy, or train a new --out")
+                         "use the version that wrote it, or train a new run")
     return config
 
 

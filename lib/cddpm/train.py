@@ -32,7 +32,7 @@ from .choices import DEFAULT_DATA, DEFAULT_OUTPUTS, DEFAULT_PRECISION, DEFAULT_P
 from .data import ICLEVRDataset, held_out, to_float
 from .device import choose_precision, describe_precision
 from .device import resolve as resolve_device
-from .diffusion import train_scheduler, training_loss
+from .diffusion import check_prediction_type, train_scheduler, training_loss
 from .model import ConditionalUNet, ModelConfig, preset
 from .paths import claim_folder, publish, temporary_sibling, write_json, write_text
 from .progress import tqdm
@@ -66,7 +66,7 @@ class TrainConfig:
                                        # tenth of the run, at most 200 (warmup_steps)
     max_grad_norm: float = 1.0
     p_uncond: float = 0.1              # label dropout for classifier-free guidance
-    prediction_type: str = "v_prediction"  # or epsilon, checked by cddpm.diffusion.train_scheduler
+    prediction_type: str = "v_prediction"  # or epsilon
     ema_decay: float = 0.9999         # the cap of the EMA decay, which warms up as 1 - (1 + step)^-3/4
     hflip: bool = False                # random horizontal flips: labels allow it, but they mirror the key light
     mixed_precision: str = DEFAULT_PRECISION  # auto | no | fp16 | bf16, checked by cddpm.device.choose_precision
@@ -89,9 +89,10 @@ class TrainConfig:
         elif isinstance(self.model, dict):
             self.model = ModelConfig(**self.model)
         self.data, self.out = str(self.data), str(self.out)
-        positive = {k: getattr(self, k) for k in ("batch_size", "grad_accum", "save_every", "keep", "log_every", "lr",
-                                                  "max_steps", "epochs", "minutes", "save_minutes")}
-        bad = [f"{k}={v}" for k, v in positive.items() if v is not None and not v > 0]  # None: not given
+        optional = ("max_steps", "epochs", "minutes", "save_minutes")  # None: not given
+        positive = ("batch_size", "grad_accum", "save_every", "keep", "log_every", "lr", *optional)
+        bad = [f"{k}={v}" for k, v in ((k, getattr(self, k)) for k in positive)
+               if not (v is None and k in optional or v is not None and v > 0)]
         if bad:
             raise ValueError(f"{', '.join(bad)} must be positive")
         if self.max_steps is not None and self.epochs is not None:
@@ -106,6 +107,7 @@ class TrainConfig:
             raise ValueError(f"seed={self.seed} must be an integer from 0 to {2**32 - 1} (--seed)")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay={self.ema_decay} must lie in [0, 1), e.g. 0.9999")
+        check_prediction_type(self.prediction_type)
         if self.hflip and self.model.crop:
             raise ValueError("hflip=True with a crop model would mirror the crop but not its position channels; "
                              "leave --hflip out")
@@ -121,7 +123,7 @@ def load_config(run: str | Path) -> TrainConfig:
     unknown = sorted(set(stored["train"]) - {f.name for f in dataclasses.fields(TrainConfig)})
     if unknown:
         raise ValueError(f"{Path(run) / 'config.json'} has unknown training settings {unknown} (written by another "
-                         "cddpm version?); restore it from a copy, or train a new --out")
+                         "cddpm version?); use the version that wrote it, or train a new run")
     return TrainConfig(**{**stored["train"], "model": stored["model"], "data": stored["data"], "out": str(run)})
 
 
@@ -225,7 +227,7 @@ class Trainer:
         self.accelerator = acc = accelerator or make_accelerator(config)
         if config.model.layout and boxes is None:
             boxes = layout_boxes(images, parents, acc)
-        self.batches = Batches(config, images, labels, acc, parents, boxes)
+        self.batches = Batches(config, images, labels, acc, parents, boxes if config.model.layout else None)
         self.per_epoch = self.batches.per_epoch
         self.total_steps = config.max_steps or max(1, math.ceil(config.epochs * self.per_epoch / config.grad_accum))
         torch.manual_seed(config.seed)  # the same initial weights on every process
@@ -411,7 +413,8 @@ def _starting_point(config: TrainConfig, dataset: dict) -> Path | None:
         raise FileExistsError(f"{run} already holds a training run; pass --resume to continue it or choose another --out")
     diffs = _mismatches(runs.read_config(run), config, dataset)
     if diffs:
-        raise ValueError(f"cannot resume {run}: {'; '.join(diffs)}; use the run's settings or train a new --out")
+        raise ValueError(f"cannot resume {run}: {'; '.join(diffs)}; use the run's settings (a field it lacks: the cddpm "
+                         "version that wrote it) or train a new --out")
     found = runs.checkpoints(run)
     return found[-1] if found else None
 

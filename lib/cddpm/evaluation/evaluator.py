@@ -95,7 +95,7 @@ def check_images(images: torch.Tensor) -> None:
 
 
 class Evaluator:
-    """A ResNet18 evaluator: ``scores`` for accuracy, ``__call__`` for differentiable logits (guidance)."""
+    """A ResNet18 evaluator: ``scores`` for accuracy, ``__call__`` for differentiable logits (training)."""
 
     def __init__(self, network: nn.Module, device: str | torch.device = "cpu", path: str | os.PathLike | None = None,
                  trained_on: str | None = None):
@@ -104,7 +104,7 @@ class Evaluator:
         self.path = None if path is None else Path(path)
         self.trained_on = trained_on  # the train.json hash it learned (provenance.mapping_sha); None: not recorded
         # views sharing its parameters: up to the global average pool (the (N, 512) features fc reads), and without
-        # the final Sigmoid (logits for BCE and guidance)
+        # the final Sigmoid (logits for BCE)
         self._pooled = nn.Sequential(*list(self.network.children())[:-1], nn.Flatten(1))
         self._logits = nn.Sequential(self._pooled, self.network.fc[0])
 

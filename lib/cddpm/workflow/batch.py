@@ -130,8 +130,10 @@ def _already_done(batch: Batch, combos: list[dict]) -> set[str]:
         now = {**wanted, "conditions_sha1": conditions[combo["split"]]}
         other = [k.split("_")[0] for k, v in now.items() if record.get(k) != v]
         if other:
-            raise FileExistsError(f"{path.parent} holds samples of another {' and '.join(other)} than this batch's; "
-                                  "pass --force to sample it again, or choose another --name or --outputs")
+            what = (f"of another {' and '.join(other)} than this batch's" if now.keys() & record.keys() else
+                    "that record no run, evaluator or conditions")
+            raise FileExistsError(f"{path.parent} holds samples {what}; pass --force to sample it again, or choose "
+                                  "another --name or --outputs")
         done.add(combo["tag"])
     return done
 
