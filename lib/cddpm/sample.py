@@ -1,4 +1,5 @@
-"""Sampling: diffusers samplers of the run's training schedule, classifier-free guidance, the course outputs; image i draws all its noise from a generator seeded by (seed, i) (docs/training-and-sampling.md)."""
+"""Sampling: diffusers samplers of the run's training schedule, classifier-free guidance, the course outputs;
+image i draws all its noise from a generator seeded by (seed, i) (docs/training-and-sampling.md)."""
 from __future__ import annotations
 
 import math
@@ -493,7 +494,7 @@ def add_to_image(run: str | os.PathLike, image: str | os.PathLike, labels: Seque
     check_boxes(model, [labels], rows)
     schedule = make_sampler(request.sampler, config["scheduler"], request.steps)
     out = prepare_out(out, image.stem)
-    images, wall = _timed(model, schedule, [labels], request, True, boxes=rows, start=start)
+    images, wall = _timed(model, schedule, [labels], request, progress=True, boxes=rows, start=start)
     save_images(images, out / "images" / image.stem)
     metrics = dict(image=str(image.resolve()), added=labels, boxes=rows and rows[0], n=1, run=str(run),
                    checkpoint=folder.name, ema=ema, sampler=request.sampler, steps=schedule.num_inference_steps,

@@ -178,7 +178,8 @@ class Evaluator:
     def _run(self, view: nn.Module, images: torch.Tensor, batch_size: int) -> torch.Tensor:
         self.network.eval()
         with torch.inference_mode():  # split gives an empty batch one empty chunk: (0, width) out
-            return torch.cat([view(chunk.to(self.device, torch.float32)).float().cpu() for chunk in images.split(batch_size)])
+            return torch.cat([view(chunk.to(self.device, torch.float32)).float().cpu()
+                              for chunk in images.split(batch_size)])
 
 
 # --- metrics on images and folders ---------------------------------------------------------------
