@@ -402,8 +402,17 @@ def test_a_run_written_before_a_field_existed_is_refused_in_one_line(tmp_path, d
     del stored["model"]["layout"], stored["train"]["hflip"]  # as an older cddpm wrote it
     path.write_text(json.dumps(stored))
     with pytest.raises(ValueError, match=r"cannot resume .*: model\.layout \(run unset, now False\); "
-                                         r"train\.hflip \(run unset, now False\); use the run's settings \(a field it lacks: the cddpm version"):
+                                         r"train\.hflip \(run unset, now False\); use the run's settings "
+                                         r"\(a field it lacks: the cddpm version"):
         train(dataclasses.replace(first, resume=True, max_steps=3))
+
+
+def test_a_resume_with_another_fixed_training_setting_is_refused_and_a_resumable_one_is_taken(tmp_path, data):
+    first = config(data, tmp_path / "run", max_steps=2)
+    train(first)
+    with pytest.raises(ValueError, match=r"cannot resume .*: train\.hflip \(run False, now True\); use the run's"):
+        train(dataclasses.replace(first, resume=True, max_steps=4, hflip=True))
+    assert train(dataclasses.replace(first, resume=True, max_steps=3, log_every=1))["step"] == 3
 
 
 def test_a_run_of_cddpm_0_1_0_is_refused_in_one_line(tmp_path, data, capsys):
